@@ -1,0 +1,26 @@
+"""`llem-harness` command line (runs inside the container, or natively with the local runner)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from llem_harness import __version__
+from llem_harness.config import ExperimentConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llem-harness", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llem-harness {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("schema", help="print the ExperimentConfig JSON schema")
+    args = parser.parse_args(argv)
+    if args.command == "schema":
+        json.dump(ExperimentConfig.model_json_schema(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

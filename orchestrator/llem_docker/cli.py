@@ -1,0 +1,191 @@
+"""`llem-docker` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from llem_docker.errors import ConfigError, LlemError
+from llem_docker.expand import StudyPlan, plan_study
+from llem_docker.loader import load_study
+from llem_docker.plan_view import estimate, print_plan, print_plan_json
+from llem_docker.settings import RunnerSpec, Settings
+from llem_docker.study import ExecutionConfig, StudyConfig
+from llem_harness import __version__
+
+app = typer.Typer(
+    name="llem-docker",
+    help="Formal, multi-backend LLM inference energy benchmarks in ephemeral containers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=False)
+err = Console(stderr=True)
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {"n_cycles": 1, "cycle_order": "sequential", "no_gaps": True},
+    "standard": {"n_cycles": 3, "cycle_order": "interleaved", "no_gaps": False},
+    "publication": {"n_cycles": 5, "cycle_order": "shuffled", "no_gaps": False},
+}
+CONFIRM_ABOVE = 500
+
+
+def effective_execution(
+    study: StudyConfig, profile: str | None, cycles: int | None, order: str | None
+) -> ExecutionConfig:
+    """CLI defaults (standard profile) < study `execution:` < --profile < --cycles/--order."""
+    values: dict[str, Any] = {k: v for k, v in PROFILES["standard"].items() if k != "no_gaps"}
+    if study.execution is not None:
+        values.update({k: getattr(study.execution, k) for k in study.execution.model_fields_set})
+    if profile is not None:
+        values.update({k: v for k, v in PROFILES[profile].items() if k != "no_gaps"})
+    if cycles is not None:
+        values["n_cycles"] = cycles
+    if order is not None:
+        values["cycle_order"] = order
+    return ExecutionConfig.model_validate(values)
+
+
+@app.command()
+def run(
+    study_file: Path = typer.Argument(..., help="study or experiment YAML file"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show the plan; run nothing"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    runner: str | None = typer.Option(
+        None,
+        "--runner",
+        help="runner for all backends (local | docker | docker:<image> | apptainer:<sif>)",
+    ),
+    cycles: int | None = typer.Option(None, "--cycles", min=1, help="number of cycles"),
+    order: str | None = typer.Option(None, "--order", help="sequential | interleaved | shuffled"),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="quick (1 cycle, no gaps) | standard (3, interleaved) | publication (5, shuffled)",
+    ),
+    no_gaps: bool = typer.Option(False, "--no-gaps", help="no thermal gaps between runs"),
+    results_dir: str | None = typer.Option(None, "--results-dir", help="where results go"),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help=f"confirm plans above {CONFIRM_ABOVE} runs"
+    ),
+) -> None:
+    """Run a study (or show its plan with --dry-run)."""
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(
+            f"unknown profile `{profile}`",
+            source="--profile",
+            fix=f"use one of {', '.join(PROFILES)}",
+        )
+    if order is not None and order not in ("sequential", "interleaved", "shuffled"):
+        raise ConfigError(
+            f"unknown cycle order `{order}`",
+            source="--order",
+            fix="use sequential, interleaved or shuffled",
+        )
+    study = load_study(study_file)
+    execution = effective_execution(study, profile, cycles, order)
+    gaps_off = no_gaps or bool(profile and PROFILES[profile]["no_gaps"])
+    settings = Settings.load(cli_runner=runner, results_dir=results_dir, no_gaps=gaps_off)
+    plan = plan_study(study, execution)
+    runners = settings.runners(sorted(plan.counts()))
+    if dry_run:
+        _show_plan(plan, runners, settings, as_json)
+        return
+    if len(plan.runs) > CONFIRM_ABOVE and not yes:
+        raise ConfigError(
+            f"the plan has {len(plan.runs)} runs (more than {CONFIRM_ABOVE})",
+            source=study_file,
+            fix="check it with --dry-run, then pass --yes",
+        )
+    raise LlemError(
+        "running studies is not implemented yet in this version; use --dry-run to inspect the plan"
+    )
+
+
+def _show_plan(
+    plan: StudyPlan, runners: dict[str, RunnerSpec], settings: Settings, as_json: bool
+) -> None:
+    if as_json:
+        print_plan_json(plan, runners)
+        return
+    config_gap = float(settings.value("execution.config_gap_seconds"))
+    cycle_gap = float(settings.value("execution.cycle_gap_seconds"))
+    timeout = float(settings.value("execution.experiment_timeout_seconds"))
+    est = estimate(plan, runners, config_gap, cycle_gap, timeout)
+    print_plan(out, plan, runners, est, config_gap, cycle_gap)
+    if len(plan.runs) > CONFIRM_ABOVE:
+        out.print(f"[yellow]more than {CONFIRM_ABOVE} runs: a real run needs --yes[/yellow]")
+
+
+@app.command()
+def config(
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    runner: str | None = typer.Option(None, "--runner", help="as for `run`"),
+) -> None:
+    """Print every resolved setting and where it came from."""
+    settings = Settings.load(cli_runner=runner)
+    rows: list[tuple[str, Any, str]] = [
+        (
+            "user config file",
+            str(settings.config_path),
+            settings.config_path_rule + ("" if settings.config_path.exists() else " (not present)"),
+        ),
+    ]
+    for backend, spec in settings.runners().items():
+        rows.append((f"runners.{backend}", spec.label, spec.source))
+        if spec.kind == "docker":
+            rows.append((f"images.{backend}", spec.target, spec.target_source or spec.source))
+    rows += [(k, settings.value(k), settings.source(k)) for k in settings.scalar_keys()]
+    rows.append(
+        (
+            "env HF_TOKEN",
+            "set (hidden)" if settings.env.get("HF_TOKEN") else "not set",
+            "environment",
+        )
+    )
+    if as_json:
+        print(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows], indent=2))
+        return
+    table = Table(title="llem-docker settings", title_justify="left")
+    for col in ("key", "value", "source"):
+        table.add_column(col)
+    for k, v, s in rows:
+        table.add_row(k, str(v), s)
+    out.print(table)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"llem-docker {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """llem-docker: formal LLM inference energy benchmarks."""
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except LlemError as exc:
+        err.print(
+            f"[bold red]error:[/bold red] {escape(exc.render())}", highlight=False, soft_wrap=True
+        )
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""User config: machine-local settings (HOW to run). Missing file is fine.
+
+Location: $LLEM_CONFIG, else $XDG_CONFIG_HOME/llenergymeasure/config.yaml,
+else ~/.config/llenergymeasure/config.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llem_docker.errors import ConfigError
+from llem_docker.secrets import check_no_secrets
+from llem_docker.yamlsrc import format_key, load_yaml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputSettings(_Strict):
+    results_dir: str = "./results"
+    model_cache_dir: str = "~/.cache/huggingface"
+
+
+class MeasurementSettings(_Strict):
+    energy_backend: Literal["auto", "nvml", "zeus", "none"] = "auto"
+    sample_interval_ms: int = Field(100, ge=10, le=60_000)
+    carbon_intensity_gco2_kwh: float = Field(400.0, ge=0.0)
+    datacenter_pue: float = Field(1.0, ge=1.0, le=5.0)
+    co2_backend: Literal["formula", "codecarbon"] = "formula"
+
+
+class ExecutionSettings(_Strict):
+    config_gap_seconds: float = Field(60.0, ge=0.0)
+    cycle_gap_seconds: float = Field(300.0, ge=0.0)
+    experiment_timeout_seconds: float = Field(3600.0, gt=0.0)
+    max_consecutive_failures: int = Field(3, ge=1)
+
+
+class DockerSettings(_Strict):
+    gpus: str | list[int] = Field("all", description="all | none | list of GPU indices")
+    shm_size: str | None = Field("16g", description="None means ipc=host")
+    hf_hub_offline: bool = False
+
+
+class UserConfig(_Strict):
+    runners: dict[Literal["pytorch", "vllm", "tensorrt"], str] = Field(default_factory=dict)
+    images: dict[Literal["pytorch", "vllm", "tensorrt"], str] = Field(default_factory=dict)
+    output: OutputSettings = OutputSettings()
+    measurement: MeasurementSettings = MeasurementSettings()
+    execution: ExecutionSettings = ExecutionSettings()
+    docker: DockerSettings = DockerSettings()
+
+
+def user_config_path(env: Mapping[str, str] | None = None) -> tuple[Path, str]:
+    """Where the user config lives, and which rule chose it."""
+    env = os.environ if env is None else env
+    if env.get("LLEM_CONFIG"):
+        return Path(env["LLEM_CONFIG"]).expanduser(), "env LLEM_CONFIG"
+    if env.get("XDG_CONFIG_HOME"):
+        return Path(env["XDG_CONFIG_HOME"]) / "llenergymeasure" / "config.yaml", "XDG_CONFIG_HOME"
+    return Path("~/.config/llenergymeasure/config.yaml").expanduser(), "default location"
+
+
+def load_user_config(path: Path, *, required: bool = False) -> tuple[UserConfig, set[str]]:
+    """The config and the dotted keys the file actually set (for `llem-docker config`)."""
+    if not path.exists():
+        if required:
+            raise ConfigError("file not found", source=path, fix="create it or unset LLEM_CONFIG")
+        return UserConfig(), set()
+    doc = load_yaml(path)
+    check_no_secrets(doc)
+    data = doc.data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "the top level must be a mapping",
+            source=path,
+            fix="see the user config example in the README",
+        )
+    try:
+        config = UserConfig.model_validate(data)
+    except ValidationError as exc:
+        from llem_docker.loader import describe_error
+
+        err = exc.errors()[0]
+        key = tuple(err["loc"])
+        message, fix = describe_error(err)
+        if err["type"] == "extra_forbidden" and len(key) == 1:
+            fix = f"valid sections are {', '.join(UserConfig.model_fields)}"
+        raise ConfigError(
+            message, source=path, key=format_key(key), line=doc.line(key), fix=fix
+        ) from None
+    set_keys: set[str] = set()
+    for k, v in data.items():
+        set_keys |= {f"{k}.{sub}" for sub in v} if isinstance(v, dict) else {str(k)}
+    return config, set_keys

@@ -1,0 +1,141 @@
+"""`llem-docker run --dry-run`: the table, the JSON plan, profiles and flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.unit.cliutil import invoke
+
+DESIGN = str(REPO / "examples" / "design-example.yaml")
+
+
+def plan(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> list[dict[str, object]]:
+    r = invoke(capsys, monkeypatch, "run", *args, "--dry-run", "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert isinstance(data, list)
+    return data
+
+
+def test_dry_run_table(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    r = invoke(capsys, monkeypatch, "run", DESIGN, "--dry-run")
+    assert r.code == 0, r.err
+    assert "13 configs × 3 cycles = 39 runs" in r.out
+    assert "pytorch: 7 configs / 21 runs" in r.out and "vllm: 6 configs / 18 runs" in r.out
+    assert "pytorch.attn_implementation" in r.out and "vllm.max_num_seqs" in r.out
+    assert "estimated wall time" in r.out and "gaps 46m" in r.out
+
+
+def test_dry_run_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = plan(capsys, monkeypatch, DESIGN)
+    assert len(runs) == 39
+    assert [r["cycle"] for r in runs[:14]] == [1] * 13 + [2]  # interleaved
+    first = runs[0]
+    assert first["runner"] == {
+        "kind": "docker",
+        "target": "llenergymeasure/pytorch:0.1.0",
+        "spec": "docker:llenergymeasure/pytorch:0.1.0",
+        "source": "default",
+    }
+    assert first["config"]["pytorch"]["attn_implementation"] == "sdpa"  # type: ignore[index]
+    assert first["config"]["vllm"] is None  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("args", "n_runs", "order"),
+    [
+        ((), 39, "interleaved"),
+        (("--profile", "quick"), 13, "sequential"),
+        (("--profile", "publication"), 65, "shuffled"),
+        (("--cycles", "2"), 26, "interleaved"),
+        (("--profile", "publication", "--cycles", "2"), 26, "shuffled"),
+        (("--order", "sequential"), 39, "sequential"),
+    ],
+)
+def test_profiles_and_flags(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    n_runs: int,
+    order: str,
+) -> None:
+    runs = plan(capsys, monkeypatch, DESIGN, *args)
+    assert len(runs) == n_runs
+    n_cycles = n_runs // 13
+    cycles = [r["cycle"] for r in runs]
+    hashes = [r["config_hash"] for r in runs]
+    declared = [r["config_hash"] for r in plan(capsys, monkeypatch, DESIGN, "--cycles", "1")]
+    if order == "sequential":
+        assert cycles == list(range(1, n_cycles + 1)) * 13
+        assert hashes[::n_cycles] == declared
+    else:
+        assert cycles == [c for c in range(1, n_cycles + 1) for _ in range(13)]
+        blocks = [hashes[i * 13 : (i + 1) * 13] for i in range(n_cycles)]
+        assert all(sorted(b) == sorted(declared) for b in blocks)
+        if order == "interleaved":
+            assert all(b == declared for b in blocks)
+        else:
+            assert any(b != declared for b in blocks)
+
+
+def test_cli_default_without_execution_block(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("model: m\nbackend: pytorch\nsweep: {batch_size: [1, 2]}\n")
+    runs = plan(capsys, monkeypatch, str(f))
+    assert len(runs) == 6 and [r["cycle"] for r in runs] == [1, 1, 2, 2, 3, 3]
+
+
+def test_runner_flag_and_env_in_plan(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_RUNNER_VLLM", "apptainer:/scratch/v.sif")
+    runs = plan(capsys, monkeypatch, DESIGN, "--runner", "local")
+    by_backend = {r["backend"]: r["runner"] for r in runs}
+    assert by_backend["pytorch"]["spec"] == "local"  # type: ignore[index]
+    assert by_backend["vllm"]["spec"] == "apptainer:/scratch/v.sif"  # type: ignore[index]
+
+
+def test_two_local_backends_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = invoke(capsys, monkeypatch, "run", DESIGN, "--dry-run", "--runner", "local")
+    assert r.code == 2 and "LLEM_RUNNER_VLLM=docker" in " ".join(r.err.split())
+
+
+def test_big_plan_needs_yes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "big.yaml"
+    f.write_text(
+        "model: m\nbackend: pytorch\nsweep:\n  batch_size: ["
+        + ", ".join(str(i) for i in range(1, 202))
+        + "]\n"
+    )
+    r = invoke(capsys, monkeypatch, "run", str(f), "--dry-run")
+    assert r.code == 0 and "603 runs" in r.out and "needs --yes" in r.out
+    r = invoke(capsys, monkeypatch, "run", str(f))
+    assert r.code == 2 and "--yes" in r.err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--profile", "slow"), ("--order", "random"), ("--runner", "podman")]
+)
+def test_bad_flags_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, flag: str, value: str
+) -> None:
+    r = invoke(capsys, monkeypatch, "run", DESIGN, "--dry-run", flag, value)
+    assert r.code == 2 and flag in r.err and "Traceback" not in r.err
+
+
+def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    r = invoke(capsys, monkeypatch, "--version")
+    assert r.code == 0 and r.out.strip() == "llem-docker 0.1.0"
