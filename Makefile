@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# CPU build; on these machines pip takes it from a local wheel.
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: setup test unit lint bench clean
 
@@ -10,7 +12,7 @@ setup: $(BIN)/llem-docker
 $(BIN)/llem-docker: pyproject.toml harness/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./harness -e '.[dev]'
+	$(BIN)/pip install --quiet -e './harness[measure,pytorch]' -e '.[dev]' 'torch==$(TORCH_VERSION)'
 	@touch $@
 
 test: setup lint

@@ -15,7 +15,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"llem-harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("schema", help="print the ExperimentConfig JSON schema")
+    sub.add_parser("fingerprint", help="print the exchange schema fingerprint")
+    run = sub.add_parser("run", help="run the experiment described by RUN_DIR/experiment.json")
+    run.add_argument("run_dir", help="run directory (mounted at /llem/run in containers)")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        from llem_harness.run import run_experiment
+
+        return run_experiment(args.run_dir)
+    if args.command == "fingerprint":
+        from llem_harness.contract import schema_fingerprint
+
+        print(schema_fingerprint())
+        return 0
     if args.command == "schema":
         json.dump(ExperimentConfig.model_json_schema(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llem_docker.errors import ConfigError
 from llem_docker.secrets import check_no_secrets
 from llem_docker.yamlsrc import format_key, load_yaml
+from llem_harness.contract import MeasurementSettings
 
 
 class _Strict(BaseModel):
@@ -25,14 +26,6 @@ class _Strict(BaseModel):
 class OutputSettings(_Strict):
     results_dir: str = "./results"
     model_cache_dir: str = "~/.cache/huggingface"
-
-
-class MeasurementSettings(_Strict):
-    energy_backend: Literal["auto", "nvml", "zeus", "none"] = "auto"
-    sample_interval_ms: int = Field(100, ge=10, le=60_000)
-    carbon_intensity_gco2_kwh: float = Field(400.0, ge=0.0)
-    datacenter_pue: float = Field(1.0, ge=1.0, le=5.0)
-    co2_backend: Literal["formula", "codecarbon"] = "formula"
 
 
 class ExecutionSettings(_Strict):

@@ -1,0 +1,3 @@
+from llem_harness.cli import main
+
+raise SystemExit(main())

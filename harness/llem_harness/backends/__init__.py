@@ -1,0 +1,1 @@
+"""Inference backends; each is imported only when it runs."""

@@ -1,0 +1,70 @@
+"""Backend protocol: load a model, run full-length passes over token-id prompts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from llem_harness.config import ExperimentConfig
+
+
+@dataclass
+class PassResult:
+    """One pass over a set of prompts (a warmup batch, or the whole measured set)."""
+
+    input_tokens: int
+    output_tokens: int
+    # Per request, milliseconds. Empty when the backend could not time them.
+    ttft_ms: list[float] = field(default_factory=list)
+    itl_ms: list[float] = field(default_factory=list)
+    request_ms: list[float] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    name: str
+    latency_mode: str  # how ttft/itl were timed, recorded in the result
+
+    def version(self) -> str | None: ...
+
+    def load(self, cfg: ExperimentConfig, run_dir: Path) -> None:
+        """Build the engine; afterwards `tokenize` and `vocab_size` are usable."""
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+        """Generate exactly max_output_tokens for every prompt, batched as configured."""
+
+    def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
+        """The prompt groups one warmup pass runs: every shape the measured pass will see."""
+
+    def synchronize(self) -> None:
+        """Wait until the device has finished all queued work (window edges)."""
+
+    def peak_memory_mb(self) -> tuple[float | None, str | None]: ...
+
+    def details(self) -> dict[str, Any]:
+        """Engine settings worth recording (cache implementation, attention, device…)."""
+
+    def close(self) -> None: ...
+
+
+def gpus_needed(cfg: ExperimentConfig) -> int:
+    """How many GPUs (CUDA ordinals 0..n-1) the experiment runs on: all tensor-parallel ranks."""
+    if cfg.backend == "vllm" and cfg.vllm is not None:
+        return cfg.vllm.tensor_parallel_size
+    if cfg.backend == "tensorrt" and cfg.tensorrt is not None:
+        return cfg.tensorrt.tp_size
+    return 1
+
+
+def get_backend(name: str) -> Backend:
+    """Import a backend only when it runs."""
+    if name == "pytorch":
+        from llem_harness.backends.pytorch import PyTorchBackend
+
+        return PyTorchBackend()
+    raise ValueError(f"backend `{name}` is not available in this harness build")

@@ -1,0 +1,226 @@
+"""PyTorch/transformers backend: `generate` with left padding and a fixed output length."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from llem_harness.backends.base import PassResult
+from llem_harness.config import ExperimentConfig, PyTorchOptions
+from llem_harness.models import PAD_ID, byte_tokenize, shipped_config
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model is neither shipped, nor a local path, nor in the HF cache."""
+
+
+class _StepTimer:
+    """A transformers streamer that stamps the host time at which each token arrives.
+
+    `generate` hands every new token to `put` after copying it to the host, which waits for
+    the device, so the stamps are when the tokens really exist. The first `put` is the prompt.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.stamps: list[float] = []
+
+    def put(self, value: Any) -> None:
+        self.calls += 1
+        if self.calls > 1:
+            self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+class PyTorchBackend:
+    name = "pytorch"
+    latency_mode = "streamer_per_batch"
+
+    def __init__(self) -> None:
+        self.cfg: ExperimentConfig | None = None
+        self.opts = PyTorchOptions()
+        self.model: Any = None
+        self.device: Any = None
+        self._tokenizer: Any = None
+        self._vocab = 0
+        self._pad = PAD_ID
+
+    def version(self) -> str | None:
+        import transformers
+
+        return str(transformers.__version__)
+
+    # -- loading -----------------------------------------------------------------------
+    def load(self, cfg: ExperimentConfig, run_dir: Path) -> None:
+        import torch
+        import transformers
+
+        self.cfg = cfg
+        self.opts = cfg.pytorch or PyTorchOptions()
+        torch.manual_seed(cfg.random_seed)
+        self.device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        dtype = getattr(torch, DTYPES[cfg.precision])
+        kwargs: dict[str, Any] = {"attn_implementation": self.opts.attn_implementation}
+        if cfg.weights == "dummy":
+            config = self._dummy_config(cfg.model)
+            with self.device:  # random init straight on the device: seconds, not minutes
+                model = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+                    config, dtype=dtype, **kwargs
+                )
+            self._vocab = int(config.vocab_size)
+        else:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            try:
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    cfg.model, dtype=dtype, local_files_only=offline, **kwargs
+                )
+                self._tokenizer = transformers.AutoTokenizer.from_pretrained(
+                    cfg.model, local_files_only=offline
+                )
+            except OSError as exc:
+                raise ModelNotFoundError(
+                    f"cannot load `{cfg.model}` with weights: pretrained: {exc}. It must be in "
+                    "the Hugging Face cache (output.model_cache_dir) or reachable online; "
+                    "for a hardware-cost measurement without weights use `weights: dummy`"
+                ) from exc
+            self._vocab = int(model.config.vocab_size)
+            self._pad = self._tokenizer.pad_token_id
+            if self._pad is None:
+                self._pad = self._tokenizer.eos_token_id or 0
+        model.eval()
+        model.to(self.device)
+        if self.opts.torch_compile:
+            model.forward = torch.compile(model.forward)
+        self.model = model
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _dummy_config(self, model_id: str) -> Any:
+        import transformers
+
+        shipped = shipped_config(model_id)
+        if shipped is not None:
+            data = dict(shipped)
+            return transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+        try:
+            return transformers.AutoConfig.from_pretrained(model_id, local_files_only=True)
+        except OSError as exc:
+            from llem_harness.models import SHIPPED
+
+            raise ModelNotFoundError(
+                f"no config for `{model_id}`: it is not shipped ({', '.join(SHIPPED)}) and "
+                "not in the local Hugging Face cache"
+            ) from exc
+
+    def tokenize(self, text: str) -> list[int]:
+        if self._tokenizer is None:
+            return [t % self._vocab for t in byte_tokenize(text)]
+        ids: list[int] = self._tokenizer(text, add_special_tokens=True)["input_ids"]
+        return ids
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab
+
+    # -- generation --------------------------------------------------------------------
+    def _batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
+        assert self.cfg is not None
+        size = self.cfg.batch_size
+        return [prompts[i : i + size] for i in range(0, len(prompts), size)]
+
+    def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
+        batches = self._batches(prompts)
+        shapes: dict[tuple[int, int], list[list[int]]] = {}
+        for b in batches:  # one batch of every (batch size, padded length) the pass will run
+            shapes.setdefault((len(b), max(len(p) for p in b)), b)
+        return list(shapes.values())
+
+    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+        assert self.cfg is not None
+        result = PassResult(input_tokens=0, output_tokens=0)
+        for batch in self._batches(prompts):
+            self._generate_batch(batch, result, timed)
+        return result
+
+    def _generate_batch(self, batch: list[list[int]], result: PassResult, timed: bool) -> None:
+        import torch
+
+        assert self.cfg is not None
+        width = max(len(p) for p in batch)
+        ids = torch.full((len(batch), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, prompt in enumerate(batch):  # left padding
+            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
+        n_out = self.cfg.max_output_tokens
+        d = self.cfg.decoding
+        timer = _StepTimer() if timed else None
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": n_out,
+            "min_new_tokens": n_out,  # fixed output length: EOS cannot end a sequence early
+            "do_sample": d.temperature > 0,
+            "pad_token_id": self._pad,
+            "cache_implementation": self.opts.cache_implementation,
+            "repetition_penalty": d.repetition_penalty,
+        }
+        if d.temperature > 0:
+            kwargs.update(temperature=d.temperature, top_p=d.top_p, top_k=d.top_k or None)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=ids, attention_mask=mask, streamer=timer, **kwargs)
+        self.synchronize()
+        end = time.perf_counter()
+        produced = int(out.shape[1] - width)
+        if produced != n_out:
+            raise RuntimeError(f"generate produced {produced} tokens per sequence, not {n_out}")
+        result.input_tokens += sum(len(p) for p in batch)
+        result.output_tokens += produced * len(batch)
+        if timer is not None and timer.stamps:
+            ttft = (timer.stamps[0] - start) * 1000
+            gaps = [(b - a) * 1000 for a, b in zip(timer.stamps, timer.stamps[1:], strict=False)]
+            for _ in batch:  # static batching: every sequence of the batch shares the stamps
+                result.ttft_ms.append(ttft)
+                result.itl_ms.extend(gaps)
+                result.request_ms.append((end - start) * 1000)
+
+    def synchronize(self) -> None:
+        import torch
+
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def peak_memory_mb(self) -> tuple[float | None, str | None]:
+        import torch
+
+        if self.device is None or self.device.type != "cuda":
+            return None, "no CUDA device: peak GPU memory is not measurable on the CPU"
+        return torch.cuda.max_memory_allocated(self.device) / 2**20, None
+
+    def details(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "device": str(self.device),
+            "torch_version": torch.__version__,
+            "attn_implementation": self.opts.attn_implementation,
+            "cache_implementation": self.opts.cache_implementation,
+            "torch_compile": self.opts.torch_compile,
+            "padding_side": "left",
+        }
+
+    def close(self) -> None:
+        import gc
+
+        import torch
+
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

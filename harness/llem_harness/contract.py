@@ -1,0 +1,225 @@
+"""The exchange contract between host and harness: public API, versioned.
+
+One directory per run, mounted at /llem/run:
+  experiment.json     (orchestrator) RunRequest: the effective config + run identity + settings
+  result.json         (harness, atomic) ExperimentResult
+  error.json          (harness, atomic) ErrorInfo
+  timeseries.parquet  (harness) one row per power sample
+  container.log       (orchestrator) the process's stdout+stderr
+Progress goes to stdout as JSON lines: {"event": "phase", "phase": "load", ...}.
+See docs/exchange-contract.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llem_harness.config import ExperimentConfig
+
+SCHEMA_VERSION = "1.0"
+EXPERIMENT_FILE = "experiment.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.json"
+TIMESERIES_FILE = "timeseries.parquet"
+LOG_FILE = "container.log"
+Phase = Literal["config", "baseline", "load", "warmup", "measure", "write"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MeasurementSettings(_Model):
+    """How to measure on this machine (user config `measurement:`), passed to the harness."""
+
+    energy_backend: Literal["auto", "nvml", "zeus", "none"] = "auto"
+    sample_interval_ms: int = Field(100, ge=10, le=60_000)
+    carbon_intensity_gco2_kwh: float = Field(400.0, ge=0.0)
+    datacenter_pue: float = Field(1.0, ge=1.0, le=5.0)
+    co2_backend: Literal["formula", "codecarbon"] = "formula"
+    baseline_seconds: float = Field(5.0, ge=0.0, le=600.0)
+
+
+class RunnerInfo(_Model):
+    type: str
+    image: str | None = None
+    image_digest: str | None = None
+
+
+class RunIdentity(_Model):
+    study_name: str
+    study_id: str  # the results folder name: <study>_<UTC>
+    design_hash: str
+    run_id: str
+    index: int
+    cycle: int
+    config_hash: str
+
+
+class RunRequest(_Model):
+    """Content of experiment.json."""
+
+    schema_version: str = SCHEMA_VERSION
+    config: ExperimentConfig
+    run: RunIdentity
+    measurement: MeasurementSettings = MeasurementSettings()
+    runner: RunnerInfo = RunnerInfo(type="local")
+
+
+class ErrorInfo(_Model):
+    """Content of error.json: preferred over parsing logs."""
+
+    schema_version: str = SCHEMA_VERSION
+    type: str
+    message: str
+    traceback: str
+    phase: Phase
+
+
+class Stats(_Model):
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+    n: int
+
+
+class Latency(_Model):
+    ttft_ms: Stats | None = None
+    itl_ms: Stats | None = None
+    request_ms: Stats | None = None
+    mode: str | None = None
+    unavailable_reason: str | None = None
+
+
+class Energy(_Model):
+    total_j: float | None = None
+    adjusted_j: float | None = None
+    baseline_power_w: float | None = None
+    per_device_j: dict[str, float] | None = None
+    method: str | None = None
+    unavailable_reason: str | None = None
+
+
+class CO2(_Model):
+    kg: float | None = None
+    method: str | None = None
+    carbon_intensity_gco2_kwh: float | None = None
+    pue: float | None = None
+    unavailable_reason: str | None = None
+
+
+class Memory(_Model):
+    peak_mb: float | None = None
+    unavailable_reason: str | None = None
+
+
+class Tokens(_Model):
+    input: int
+    output: int
+
+
+class Warmup(_Model):
+    runs: int
+    converged: bool
+    final_cv: float | None
+    threshold: float
+    throughputs: list[float]
+
+
+class ExperimentResult(_Model):
+    """Content of result.json."""
+
+    schema_version: str = SCHEMA_VERSION
+    experiment_id: str
+    run: RunIdentity
+    config: ExperimentConfig
+    config_hash: str
+    backend: str
+    backend_version: str | None
+    backend_details: dict[str, Any] = Field(default_factory=dict)
+    model: str
+    runner: RunnerInfo
+    started_at: str
+    ended_at: str
+    tokens: Tokens
+    duration_s: float
+    throughput_tokens_per_s: float
+    energy: Energy
+    energy_per_output_token_j: float | None
+    latency: Latency
+    memory: Memory
+    co2: CO2
+    warmup: Warmup
+    measurement: MeasurementSettings
+    timeseries: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+def schema_fingerprint() -> str:
+    """Hash of the exchange schema; images carry it as a label for the host's handshake."""
+    parts = {m.__name__: m.model_json_schema() for m in (RunRequest, ExperimentResult, ErrorInfo)}
+    blob = json.dumps({"version": SCHEMA_VERSION, "schemas": parts}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file, or the whole new one, never a part."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One progress event as a JSON line on stdout, for the host's display."""
+    sys.stdout.write(json.dumps({"event": event, "t": round(time.time(), 3), **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def standalone_request(
+    config: ExperimentConfig,
+    *,
+    run_id: str = "standalone",
+    index: int = 1,
+    measurement: MeasurementSettings | None = None,
+) -> RunRequest:
+    """A RunRequest for running the harness without a study (benchmarks, GPU tests)."""
+    return RunRequest(
+        config=config,
+        run=RunIdentity(
+            study_name="standalone",
+            study_id="standalone",
+            design_hash="-",
+            run_id=run_id,
+            index=index,
+            cycle=1,
+            config_hash=config.config_hash(),
+        ),
+        measurement=measurement or MeasurementSettings(),
+    )

@@ -1,0 +1,355 @@
+"""NVML energy meter: the total-energy counter at the window edges, plus a sampler thread.
+
+pynvml (package nvidia-ml-py) is imported only when a session opens; every NVML-using
+object accepts an `nvml` module argument so that tests can drive it with a fake.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from llem_harness.energy.base import Sample, WindowReading
+from llem_harness.energy.timeseries import (
+    power_integral_per_gpu,
+    throttle_bits,
+    window_warnings,
+)
+
+MIB = 1024.0 * 1024.0
+_UNSUPPORTED_ERRORS = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound")
+
+
+class NvmlSession:
+    """The process's single owner of NVML: a refcounted nvmlInit/nvmlShutdown."""
+
+    _lock = threading.Lock()
+    _refs = 0
+    _module: Any = None
+
+    @classmethod
+    def acquire(cls, nvml: Any = None) -> Any:
+        """nvmlInit on first use; returns the NVML module. Raises what nvmlInit raises."""
+        with cls._lock:
+            if nvml is None:
+                nvml = cls._module
+                if nvml is None:
+                    import pynvml
+
+                    nvml = pynvml
+            if cls._refs == 0:
+                nvml.nvmlInit()
+                cls._module = nvml
+            elif nvml is not cls._module:
+                raise RuntimeError("NVML is already open through another module object")
+            cls._refs += 1
+            return nvml
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            if cls._refs == 0:
+                return
+            cls._refs -= 1
+            if cls._refs == 0:
+                module, cls._module = cls._module, None
+                _call(module, "nvmlShutdown")
+
+    @classmethod
+    def refs(cls) -> int:
+        return cls._refs
+
+
+@contextmanager
+def nvml_session(nvml: Any = None) -> Iterator[Any]:
+    module = NvmlSession.acquire(nvml)
+    try:
+        yield module
+    finally:
+        NvmlSession.release()
+
+
+def _call(module: Any, fn: str, *args: Any) -> Any:
+    """One guarded NVML call: None when it fails or the function does not exist."""
+    try:
+        return getattr(module, fn)(*args)
+    except Exception:
+        return None
+
+
+def _scaled(value: Any, factor: float = 1.0) -> float | None:
+    return None if value is None else float(value) * factor
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def parse_visible_devices(spec: str, uuids: list[str]) -> list[int]:
+    """NVML indices named by a CUDA_VISIBLE_DEVICES value, given every device's UUID.
+
+    Follows CUDA: tokens are indices or (prefixes of) GPU UUIDs, and the list ends at the
+    first token naming no device. Integer tokens are taken as NVML (PCI bus) order, which is
+    CUDA's order only with CUDA_DEVICE_ORDER=PCI_BUS_ID or on a machine of one GPU model.
+    """
+    out: list[int] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if token.startswith("MIG-"):
+            raise ValueError(f"CUDA_VISIBLE_DEVICES names a MIG instance ({token}): unsupported")
+        if token.isdigit():
+            if int(token) >= len(uuids):
+                break
+            index = int(token)
+        else:
+            matches = [i for i, u in enumerate(uuids) if token and u.startswith(token)]
+            if not token.startswith("GPU-") or len(matches) != 1:
+                break
+            index = matches[0]
+        if index not in out:
+            out.append(index)
+    return out
+
+
+def visible_gpu_indices(nvml: Any = None, env: Mapping[str, str] | None = None) -> list[int]:
+    """NVML indices of the GPUs this process may use: CUDA_VISIBLE_DEVICES, or all if unset."""
+    spec = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES")
+    with nvml_session(nvml) as m:
+        count = int(m.nvmlDeviceGetCount())
+        if spec is None:
+            return list(range(count))
+        handles = [m.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        uuids = [_text(m.nvmlDeviceGetUUID(h)) or "" for h in handles]
+    return parse_visible_devices(spec, uuids)
+
+
+def _delta_j(begin_mj: float | None, end_mj: float | None) -> float | None:
+    return None if begin_mj is None or end_mj is None else (end_mj - begin_mj) / 1000.0
+
+
+class NvmlMeter:
+    """Energy from the NVML counter (power integral where unsupported), sampled timeseries."""
+
+    name = "nvml"
+
+    def __init__(
+        self,
+        gpu_indices: list[int],
+        sample_interval_ms: int,
+        *,
+        nvml: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        background: bool = True,  # False: no thread; samples come from sample_once() calls
+    ) -> None:
+        if not gpu_indices:
+            raise ValueError("NvmlMeter needs at least one GPU index")
+        self.gpu_indices = list(gpu_indices)
+        self.interval_s = sample_interval_ms / 1000.0
+        self.baseline_power_w: float | None = None
+        self.last_throttle_bits = 0  # non-benign clocks-event bits of the latest window
+        self._nvml_arg, self._nvml = nvml, None
+        self._clock, self._sleep, self._background = clock, sleep, background
+        self._t0 = 0.0
+        self._handles: dict[int, Any] = {}
+        self._samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unsupported: dict[tuple[int, str], str] = {}  # (gpu, NVML function) -> error
+        self._window: tuple[float, dict[int, float | None]] | None = None
+
+    def start(self) -> None:
+        if self._nvml is not None:
+            return
+        m = NvmlSession.acquire(self._nvml_arg)
+        try:
+            self._handles = {i: m.nvmlDeviceGetHandleByIndex(i) for i in self.gpu_indices}
+        except Exception:
+            NvmlSession.release()
+            raise
+        self._nvml, self._t0 = m, self._clock()
+        self._stop_event.clear()
+        self.sample_once()
+        if self._background:
+            self._thread = threading.Thread(target=self._run, name="llem-nvml", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(5.0, 5 * self.interval_s))
+            self._thread = None
+        if self._nvml is not None:
+            self._nvml = None
+            NvmlSession.release()
+
+    def _run(self) -> None:
+        while not self._stop_event.wait(self.interval_s):
+            try:
+                self.sample_once()
+            except Exception:  # a failed sweep must never end the sampler
+                continue
+
+    def _now(self) -> float:
+        return self._clock() - self._t0
+
+    def _query(self, gpu: int, fn: str, *args: Any) -> Any:
+        """One guarded per-device query; an unsupported one is remembered and not retried."""
+        if (gpu, fn) in self._unsupported:
+            return None
+        try:
+            return getattr(self._nvml, fn)(self._handles[gpu], *args)
+        except Exception as exc:
+            kinds = tuple(getattr(self._nvml, n, None) for n in _UNSUPPORTED_ERRORS)
+            if isinstance(exc, AttributeError) or any(
+                isinstance(k, type) and isinstance(exc, k) for k in kinds
+            ):
+                self._unsupported[(gpu, fn)] = str(exc) or type(exc).__name__
+            return None
+
+    def sample_once(self) -> list[Sample]:
+        """Read every device now (energy counter first), record and return the rows."""
+        if self._nvml is None:
+            raise RuntimeError("NvmlMeter.start() was not called")
+        t = self._now()
+        rows = []
+        for gpu in self.gpu_indices:
+            energy = self._query(gpu, "nvmlDeviceGetTotalEnergyConsumption")
+            power = self._query(gpu, "nvmlDeviceGetPowerUsage")
+            temp_sensor = getattr(self._nvml, "NVML_TEMPERATURE_GPU", 0)
+            temp = self._query(gpu, "nvmlDeviceGetTemperature", temp_sensor)
+            mem = self._query(gpu, "nvmlDeviceGetMemoryInfo")
+            util = self._query(gpu, "nvmlDeviceGetUtilizationRates")
+            reasons = self._query(gpu, "nvmlDeviceGetCurrentClocksEventReasons")
+            if reasons is None:
+                reasons = self._query(gpu, "nvmlDeviceGetCurrentClocksThrottleReasons")
+            rows.append(
+                Sample(
+                    t,
+                    gpu,
+                    _scaled(power, 1e-3),
+                    _scaled(energy),
+                    _scaled(temp),
+                    None if mem is None else mem.used / MIB,
+                    None if util is None else float(util.gpu),
+                    None if reasons is None else int(reasons),
+                )
+            )
+        with self._lock:
+            self._samples.extend(rows)
+        return rows
+
+    def samples(self) -> list[Sample]:
+        with self._lock:
+            return list(self._samples)
+
+    def measure_baseline(self, seconds: float) -> float | None:
+        t_start = self.sample_once()[0].t_s
+        while (left := t_start + seconds - self._now()) > 0:
+            self._sleep(min(left, self.interval_s))
+            if not self._background:
+                self.sample_once()
+        t_end = self.sample_once()[0].t_s
+        sweeps: dict[float, list[float | None]] = defaultdict(list)
+        for s in self.samples():
+            if t_start <= s.t_s <= t_end:
+                sweeps[s.t_s].append(s.power_w)
+        totals = [
+            sum(p for p in powers if p is not None)
+            for powers in sweeps.values()
+            if len(powers) == len(self.gpu_indices) and None not in powers
+        ]
+        self.baseline_power_w = sum(totals) / len(totals) if totals else None
+        return self.baseline_power_w
+
+    def begin_window(self) -> None:
+        rows = self.sample_once()
+        self._window = (rows[0].t_s, {s.gpu_index: s.energy_mj for s in rows})
+
+    def end_window(self) -> WindowReading:
+        if self._window is None:
+            raise RuntimeError("end_window() without begin_window()")
+        rows = self.sample_once()
+        (t0, begin), self._window = self._window, None
+        t1, end = rows[0].t_s, {s.gpu_index: s.energy_mj for s in rows}
+        samples = self.samples()
+        integral = power_integral_per_gpu(samples, t0, t1)
+        bits = self.last_throttle_bits = throttle_bits(samples, t0, t1)
+        gpus, reason = self.gpu_indices, None
+        per_device: dict[str, float] | None = None
+        deltas = {g: _delta_j(begin[g], end[g]) for g in gpus}
+        if all(d is not None for d in deltas.values()):
+            per_device = {str(g): d for g, d in deltas.items() if d is not None}
+            method: str | None = "nvml_counter"
+        elif all(g in integral for g in gpus):
+            per_device, method = {str(g): integral[g] for g in gpus}, "nvml_power_integral"
+        else:
+            method = None
+            reason = "NVML gives neither the energy counter nor power readings for GPU(s) " + (
+                ", ".join(str(g) for g in gpus if g not in integral)
+            )
+        total = sum(per_device.values()) if per_device is not None else None
+        return WindowReading(
+            duration_s=t1 - t0,
+            total_j=total,
+            per_device_j=per_device,
+            method=method,
+            unavailable_reason=reason,
+            power_integral_j=sum(integral.values()) if len(integral) == len(gpus) else None,
+            throttled=bits != 0,
+            warnings=window_warnings(t1 - t0, total, bits),
+        )
+
+    def counter_supported(self) -> bool:
+        """Whether every device gave an energy-counter reading in the latest sweep."""
+        return all(s.energy_mj is not None for s in self.sample_once())
+
+    def devices(self) -> list[dict[str, Any]]:
+        with nvml_session(self._nvml or self._nvml_arg) as m:
+            driver = _text(_call(m, "nvmlSystemGetDriverVersion"))
+            cuda = _call(m, "nvmlSystemGetCudaDriverVersion")
+            out = []
+            for i in self.gpu_indices:
+                h = _call(m, "nvmlDeviceGetHandleByIndex", i)
+                mem = _call(m, "nvmlDeviceGetMemoryInfo", h)
+                limit = _call(m, "nvmlDeviceGetEnforcedPowerLimit", h)
+                if limit is None:
+                    limit = _call(m, "nvmlDeviceGetPowerManagementLimit", h)
+                persistence = _call(m, "nvmlDeviceGetPersistenceMode", h)
+                out.append(
+                    {
+                        "index": i,
+                        "name": _text(_call(m, "nvmlDeviceGetName", h)),
+                        "uuid": _text(_call(m, "nvmlDeviceGetUUID", h)),
+                        "memory_total_mb": None if mem is None else mem.total / MIB,
+                        "power_limit_w": None if limit is None else limit / 1000.0,
+                        "persistence_mode": None if persistence is None else persistence == 1,
+                        "driver_version": driver,
+                        "cuda_driver_version": (
+                            None if cuda is None else f"{cuda // 1000}.{cuda % 1000 // 10}"
+                        ),
+                    }
+                )
+        return out
+
+    def device_warnings(self) -> list[str]:
+        out = [
+            f"persistence mode is off on GPU {d['index']} ({d['name']}): the driver may "
+            "re-initialise the GPU between runs; enable it with `nvidia-smi -pm 1`"
+            for d in self.devices()
+            if d["persistence_mode"] is False
+        ]
+        for (gpu, fn), err in sorted(self._unsupported.items()):
+            if fn == "nvmlDeviceGetTotalEnergyConsumption":
+                out.append(
+                    f"the NVML energy counter is unsupported on GPU {gpu} ({err}); energy "
+                    "comes from integrating sampled power"
+                )
+        return out

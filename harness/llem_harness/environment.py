@@ -1,0 +1,64 @@
+"""Environment snapshot stored with every result: what ran, on what."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+from llem_harness import __version__
+from llem_harness.contract import MeasurementSettings, RunnerInfo
+
+
+def cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def snapshot(
+    devices: list[dict[str, Any]],
+    backend_name: str,
+    backend_version: str | None,
+    runner: RunnerInfo,
+    measurement: MeasurementSettings,
+) -> dict[str, Any]:
+    torch_info: dict[str, Any] = {}
+    if "torch" in sys.modules:
+        import torch
+
+        torch_info = {
+            "torch_version": torch.__version__,
+            "cuda_runtime_version": torch.version.cuda,
+            "cudnn_version": (
+                torch.backends.cudnn.version()  # type: ignore[no-untyped-call]
+                if torch.cuda.is_available()
+                else None
+            ),
+        }
+    return {
+        "gpus": devices,
+        "gpu_count": len(devices),
+        "driver_version": devices[0].get("driver_version") if devices else None,
+        "cuda_driver_version": devices[0].get("cuda_driver_version") if devices else None,
+        **torch_info,
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "backend": backend_name,
+        "backend_version": backend_version,
+        "harness_version": __version__,
+        "runner": runner.type,
+        "image": runner.image,
+        "image_digest": runner.image_digest or os.environ.get("LLEM_IMAGE_DIGEST"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "carbon_intensity_gco2_kwh": measurement.carbon_intensity_gco2_kwh,
+        "datacenter_pue": measurement.datacenter_pue,
+    }

@@ -1,0 +1,325 @@
+"""`llem-harness run RUN_DIR`: one experiment, start to finish, under the exchange contract.
+
+Phases: config -> baseline (idle power, before the model loads) -> load -> warmup (full-length
+passes until throughput settles) -> measure (synchronised window) -> write.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import statistics
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from llem_harness.backends.base import Backend, PassResult, get_backend, gpus_needed
+from llem_harness.contract import (
+    CO2,
+    ERROR_FILE,
+    EXPERIMENT_FILE,
+    RESULT_FILE,
+    TIMESERIES_FILE,
+    Energy,
+    ErrorInfo,
+    ExperimentResult,
+    Latency,
+    Memory,
+    Phase,
+    RunRequest,
+    Stats,
+    Tokens,
+    Warmup,
+    atomic_write_json,
+    emit,
+)
+from llem_harness.datasets import load_prompt_ids
+from llem_harness.energy import (
+    EnergyMeter,
+    adjusted_energy_j,
+    co2_kg,
+    make_meter,
+    write_timeseries,
+)
+from llem_harness.environment import snapshot
+
+SHORT_WINDOW_S = 10.0
+CV_WINDOW = 3  # warmup settles when the CV of the last 3 passes is under the threshold
+
+
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside a timed pass: its pauses land at random steps of
+    the Python-heavy decode loop and add run-to-run noise. Collected before and after."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+class Terminated(Exception):
+    """SIGTERM (the host's timeout or Ctrl+C): recorded in error.json, then exit."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def stats(values: list[float]) -> Stats | None:
+    if not values:
+        return None
+    data = sorted(values)
+
+    def pct(q: float) -> float:
+        pos = (len(data) - 1) * q
+        lo = int(pos)
+        hi = min(lo + 1, len(data) - 1)
+        return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+    return Stats(
+        mean=statistics.fmean(data), p50=pct(0.5), p90=pct(0.9), p99=pct(0.99), n=len(data)
+    )
+
+
+def cv(values: list[float]) -> float | None:
+    if len(values) < 2 or statistics.fmean(values) == 0:
+        return None
+    return statistics.stdev(values) / statistics.fmean(values)
+
+
+class Harness:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.phase: Phase = "config"
+        self.meter: EnergyMeter | None = None
+        self.backend: Backend | None = None
+
+    def set_phase(self, phase: Phase, **fields: Any) -> None:
+        self.phase = phase
+        emit("phase", phase=phase, **fields)
+
+    def run(self) -> int:
+        for stale in (RESULT_FILE, ERROR_FILE):
+            (self.run_dir / stale).unlink(missing_ok=True)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            self._run()
+            return 0
+        except BaseException as exc:  # every failure leaves an error.json behind
+            self._write_error(exc)
+            if isinstance(exc, KeyboardInterrupt | Terminated):
+                return 130 if isinstance(exc, KeyboardInterrupt) else 143
+            return 2 if self.phase == "config" else 1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if self.meter is not None:
+                self.meter.stop()
+            if self.backend is not None:
+                self.backend.close()
+
+    def _write_error(self, exc: BaseException) -> None:
+        info = ErrorInfo(
+            type=type(exc).__name__,
+            message=str(exc) or type(exc).__name__,
+            traceback="".join(traceback.format_exception(exc)),
+            phase=self.phase,
+        )
+        try:
+            atomic_write_json(self.run_dir / ERROR_FILE, info.model_dump(mode="json"))
+        finally:
+            emit("error", type=info.type, message=info.message, phase=info.phase)
+
+    def _run(self) -> None:
+        started = now()
+        self.set_phase("config")
+        try:
+            text = (self.run_dir / EXPERIMENT_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.run_dir / EXPERIMENT_FILE} does not exist") from None
+        try:
+            req = RunRequest.model_validate_json(text)
+        except ValidationError as exc:
+            raise ValueError(f"malformed {EXPERIMENT_FILE}: {exc}") from None
+        cfg = req.config
+        backend = self.backend = get_backend(cfg.backend)
+
+        self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
+        meter = self.meter = make_meter(req.measurement, _gpu_indices(gpus_needed(cfg)))
+        meter.start()
+        baseline_w = meter.measure_baseline(req.measurement.baseline_seconds)
+
+        self.set_phase("load", model=cfg.model, weights=cfg.weights)
+        backend.load(cfg, self.run_dir)
+        prompts = load_prompt_ids(cfg, backend.tokenize, backend.vocab_size, self.run_dir)
+
+        self.set_phase("warmup")
+        warmup = self._warmup(
+            backend, prompts, cfg.warmup_runs, cfg.warmup_max_runs, cfg.warmup_cv_threshold
+        )
+
+        self.set_phase("measure", prompts=len(prompts))
+        with quiet_gc():
+            backend.synchronize()
+            meter.begin_window()
+            t0 = time.perf_counter()
+            measured = backend.generate(prompts, timed=True)
+            backend.synchronize()
+            duration = time.perf_counter() - t0
+            reading = meter.end_window()
+
+        self.set_phase("write")
+        rows = write_timeseries(meter.samples(), self.run_dir / TIMESERIES_FILE)
+        result = self._result(
+            req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
+        )
+        atomic_write_json(self.run_dir / RESULT_FILE, result.model_dump(mode="json"))
+        emit(
+            "done",
+            throughput_tokens_per_s=result.throughput_tokens_per_s,
+            energy_j=result.energy.total_j,
+        )
+
+    def _warmup(
+        self,
+        backend: Backend,
+        prompts: list[list[int]],
+        min_runs: int,
+        max_runs: int,
+        threshold: float,
+    ) -> Warmup:
+        groups = backend.warmup_batches(prompts)
+        rates: list[float] = []
+        while len(rates) < max_runs:
+            if len(rates) >= min_runs and _settled(rates, threshold):
+                break
+            with quiet_gc():
+                t0 = time.perf_counter()
+                out = 0
+                for group in groups:
+                    out += backend.generate(group, timed=False).output_tokens
+                backend.synchronize()
+                rates.append(out / (time.perf_counter() - t0))
+            emit("warmup", run=len(rates), tokens_per_s=round(rates[-1], 2))
+        final = cv(rates[-CV_WINDOW:]) if len(rates) >= 2 else None
+        converged = _settled(rates, threshold)
+        return Warmup(
+            runs=len(rates),
+            converged=converged,
+            final_cv=final,
+            threshold=threshold,
+            throughputs=[round(r, 3) for r in rates],
+        )
+
+    def _result(
+        self,
+        req: RunRequest,
+        backend: Backend,
+        meter: EnergyMeter,
+        measured: PassResult,
+        duration: float,
+        reading: Any,
+        baseline_w: float | None,
+        warmup: Warmup,
+        started: str,
+        rows: int,
+    ) -> ExperimentResult:
+        cfg, ms = req.config, req.measurement
+        warnings = list(reading.warnings) + list(getattr(meter, "device_warnings", list)())
+        if cfg.warmup_max_runs > 0 and not warmup.converged:
+            warnings.append(
+                f"warmup did not settle: CV {warmup.final_cv} > {warmup.threshold} after "
+                f"{warmup.runs} passes (raise warmup_max_runs)"
+            )
+        if duration < SHORT_WINDOW_S and not any("short" in w for w in warnings):
+            warnings.append(f"short measurement window: {duration:.2f} s < {SHORT_WINDOW_S:g} s")
+        total = reading.total_j
+        adjusted = adjusted_energy_j(total, baseline_w, duration)
+        energy = Energy(
+            total_j=total,
+            adjusted_j=adjusted,
+            baseline_power_w=baseline_w,
+            per_device_j=reading.per_device_j,
+            method=reading.method,
+            unavailable_reason=reading.unavailable_reason,
+        )
+        co2 = CO2(
+            kg=co2_kg(total, ms.carbon_intensity_gco2_kwh, ms.datacenter_pue),
+            method="formula" if total is not None else None,
+            carbon_intensity_gco2_kwh=ms.carbon_intensity_gco2_kwh,
+            pue=ms.datacenter_pue,
+            unavailable_reason=None if total is not None else reading.unavailable_reason,
+        )
+        peak, peak_reason = backend.peak_memory_mb()
+        latency = Latency(
+            ttft_ms=stats(measured.ttft_ms),
+            itl_ms=stats(measured.itl_ms),
+            request_ms=stats(measured.request_ms),
+            mode=backend.latency_mode,
+        )
+        version = backend.version()
+        return ExperimentResult(
+            experiment_id=req.run.run_id,
+            run=req.run,
+            config=cfg,
+            config_hash=cfg.config_hash(),
+            backend=cfg.backend,
+            backend_version=version,
+            backend_details=backend.details(),
+            model=cfg.model,
+            runner=req.runner,
+            started_at=started,
+            ended_at=now(),
+            tokens=Tokens(input=measured.input_tokens, output=measured.output_tokens),
+            duration_s=duration,
+            throughput_tokens_per_s=measured.output_tokens / duration,
+            energy=energy,
+            energy_per_output_token_j=None if total is None else total / measured.output_tokens,
+            latency=latency,
+            memory=Memory(peak_mb=peak, unavailable_reason=peak_reason),
+            co2=co2,
+            warmup=warmup,
+            measurement=ms,
+            timeseries={
+                "file": TIMESERIES_FILE,
+                "rows": rows,
+                "power_integral_j": reading.power_integral_j,
+            },
+            environment=snapshot(meter.devices(), cfg.backend, version, req.runner, ms),
+            warnings=warnings,
+        )
+
+
+def _settled(rates: list[float], threshold: float) -> bool:
+    spread = cv(rates[-CV_WINDOW:]) if len(rates) >= CV_WINDOW else None
+    return spread is not None and spread <= threshold
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated("terminated by SIGTERM (host timeout or interrupt)")
+
+
+def _gpu_indices(n: int) -> list[int] | None:
+    """NVML indices of CUDA ordinals 0..n-1, or None to let the meter decide."""
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # ordinals in NVML (PCI) order
+    try:
+        from llem_harness.energy.nvml import visible_gpu_indices
+
+        visible = visible_gpu_indices()
+    except Exception:
+        return None
+    return visible[:n] if visible else None
+
+
+def run_experiment(run_dir: str | Path) -> int:
+    return Harness(Path(run_dir)).run()

@@ -1,0 +1,205 @@
+"""The harness end to end on the CPU: a real tiny model, the exchange contract, error.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from llem_harness.contract import (
+    ErrorInfo,
+    ExperimentResult,
+    MeasurementSettings,
+    RunRequest,
+    standalone_request,
+)
+from llem_harness.run import run_experiment, stats
+
+TINY = {
+    "model": "llem/tiny-llama",
+    "backend": "pytorch",
+    "weights": "dummy",
+    "precision": "fp32",
+    "n_prompts": 4,
+    "batch_size": 2,
+    "max_input_tokens": 16,
+    "max_output_tokens": 8,
+    "warmup_runs": 1,
+    "warmup_max_runs": 3,
+}
+
+
+def write_request(run_dir: Path, **overrides: Any) -> RunRequest:
+    from llem_harness.config import ExperimentConfig
+
+    cfg = ExperimentConfig.model_validate({**TINY, **overrides})
+    req = standalone_request(
+        cfg, run_id="001_c1_x", measurement=MeasurementSettings(baseline_seconds=0.0)
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "experiment.json").write_text(req.model_dump_json())
+    return req
+
+
+def events(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_request(tmp_path)
+    assert run_experiment(tmp_path) == 0
+    phases = [e["phase"] for e in events(capsys.readouterr().out) if e["event"] == "phase"]
+    assert phases == ["config", "baseline", "load", "warmup", "measure", "write"]
+    assert not (tmp_path / "error.json").exists()
+    res = ExperimentResult.model_validate_json((tmp_path / "result.json").read_text())
+    assert res.tokens.output == 4 * 8
+    assert res.tokens.input == sum(min(16, n) for n in [16] * 4)
+    assert res.throughput_tokens_per_s > 0 and res.duration_s > 0
+    # No NVML here: energy is null with a reason, never 0.
+    assert res.energy.total_j is None and res.energy.unavailable_reason
+    assert res.energy_per_output_token_j is None and res.co2.kg is None
+    assert res.memory.peak_mb is None and res.memory.unavailable_reason
+    assert res.latency.mode == "streamer_per_batch"
+    assert res.latency.ttft_ms is not None and res.latency.ttft_ms.n == 4
+    assert res.latency.itl_ms is not None and res.latency.itl_ms.n == 4 * 7
+    assert res.warmup.runs >= 1 and res.warmup.threshold == 0.05
+    assert res.backend_details["cache_implementation"] == "static"
+    assert res.environment["python"] and res.environment["backend_version"]
+    assert any("short measurement window" in w for w in res.warnings)
+    table = pq.read_table(tmp_path / "timeseries.parquet")
+    assert table.column_names == [
+        "t_s",
+        "gpu_index",
+        "power_w",
+        "energy_mj",
+        "temperature_c",
+        "memory_used_mb",
+        "sm_util_pct",
+        "throttle_reasons",
+    ]
+
+
+def test_dynamic_cache_is_recorded(tmp_path: Path) -> None:
+    write_request(tmp_path, pytorch={"cache_implementation": "dynamic"}, warmup_max_runs=1)
+    assert run_experiment(tmp_path) == 0
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["backend_details"]["cache_implementation"] == "dynamic"
+    assert res["tokens"]["output"] == 32
+
+
+def harness_subprocess(
+    run_dir: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llem_harness", "run", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def read_error(run_dir: Path) -> ErrorInfo:
+    assert not (run_dir / "result.json").exists()
+    return ErrorInfo.model_validate_json((run_dir / "error.json").read_text())
+
+
+@pytest.mark.parametrize("body", ["{not json", '{"config": {"model": "m"}}', ""])
+def test_malformed_experiment_json(tmp_path: Path, body: str) -> None:
+    (tmp_path / "experiment.json").write_text(body)
+    proc = harness_subprocess(tmp_path)
+    assert proc.returncode == 2
+    err = read_error(tmp_path)
+    assert err.phase == "config" and "malformed experiment.json" in err.message
+    assert "Traceback" in err.traceback
+
+
+def test_missing_experiment_json(tmp_path: Path) -> None:
+    assert harness_subprocess(tmp_path).returncode == 2
+    assert read_error(tmp_path).phase == "config"
+
+
+def test_missing_model_dummy(tmp_path: Path) -> None:
+    write_request(tmp_path, model="nobody/no-such-model")
+    assert run_experiment(tmp_path) == 1
+    err = read_error(tmp_path)
+    assert (err.phase, err.type) == ("load", "ModelNotFoundError")
+    assert "not shipped" in err.message
+
+
+def test_missing_model_pretrained_offline(tmp_path: Path) -> None:
+    write_request(tmp_path, model="nobody/no-such-model", weights="pretrained")
+    proc = harness_subprocess(tmp_path, {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 1
+    err = read_error(tmp_path)
+    assert (err.phase, err.type) == ("load", "ModelNotFoundError")
+    assert "weights: dummy" in err.message
+
+
+def test_exception_mid_measurement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llem_harness.backends.pytorch import PyTorchBackend
+
+    real = PyTorchBackend.generate
+
+    def failing(self: PyTorchBackend, prompts: list[list[int]], *, timed: bool) -> Any:
+        if timed:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return real(self, prompts, timed=timed)
+
+    monkeypatch.setattr(PyTorchBackend, "generate", failing)
+    write_request(tmp_path)
+    assert run_experiment(tmp_path) == 1
+    err = read_error(tmp_path)
+    assert (err.phase, err.type) == ("measure", "RuntimeError")
+    assert "illegal memory access" in err.message
+
+
+def test_sigterm_leaves_error_json(tmp_path: Path) -> None:
+    write_request(tmp_path, n_prompts=4000, max_output_tokens=64, warmup_max_runs=0, warmup_runs=0)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llem_harness", "run", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if '"measure"' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert read_error(tmp_path).type == "Terminated"
+
+
+def test_killed_writer_leaves_no_partial_result(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    child = textwrap.dedent(f"""
+        import os, sys, time
+        from pathlib import Path
+        from llem_harness import contract
+        def slow_fsync(fd):
+            print("writing", flush=True)
+            time.sleep(60)
+        contract.os.fsync = slow_fsync
+        contract.atomic_write_json(Path({str(target)!r}), {{"big": "x" * 5_000_000}})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait()
+    assert not target.exists()  # the half-written data only ever lived in a temp file
+
+
+def test_stats_percentiles() -> None:
+    s = stats([float(i) for i in range(1, 101)])
+    assert s is not None and (s.mean, s.p50, s.n) == (50.5, 50.5, 100)
+    assert s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
+    assert stats([]) is None
