@@ -105,9 +105,18 @@ def run(
             source=study_file,
             fix="check it with --dry-run, then pass --yes",
         )
-    raise LlemError(
-        "running studies is not implemented yet in this version; use --dry-run to inspect the plan"
-    )
+    from llem_docker.execute import StudyInterrupted, execute_study
+
+    try:
+        outcome = execute_study(plan, study, settings, runners, console=out, as_json=as_json)
+    except StudyInterrupted as exc:
+        outcome = exc.outcome
+        err.print(
+            f"[yellow]interrupted[/yellow]: partial results in {escape(str(outcome.study_dir))}"
+        )
+    if as_json:
+        print(json.dumps(outcome.study_json, indent=2))
+    raise typer.Exit(outcome.exit_code)
 
 
 def _show_plan(

@@ -1,0 +1,146 @@
+"""manifest.json: the study's state, rewritten atomically at every transition.
+
+A reader (a person, a script, a later resume) always sees a complete file: the last state
+that was reached, never a partial write.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llem_docker.expand import StudyPlan
+from llem_docker.settings import RunnerSpec
+from llem_docker.study import ExecutionConfig
+from llem_harness.contract import atomic_write_json
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_SCHEMA_VERSION = "1.0"
+StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
+RunState = Literal["pending", "running", "completed", "failed", "interrupted", "skipped"]
+
+
+def utc_now() -> str:
+    """UTC, ISO 8601, milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunError(_Model):
+    type: str
+    message: str
+    phase: str | None = None
+
+
+class RunnerChoice(_Model):
+    kind: str
+    target: str | None
+    source: str
+
+
+class RunEntry(_Model):
+    index: int
+    cycle: int
+    backend: str
+    run_id: str
+    config_hash: str
+    swept: dict[str, Any] = Field(default_factory=dict)
+    state: RunState = "pending"
+    started_at: str | None = None
+    ended_at: str | None = None
+    exit_code: int | None = None
+    error: RunError | None = None
+
+
+class Manifest(_Model):
+    schema_version: str = MANIFEST_SCHEMA_VERSION
+    study_name: str
+    study_id: str
+    design_hash: str
+    study_file: str | None
+    created_at: str
+    updated_at: str
+    owner_pid: int
+    state: StudyState = "running"
+    execution: ExecutionConfig
+    runners: dict[str, RunnerChoice]
+    runs: list[RunEntry]
+
+    @classmethod
+    def new(
+        cls,
+        plan: StudyPlan,
+        study_id: str,
+        study_file: str | None,
+        runners: dict[str, RunnerSpec],
+    ) -> Manifest:
+        now = utc_now()
+        return cls(
+            study_name=plan.name,
+            study_id=study_id,
+            design_hash=plan.design_hash,
+            study_file=study_file,
+            created_at=now,
+            updated_at=now,
+            owner_pid=os.getpid(),
+            execution=plan.execution,
+            runners={
+                b: RunnerChoice(kind=s.kind, target=s.target, source=s.source)
+                for b, s in runners.items()
+            },
+            runs=[
+                RunEntry(
+                    index=r.index,
+                    cycle=r.cycle,
+                    backend=r.point.config.backend,
+                    run_id=r.run_id,
+                    config_hash=r.point.config_hash,
+                    swept=r.point.swept,
+                )
+                for r in plan.runs
+            ],
+        )
+
+    def entry(self, run_id: str) -> RunEntry:
+        for e in self.runs:
+            if e.run_id == run_id:
+                return e
+        raise KeyError(run_id)
+
+    def write(self, study_dir: Path) -> None:
+        self.updated_at = utc_now()
+        atomic_write_json(study_dir / MANIFEST_FILE, self.model_dump(mode="json"))
+
+    def start_run(self, study_dir: Path, run_id: str) -> None:
+        e = self.entry(run_id)
+        e.state, e.started_at = "running", utc_now()
+        self.write(study_dir)
+
+    def end_run(
+        self,
+        study_dir: Path,
+        run_id: str,
+        state: RunState,
+        *,
+        exit_code: int | None = None,
+        error: RunError | None = None,
+    ) -> None:
+        e = self.entry(run_id)
+        e.state, e.ended_at, e.exit_code, e.error = state, utc_now(), exit_code, error
+        self.write(study_dir)
+
+    def skip_pending(self, reason: RunError) -> None:
+        for e in self.runs:
+            if e.state == "pending":
+                e.state, e.error = "skipped", reason
+
+    @classmethod
+    def read(cls, study_dir: Path) -> Manifest:
+        return cls.model_validate_json((study_dir / MANIFEST_FILE).read_text(encoding="utf-8"))

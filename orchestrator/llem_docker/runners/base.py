@@ -1,0 +1,58 @@
+"""The Runner protocol: run `llem-harness run <run_dir>` and report how the process ended."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from llem_docker.errors import LlemError
+from llem_docker.settings import RunnerSpec, Settings
+from llem_harness.contract import RunnerInfo
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunOutcome:
+    """How the harness process ended. Results themselves are read from the run directory."""
+
+    exit_code: int | None  # None when the process never started
+    timed_out: bool = False
+    interrupted: bool = False
+    oom_killed: bool = False
+    detail: str | None = None
+
+
+class Runner(Protocol):
+    kind: str
+
+    def info(self) -> RunnerInfo:
+        """What goes into experiment.json's `runner` (type, image, image digest)."""
+        ...
+
+    def run(self, run_dir: Path, *, timeout_s: float, on_event: EventHandler) -> RunOutcome:
+        """Run the harness against `run_dir`; stream its JSON progress events to `on_event`.
+
+        Blocks until the process (and everything it started) is gone. Writes
+        `run_dir/container.log`. On timeout or KeyboardInterrupt the whole process is killed
+        and the outcome says so; the interrupt is not re-raised here.
+        """
+        ...
+
+
+RunnerFactory = Callable[[RunnerSpec, Settings], Runner]
+
+
+def make_runner(spec: RunnerSpec, settings: Settings) -> Runner:
+    """The one place that maps a resolved runner choice to an implementation."""
+    if spec.kind == "local":
+        from llem_docker.runners.local import LocalRunner
+
+        return LocalRunner(model_cache_dir=str(settings.value("output.model_cache_dir")))
+    raise LlemError(
+        f"the {spec.kind} runner is not implemented yet (chosen by {spec.source}); "
+        "use LLEM_RUNNER_<BACKEND>=local or --runner local to run the harness in this "
+        "Python environment, or --dry-run to inspect the plan"
+    )

@@ -1,0 +1,196 @@
+"""LocalRunner: the harness as a subprocess of this Python environment (no container).
+
+The child gets its own session (process group), so Ctrl+C in the terminal reaches only the
+orchestrator, and a timeout or an interrupt can kill the harness and everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from llem_docker.runners.base import EventHandler, RunOutcome
+from llem_harness.contract import LOG_FILE, RunnerInfo
+
+DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "llem_harness.cli", "run")
+POLL_S = 0.1
+READER_JOIN_S = 5.0
+MAX_BATCH = 1000
+
+
+class LocalRunner:
+    kind = "local"
+
+    def __init__(
+        self,
+        *,
+        model_cache_dir: str | Path | None = None,
+        command: Sequence[str] | None = None,
+        grace_s: float = 5.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`command` is the harness invocation (default: DEFAULT_COMMAND); the run directory is
+        appended to it."""
+        self.command = list(DEFAULT_COMMAND if command is None else command)
+        self.grace_s = grace_s
+        self.env = dict(os.environ if env is None else env)
+        if model_cache_dir is not None:
+            self.env["HF_HOME"] = str(Path(model_cache_dir).expanduser().absolute())
+        self.env["PYTHONUNBUFFERED"] = "1"
+
+    def info(self) -> RunnerInfo:
+        return RunnerInfo(type="local", image=None, image_digest=None)
+
+    def run(self, run_dir: Path, *, timeout_s: float, on_event: EventHandler) -> RunOutcome:
+        log = (run_dir / LOG_FILE).open("w", encoding="utf-8")
+        try:
+            proc = subprocess.Popen(
+                [*self.command, str(run_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+            )
+        except OSError as exc:
+            log.write(f"llem-docker: could not start {self.command[0]}: {exc}\n")
+            log.close()
+            return RunOutcome(exit_code=None, detail=f"could not start the harness: {exc}")
+        assert proc.stdout is not None
+        lines: queue.Queue[object] = queue.Queue()
+        reader = threading.Thread(
+            target=_pump, args=(proc.stdout, log, lines), name="llem-local-reader", daemon=True
+        )
+        timed_out = interrupted = False
+        deadline = time.monotonic() + timeout_s
+        try:
+            try:
+                reader.start()
+                while not _exited(proc):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        timed_out = True
+                        self._stop(proc)
+                        break
+                    _dispatch(lines, on_event, wait_s=min(POLL_S, remaining))
+            except KeyboardInterrupt:
+                interrupted = True
+                self._stop(proc)
+        finally:
+            _killpg(proc, signal.SIGKILL)  # whatever is left of the group, leader included
+            _wait(proc)
+            if reader.ident is not None:
+                reader.join(READER_JOIN_S)
+            else:  # interrupted before the reader started: nothing else will close them
+                proc.stdout.close()
+                log.close()
+        if not interrupted:
+            while not lines.empty():
+                _dispatch(lines, on_event, wait_s=0.0)
+        return _outcome(proc.returncode, timed_out, interrupted, timeout_s)
+
+    def _stop(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the group, give it `grace_s` to write error.json, then SIGKILL it."""
+        _killpg(proc, signal.SIGTERM)
+        end = time.monotonic() + self.grace_s
+        try:
+            while time.monotonic() < end and not _exited(proc):
+                time.sleep(0.05)
+        except KeyboardInterrupt:  # a second Ctrl+C: no more grace
+            pass
+        _killpg(proc, signal.SIGKILL)
+
+
+def _pump(stream: IO[bytes], log: IO[str], lines: queue.Queue[object]) -> None:
+    """Reader thread: every line to container.log, JSON events to the queue."""
+    try:
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", errors="replace")
+            log.write(text if text.endswith("\n") else text + "\n")
+            log.flush()
+            event = _parse_event(text)
+            if event is not None:
+                lines.put(event)
+    finally:
+        log.close()
+        stream.close()
+
+
+def _parse_event(text: str) -> dict[str, Any] | None:
+    text = text.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) and "event" in obj else None
+
+
+def _dispatch(lines: queue.Queue[object], on_event: EventHandler, *, wait_s: float) -> None:
+    """Wait up to `wait_s` for an event, then hand over what is queued, in the caller's thread."""
+    timeout = wait_s
+    for _ in range(MAX_BATCH):
+        try:
+            item = lines.get(timeout=timeout) if timeout > 0 else lines.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(item, dict):
+            on_event(item)
+        timeout = 0.0
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """True once the leader has exited, without reaping it: its pid (= the group id) stays
+    reserved, so signalling the group afterwards cannot hit an unrelated process."""
+    if not hasattr(os, "waitid"):  # macOS: poll() reaps, and _killpg then stands down
+        return proc.poll() is not None
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _killpg(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    if proc.returncode is not None:  # reaped: the group id may no longer be ours
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> None:
+    while True:
+        try:
+            proc.wait()
+            return
+        except KeyboardInterrupt:  # the group is already SIGKILLed; reaping takes a moment
+            continue
+
+
+def _outcome(rc: int | None, timed_out: bool, interrupted: bool, timeout_s: float) -> RunOutcome:
+    detail: str | None = None
+    code = rc
+    if rc is not None and rc < 0:  # killed by a signal: report it the way shells and docker do
+        code = 128 - rc
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = f"signal {-rc}"
+        detail = f"killed by {name}"
+        if -rc == signal.SIGKILL and not (timed_out or interrupted):
+            detail += " (not by llem-docker; the kernel's OOM killer is a common cause)"
+    if timed_out:
+        detail = f"timed out after {timeout_s:g} s; process group killed"
+    elif interrupted:
+        detail = "interrupted (Ctrl+C); process group killed"
+    return RunOutcome(exit_code=code, timed_out=timed_out, interrupted=interrupted, detail=detail)
