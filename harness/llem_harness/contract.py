@@ -46,6 +46,9 @@ class MeasurementSettings(_Model):
     carbon_intensity_gco2_kwh: float = Field(400.0, ge=0.0)
     datacenter_pue: float = Field(1.0, ge=1.0, le=5.0)
     co2_backend: Literal["formula", "codecarbon"] = "formula"
+    country_iso_code: str | None = Field(
+        None, min_length=3, max_length=3, description="grid mix for co2_backend: codecarbon"
+    )
     baseline_seconds: float = Field(5.0, ge=0.0, le=600.0)
 
 

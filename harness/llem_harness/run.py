@@ -43,6 +43,7 @@ from llem_harness.contract import (
 )
 from llem_harness.datasets import load_prompt_ids
 from llem_harness.energy import (
+    CodeCarbonTracker,
     EnergyMeter,
     adjusted_energy_j,
     co2_kg,
@@ -153,6 +154,7 @@ class Harness:
             raise ValueError(f"malformed {EXPERIMENT_FILE}: {exc}") from None
         cfg = req.config
         backend = self.backend = get_backend(cfg.backend)
+        tracker = self._co2_tracker(req)
 
         self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
         meter = self.meter = make_meter(req.measurement, _gpu_indices(gpus_needed(cfg)))
@@ -172,23 +174,47 @@ class Harness:
         with quiet_gc():
             backend.synchronize()
             meter.begin_window()
+            if tracker is not None:
+                tracker.start()
             t0 = time.perf_counter()
             measured = backend.generate(prompts, timed=True)
             backend.synchronize()
             duration = time.perf_counter() - t0
             reading = meter.end_window()
+            co2_tracked = tracker.stop() if tracker is not None else None
 
         self.set_phase("write")
         rows = write_timeseries(meter.samples(), self.run_dir / TIMESERIES_FILE)
         result = self._result(
             req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
         )
+        if tracker is not None:
+            result.co2 = CO2(
+                kg=co2_tracked,
+                method=tracker.method,
+                pue=req.measurement.datacenter_pue,
+                unavailable_reason=None
+                if co2_tracked is not None
+                else "CodeCarbon measured nothing",
+            )
         atomic_write_json(self.run_dir / RESULT_FILE, result.model_dump(mode="json"))
         emit(
             "done",
             throughput_tokens_per_s=result.throughput_tokens_per_s,
             energy_j=result.energy.total_j,
         )
+
+    @staticmethod
+    def _co2_tracker(req: RunRequest) -> CodeCarbonTracker | None:
+        ms = req.measurement
+        if ms.co2_backend != "codecarbon":
+            return None
+        if ms.country_iso_code is None:
+            raise ValueError(
+                "co2_backend: codecarbon needs measurement.country_iso_code (e.g. FRA): "
+                "CodeCarbon takes the grid mix from the country"
+            )
+        return CodeCarbonTracker(ms.country_iso_code, pue=ms.datacenter_pue)
 
     def _warmup(
         self,

@@ -203,3 +203,53 @@ def test_stats_percentiles() -> None:
     assert s is not None and (s.mean, s.p50, s.n) == (50.5, 50.5, 100)
     assert s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
     assert stats([]) is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"co2_backend": "codecarbon"}, "country_iso_code"),
+        ({"co2_backend": "codecarbon", "country_iso_code": "FRA"}, "pip install"),
+    ],
+)
+def test_codecarbon_problems_fail_in_config_phase(
+    tmp_path: Path, settings: dict[str, Any], message: str
+) -> None:
+    import importlib.util
+
+    from llem_harness.config import ExperimentConfig
+
+    if message == "pip install" and importlib.util.find_spec("codecarbon"):
+        pytest.skip("codecarbon is installed here")
+    req = standalone_request(
+        ExperimentConfig.model_validate(TINY), measurement=MeasurementSettings(**settings)
+    )
+    (tmp_path / "experiment.json").write_text(req.model_dump_json())
+    assert run_experiment(tmp_path) == 2
+    err = read_error(tmp_path)
+    assert err.phase == "config" and message in err.message
+
+
+def test_pretrained_weights_load_from_a_local_model(tmp_path: Path) -> None:
+    """`weights: pretrained` through from_pretrained, with a model and tokenizer saved here."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from llem_harness.models import shipped_config
+
+    data = dict(shipped_config("llem/tiny-llama") or {})
+    config = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    model_dir = tmp_path / "my-model"
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
+    vocab = {"<pad>": 0, "<unk>": 1, **{w: i + 2 for i, w in enumerate("abcdefghij")}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>"
+    )
+    fast.save_pretrained(model_dir)
+    run_dir = tmp_path / "run"
+    write_request(run_dir, model=str(model_dir), weights="pretrained")
+    assert run_experiment(run_dir) == 0, (run_dir / "error.json").read_text()
+    res = json.loads((run_dir / "result.json").read_text())
+    assert res["tokens"]["output"] == 32 and res["config"]["weights"] == "pretrained"
