@@ -1,0 +1,49 @@
+"""The README's main job, for real: quickstart through the CLI, the local runner and the harness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from llem_harness.contract import ExperimentResult
+from tests.conftest import REPO
+
+
+def test_quickstart_runs_for_real(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("llem-docker")
+    proc = subprocess.run(
+        [
+            str(exe),
+            "run",
+            str(REPO / "examples" / "quickstart.yaml"),
+            "--runner",
+            "local",
+            "--profile",
+            "quick",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (study_dir,) = tmp_path.iterdir()
+    study = json.loads((study_dir / "study.json").read_text())
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    assert study["state"] == manifest["state"] == "completed"
+    assert study["summary"]["completed"] == 2 and study["summary"]["total_energy_j"] is None
+    assert [r["state"] for r in manifest["runs"]] == ["completed", "completed"]
+    for run in manifest["runs"]:
+        run_dir = study_dir / "runs" / run["run_id"]
+        res = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+        assert res.tokens.output == res.config.n_prompts * res.config.max_output_tokens == 8 * 32
+        assert res.throughput_tokens_per_s > 0
+        assert res.energy.total_j is None and res.energy.unavailable_reason
+        assert (run_dir / "container.log").read_text()
+    assert pq.read_table(study_dir / "results.parquet").num_rows == 2
