@@ -65,6 +65,7 @@ class FakeGpu:
     uuid: str = UUIDS[0]
     counter: bool = True
     power_supported: bool = True
+    instant_power: bool = True  # NVML_FI_DEV_POWER_INSTANT answers
     reasons: Callable[[float], int] = lambda t: 0
     persistence: int = 1
     temperature_error: bool = False
@@ -90,6 +91,7 @@ class FakeNvml:
     NVMLError_NotSupported = NVMLError_NotSupported
     NVMLError_FunctionNotFound = NVMLError_FunctionNotFound
     NVML_TEMPERATURE_GPU = 0
+    NVML_FI_DEV_POWER_INSTANT = 186
 
     def __init__(
         self, now: Callable[[], float], gpus: list[FakeGpu], *, event_reasons: bool = True
@@ -124,7 +126,16 @@ class FakeNvml:
             raise NVMLError_NotSupported("Not Supported")
         return int(h.energy(self.now()))
 
+    def nvmlDeviceGetFieldValues(self, h: FakeGpu, fields: list[int]) -> list[SimpleNamespace]:
+        self._count("field_values")
+        ok = fields == [self.NVML_FI_DEV_POWER_INSTANT] and h.power_supported and h.instant_power
+        mw = round(h.power(self.now()) * 1000.0) if ok else 0
+        return [
+            SimpleNamespace(nvmlReturn=0 if ok else 3, valueType=1, value=SimpleNamespace(uiVal=mw))
+        ]
+
     def nvmlDeviceGetPowerUsage(self, h: FakeGpu) -> int:
+        self._count("power_usage")
         if not h.power_supported:
             raise NVMLError_NotSupported("Not Supported")
         return round(h.power(self.now()) * 1000.0)
@@ -645,3 +656,24 @@ def test_zeus_meter_without_zeus_package() -> None:
         assert str(info.value) == ZEUS_MISSING
     else:
         pytest.skip("zeus is installed")
+
+
+# --- power source ------------------------------------------------------------------------
+
+
+def test_instantaneous_power_field_is_preferred() -> None:
+    r = rig([gpu(constant(300.0))])
+    r.run(1.0)
+    r.meter.stop()
+    assert r.nvml.calls.get("field_values", 0) > 0
+    assert r.nvml.calls.get("power_usage", 0) == 0
+    assert {s.power_w for s in r.meter.samples()} == {300.0}
+
+
+def test_averaged_power_when_the_field_is_unsupported() -> None:
+    r = rig([gpu(constant(300.0), instant_power=False)])
+    r.run(1.0)
+    r.meter.stop()
+    assert r.nvml.calls["field_values"] == 1  # asked once, then remembered as unsupported
+    assert r.nvml.calls["power_usage"] > 1
+    assert {s.power_w for s in r.meter.samples()} == {300.0}

@@ -22,6 +22,8 @@ from llem_harness.energy.timeseries import (
 )
 
 MIB = 1024.0 * 1024.0
+# nvmlValueType_t -> member of the nvmlValue_t union
+_FIELD_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
 _UNSUPPORTED_ERRORS = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound")
 
 
@@ -214,6 +216,19 @@ class NvmlMeter:
                 self._unsupported[(gpu, fn)] = str(exc) or type(exc).__name__
             return None
 
+    def _instant_power_mw(self, gpu: int) -> float | None:
+        """Instantaneous power (NVML_FI_DEV_POWER_INSTANT, mW) where the driver has the field."""
+        field = getattr(self._nvml, "NVML_FI_DEV_POWER_INSTANT", None)
+        if field is None or (gpu, "power_instant") in self._unsupported:
+            return None
+        values = self._query(gpu, "nvmlDeviceGetFieldValues", [field])
+        if not values or values[0].nvmlReturn != 0:
+            self._unsupported[(gpu, "power_instant")] = "field not supported"
+            return None
+        v = values[0]
+        kind = _FIELD_VALUE_MEMBERS.get(int(v.valueType))
+        return None if kind is None else float(getattr(v.value, kind))
+
     def sample_once(self) -> list[Sample]:
         """Read every device now (energy counter first), record and return the rows."""
         if self._nvml is None:
@@ -222,7 +237,9 @@ class NvmlMeter:
         rows = []
         for gpu in self.gpu_indices:
             energy = self._query(gpu, "nvmlDeviceGetTotalEnergyConsumption")
-            power = self._query(gpu, "nvmlDeviceGetPowerUsage")
+            power = self._instant_power_mw(gpu)
+            if power is None:  # averaged over ~1 s on A100/H100: lags the window's edges
+                power = self._query(gpu, "nvmlDeviceGetPowerUsage")
             temp_sensor = getattr(self._nvml, "NVML_TEMPERATURE_GPU", 0)
             temp = self._query(gpu, "nvmlDeviceGetTemperature", temp_sensor)
             mem = self._query(gpu, "nvmlDeviceGetMemoryInfo")
