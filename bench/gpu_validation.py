@@ -278,6 +278,12 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch.set_num_threads(N) before anything runs (0: leave it)",
+    )
+    parser.add_argument(
         "--pin-cpus",
         type=int,
         default=0,
@@ -301,6 +307,9 @@ def main() -> None:
         out["pinned_cpus"] = sorted(os.sched_getaffinity(0))
     import torch
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+        out["torch_threads"] = args.torch_threads
     out["device"] = torch.cuda.get_device_name(0)
     out["torch"] = torch.__version__
     configs = [(int(b), c) for b, c in (x.split(":") for x in args.configs.split(","))]
