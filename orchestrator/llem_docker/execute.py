@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from llem_docker.errors import ConfigError
-from llem_docker.expand import PlannedRun, StudyPlan, gap_before
+from llem_docker.expand import PlannedRun, StudyPlan, gap_before, gap_kind
 from llem_docker.manifest import Manifest, RunError, RunState, StudyState, utc_now
 from llem_docker.progress import StudyDisplay, print_summary
 from llem_docker.runners.base import Runner, RunnerFactory, RunOutcome, make_runner
@@ -162,8 +162,7 @@ def _loop(
     for pos, run in enumerate(plan.runs):
         gap = gap_before(prev, run, order, config_gap, cycle_gap)
         if gap > 0:
-            new_cycle = order != "sequential" and prev is not None and prev.cycle != run.cycle
-            display.gap(gap, "cycle gap" if new_cycle else "config gap")
+            display.gap(gap, f"{gap_kind(prev, run, order)} gap")
         prev = run
         run_dir = study_dir / "runs" / run.run_id
         manifest.start_run(study_dir, run.run_id)

@@ -158,6 +158,14 @@ def plan_study(study: StudyConfig, execution: ExecutionConfig | None = None) -> 
     return StudyPlan(study.name, dhash, execution, tuple(points), runs, tuple(keys))
 
 
+def gap_kind(prev: PlannedRun | None, run: PlannedRun, order: CycleOrder) -> str | None:
+    """Which thermal gap precedes `run`: "cycle" where a new cycle starts (interleaved or
+    shuffled), "config" between any other two runs, None before the first."""
+    if prev is None:
+        return None
+    return "cycle" if order != "sequential" and prev.cycle != run.cycle else "config"
+
+
 def gap_before(
     prev: PlannedRun | None,
     run: PlannedRun,
@@ -165,10 +173,6 @@ def gap_before(
     config_gap_s: float,
     cycle_gap_s: float,
 ) -> float:
-    """Thermal gap before `run`: cycle gap where a new cycle starts (interleaved/shuffled),
-    config gap between any other two runs, nothing before the first."""
-    if prev is None:
-        return 0.0
-    if order != "sequential" and prev.cycle != run.cycle:
-        return cycle_gap_s
-    return config_gap_s
+    """Seconds of thermal gap before `run` (see gap_kind)."""
+    kind = gap_kind(prev, run, order)
+    return 0.0 if kind is None else cycle_gap_s if kind == "cycle" else config_gap_s
