@@ -72,12 +72,36 @@ def cv(xs: list[float]) -> float:
     return statistics.stdev(xs) / statistics.fmean(xs) if len(xs) > 1 else float("nan")
 
 
-def section_repeat(out: dict[str, Any], repeats: int, configs: list[tuple[int, str]]) -> None:
+def _harness_run(run_dir: Path, fresh: bool) -> int:
+    """One harness run on `run_dir`: in this process, or in a fresh one (as in a container)."""
+    if not fresh:
+        return Harness(run_dir).run()
+    import os
+    import subprocess
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "harness")] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    cmd = [sys.executable, "-m", "llem_harness", "run", str(run_dir)]
+    return subprocess.run(cmd, env=env, check=False).returncode
+
+
+def section_repeat(
+    out: dict[str, Any],
+    repeats: int,
+    configs: list[tuple[int, str]],
+    prompts_scale: int = 1,
+    fresh: bool = False,
+) -> None:
     rows = out.get("repeat", [])
     for batch, cache in configs:
         jpt, tps, runs = [], [], []
+        n_prompts = (PROMPTS if cache == "static" else DYNAMIC_PROMPTS)[batch] * prompts_scale
+        row: dict[str, Any] = {}
+        rows.append(row)
         for rep in range(repeats):
-            cfg = config(batch, cache)
+            cfg = config(batch, cache, n_prompts)
             with tempfile.TemporaryDirectory() as tmp:
                 run_dir = Path(tmp)
                 req = standalone_request(
@@ -89,7 +113,8 @@ def section_repeat(out: dict[str, Any], repeats: int, configs: list[tuple[int, s
                     ),
                 )
                 (run_dir / "experiment.json").write_text(req.model_dump_json())
-                code = Harness(run_dir).run()
+                t_start = time.time()
+                code = _harness_run(run_dir, fresh)
                 if code != 0:
                     print((run_dir / "error.json").read_text())
                     raise SystemExit(f"harness failed for bs={batch} cache={cache}")
@@ -110,27 +135,34 @@ def section_repeat(out: dict[str, Any], repeats: int, configs: list[tuple[int, s
                     "energy": res["energy"],
                     "warmup": res["warmup"],
                     "power_integral_j": res["timeseries"]["power_integral_j"],
+                    "t_start": round(t_start, 3),
+                    "t_end": round(time.time(), 3),
                 }
             )
-        row = {
-            "batch_size": batch,
-            "cache": cache,
-            "repeats": repeats,
-            "j_per_token_mean": statistics.fmean(jpt),
-            "j_per_token_cv": cv(jpt),
-            "tokens_per_s_mean": statistics.fmean(tps),
-            "tokens_per_s_cv": cv(tps),
-            "runs": runs,
-        }
+            row.clear()
+            row.update(
+                {
+                    "batch_size": batch,
+                    "cache": cache,
+                    "n_prompts": n_prompts,
+                    "fresh_process": fresh,
+                    "repeats": len(runs),
+                    "j_per_token_mean": statistics.fmean(jpt),
+                    "j_per_token_cv": cv(jpt),
+                    "tokens_per_s_mean": statistics.fmean(tps),
+                    "tokens_per_s_cv": cv(tps),
+                    "partial": len(runs) < repeats,
+                    "runs": runs,
+                }
+            )
+            out["repeat"] = rows
+            SAVE(out)  # a cut-off run still reports the repeats that finished
         print(
-            f"[repeat] bs={batch} cache={cache}: J/token {row['j_per_token_mean']:.4f} "
-            f"CV {row['j_per_token_cv']:.2%}; tok/s {row['tokens_per_s_mean']:.0f} "
-            f"CV {row['tokens_per_s_cv']:.2%}",
+            f"[repeat] bs={batch} cache={cache} n_prompts={n_prompts}: J/token "
+            f"{row['j_per_token_mean']:.4f} CV {row['j_per_token_cv']:.2%}; tok/s "
+            f"{row['tokens_per_s_mean']:.0f} CV {row['tokens_per_s_cv']:.2%}",
             flush=True,
         )
-        rows.append(row)
-        out["repeat"] = rows
-        SAVE(out)  # a cut-off run still reports the rows that finished
 
 
 def loaded(batch: int, cache: str, n_prompts: int) -> tuple[PyTorchBackend, list[list[int]]]:
@@ -290,6 +322,22 @@ def main() -> None:
         help="pin the process to its first N allowed CPUs (0: no pinning)",
     )
     parser.add_argument(
+        "--cpus",
+        default="",
+        help="pin the process to these CPUs, e.g. 8-11 or 4,5,6 (overrides --pin-cpus)",
+    )
+    parser.add_argument(
+        "--prompts-scale",
+        type=int,
+        default=1,
+        help="repeat section: multiply n_prompts (the measured window) by N",
+    )
+    parser.add_argument(
+        "--fresh-process",
+        action="store_true",
+        help="repeat section: each repeat in its own `python -m llem_harness run` process",
+    )
+    parser.add_argument(
         "--configs",
         default="8:static,8:dynamic,32:static",
         help="batch:cache pairs for the repeat section",
@@ -300,23 +348,34 @@ def main() -> None:
     out: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     global SAVE
     SAVE = lambda data: path.write_text(json.dumps(data, indent=2))  # noqa: E731
-    if args.pin_cpus:
-        import os
+    import os
 
+    if args.cpus:
+        cpus: set[int] = set()
+        for part in args.cpus.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        os.sched_setaffinity(0, cpus)
+        out["pinned_cpus"] = sorted(os.sched_getaffinity(0))
+    elif args.pin_cpus:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.pin_cpus])
         out["pinned_cpus"] = sorted(os.sched_getaffinity(0))
+    out["pytorch_cuda_alloc_conf"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF")
     import torch
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
         out["torch_threads"] = args.torch_threads
-    out["device"] = torch.cuda.get_device_name(0)
+    if not args.fresh_process:  # a fresh-process parent keeps CUDA (and its idle state) off
+        out["device"] = torch.cuda.get_device_name(0)
     out["torch"] = torch.__version__
     configs = [(int(b), c) for b, c in (x.split(":") for x in args.configs.split(","))]
     for name in args.sections.split(","):
         t0 = time.perf_counter()
         {
-            "repeat": lambda: section_repeat(out, args.repeats, configs),
+            "repeat": lambda: section_repeat(
+                out, args.repeats, configs, args.prompts_scale, args.fresh_process
+            ),
             "energy": lambda: section_energy(out, args.windows),
             "overhead": lambda: section_overhead(out, args.pairs),
         }[name]()
