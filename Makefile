@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build; on these machines pip takes it from a local wheel.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test unit lint bench clean
+.PHONY: setup test unit lint bench clean test-images
 
 setup: $(BIN)/llem-docker
 
@@ -25,6 +25,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# CPU test images llem-test/<backend>:cpu, built with no registry (images/test/build.sh).
+BACKENDS ?= pytorch
+test-images: setup
+	PYTHON=$(BIN)/python TORCH_VERSION=$(TORCH_VERSION) images/test/build.sh $(BACKENDS)
 
 bench: setup
 	$(BIN)/python bench/expand.py

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Build the CPU test images llem-test/<backend>:cpu with no container registry:
+#   1. llem-test/debian:bookworm  - Debian + Python, bootstrapped with mmdebstrap | docker import
+#   2. llem-test/<backend>-engine:cpu - that base + the engine's Python packages (CPU builds)
+#   3. llem-test/<backend>:cpu    - images/<backend>/Dockerfile with BASE_IMAGE = step 2
+# Every wheel is prepared on the host with pip and installed with --no-index in the build.
+# Usage: images/test/build.sh [BACKEND ...]   (default: pytorch)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PYTHON=${PYTHON:-.venv/bin/python}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+DEBIAN_BASE=${DEBIAN_BASE:-llem-test/debian:bookworm}
+CTX=.build/images
+BACKENDS=("${@:-pytorch}")
+[ ${#BACKENDS[@]} -gt 0 ] || BACKENDS=(pytorch)
+
+say() { printf '\n==> %s\n' "$*"; }
+
+docker info >/dev/null 2>&1 || {
+  echo "error: no Docker engine answers (docker info failed). Start dockerd, or run .ci/run." >&2
+  exit 1
+}
+
+if ! docker image inspect "$DEBIAN_BASE" >/dev/null 2>&1; then
+  say "bootstrapping $DEBIAN_BASE (mmdebstrap | docker import)"
+  command -v mmdebstrap >/dev/null || {
+    echo "error: mmdebstrap is not installed; fix: apt-get install mmdebstrap" >&2
+    exit 1
+  }
+  mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+    bookworm - | docker import -c 'ENV LANG=C.UTF-8' - "$DEBIAN_BASE"
+fi
+
+engine_requirements() {
+  case "$1" in
+    pytorch) echo "torch==${TORCH_VERSION}" ;;
+    *) echo "error: no CPU engine recipe for backend '$1'" >&2; return 1 ;;
+  esac
+}
+
+VERSION=$("$PYTHON" -c 'import llem_harness; print(llem_harness.__version__)')
+FINGERPRINT=$("$PYTHON" -m llem_harness.cli fingerprint)
+
+for backend in "${BACKENDS[@]}"; do
+  engine_tag="llem-test/${backend}-engine:cpu"
+  reqs=$(engine_requirements "$backend")
+  if ! docker image inspect "$engine_tag" >/dev/null 2>&1; then
+    say "engine base $engine_tag ($reqs)"
+    rm -rf "$CTX/$backend-engine" && mkdir -p "$CTX/$backend-engine/wheels"
+    echo "$reqs" > "$CTX/$backend-engine/requirements.txt"
+    "$PYTHON" -m pip download --quiet --only-binary=:all: \
+      --dest "$CTX/$backend-engine/wheels" -r "$CTX/$backend-engine/requirements.txt"
+    docker build --quiet -f images/test/engine.Dockerfile \
+      --build-arg DEBIAN_BASE="$DEBIAN_BASE" -t "$engine_tag" "$CTX/$backend-engine"
+  fi
+
+  say "harness image llem-test/$backend:cpu (images/$backend/Dockerfile on $engine_tag)"
+  rm -rf "$CTX/$backend-harness" && mkdir -p "$CTX/$backend-harness/wheels"
+  # The harness wheel and its dependencies; the engine's packages are already in the base.
+  "$PYTHON" -m pip wheel --quiet --wheel-dir "$CTX/$backend-harness/wheels" \
+    "./harness[measure,$backend]"
+  docker build --quiet -f "images/$backend/Dockerfile" \
+    --build-arg BASE_IMAGE="$engine_tag" \
+    --build-arg LLEM_VERSION="$VERSION" \
+    --build-arg SCHEMA_FINGERPRINT="$FINGERPRINT" \
+    -t "llem-test/$backend:cpu" "$CTX/$backend-harness"
+  docker run --rm "llem-test/$backend:cpu" llem-harness --version
+done

@@ -1,0 +1,14 @@
+# CPU stand-in for an upstream engine image, built with no registry: a Debian base that
+# images/test/build.sh bootstrapped with mmdebstrap, plus the engine's Python packages from
+# wheels that the host prepared (requirements.txt lists them). PATH puts the venv first, as
+# the upstream images put their Python first.
+ARG DEBIAN_BASE=llem-test/debian:bookworm
+FROM ${DEBIAN_BASE}
+ENV LANG=C.UTF-8 \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+COPY requirements.txt /tmp/requirements.txt
+COPY wheels/ /tmp/wheels/
+RUN python3 -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
+       --find-links /tmp/wheels -r /tmp/requirements.txt \
+    && rm -rf /tmp/wheels /tmp/requirements.txt
