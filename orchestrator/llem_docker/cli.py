@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,15 @@ def run(
     yes: bool = typer.Option(
         False, "--yes", "-y", help=f"confirm plans above {CONFIRM_ABOVE} runs"
     ),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="finish the study in this results folder: completed runs are kept, the rest "
+        "run again (the study file must still match it)",
+    ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPUs for docker runs: all | none | 0,1 (overrides docker.gpus)"
+    ),
 ) -> None:
     """Run a study (or show its plan with --dry-run)."""
     if profile is not None and profile not in PROFILES:
@@ -91,10 +101,27 @@ def run(
             fix="use sequential, interleaved or shuffled",
         )
     study = load_study(study_file)
-    execution = effective_execution(study, profile, cycles, order)
+    prior = None
+    if resume is not None:
+        from llem_docker.resume import check_same_design, read_prior
+
+        if cycles is not None or order is not None:
+            raise ConfigError(
+                "--cycles and --order cannot change a study that is being resumed",
+                source="--resume",
+                fix="drop them: the resumed study keeps the execution its manifest recorded",
+            )
+        prior = read_prior(resume)
+        execution = prior.execution
+    else:
+        execution = effective_execution(study, profile, cycles, order)
     gaps_off = no_gaps or bool(profile and PROFILES[profile]["no_gaps"])
-    settings = Settings.load(cli_runner=runner, results_dir=results_dir, no_gaps=gaps_off)
+    settings = Settings.load(
+        cli_runner=runner, results_dir=results_dir, no_gaps=gaps_off, gpus=gpus
+    )
     plan = plan_study(study, execution)
+    if prior is not None and resume is not None:
+        check_same_design(prior, plan, study_file)
     runners = settings.runners(sorted(plan.counts()))
     if dry_run:
         _show_plan(plan, runners, settings, as_json)
@@ -108,7 +135,15 @@ def run(
     from llem_docker.execute import StudyInterrupted, execute_study
 
     try:
-        outcome = execute_study(plan, study, settings, runners, console=out, as_json=as_json)
+        outcome = execute_study(
+            plan,
+            study,
+            settings,
+            runners,
+            console=out,
+            as_json=as_json,
+            resume=None if prior is None or resume is None else (resume, prior),
+        )
     except StudyInterrupted as exc:
         outcome = exc.outcome
         err.print(
@@ -186,7 +221,14 @@ def _root(
     """llem-docker: formal LLM inference energy benchmarks."""
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler, `kill`) stops a study the way Ctrl+C does: runs recorded, the
+    running container stopped and removed."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _sigterm)
     try:
         app(standalone_mode=True)
     except LlemError as exc:
@@ -194,6 +236,9 @@ def main() -> None:
             f"[bold red]error:[/bold red] {escape(exc.render())}", highlight=False, soft_wrap=True
         )
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl+C while the first was being handled
+        err.print("[yellow]interrupted again: exiting at once[/yellow]")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from llem_docker.errors import ConfigError
 from llem_docker.expand import PlannedRun, StudyPlan, gap_before, gap_kind
 from llem_docker.manifest import Manifest, RunError, RunState, StudyState, utc_now
 from llem_docker.progress import StudyDisplay, print_summary
+from llem_docker.resume import reopen
 from llem_docker.runners.base import Runner, RunnerFactory, RunOutcome, make_runner
 from llem_docker.settings import RunnerSpec, Settings
 from llem_docker.study import StudyConfig
@@ -52,6 +53,8 @@ from llem_harness.contract import (
 RUN_DATASET = "dataset.jsonl"
 LOG_TAIL_LINES = 20
 EXIT_CODES: dict[str, int] = {"completed": 0, "interrupted": 130}
+# Runner failures that no later run can escape: the study stops at the first.
+FATAL_FAILURES = frozenset({"GpuUnavailable"})
 
 
 @dataclass
@@ -97,27 +100,37 @@ def execute_study(
     console: Console,
     as_json: bool,
     runner_factory: RunnerFactory = make_runner,
+    resume: tuple[Path, Manifest] | None = None,
 ) -> StudyOutcome:
-    """Run every planned run; return the outcome, or raise StudyInterrupted on Ctrl+C."""
+    """Run every planned run (with `resume`: every run of that folder without a result);
+    return the outcome, or raise StudyInterrupted on Ctrl+C."""
     backends = sorted(plan.counts())
     specs = {b: runners[b] for b in backends}
     live = {b: runner_factory(spec, settings) for b, spec in specs.items()}
     datasets = _resolve_datasets(plan, study)
     measurement = measurement_settings(settings)
-    study_dir = _make_study_dir(Path(str(settings.value("output.results_dir"))), plan.name)
-    study_file = str(Path(study.source).resolve()) if study.source else None
-    manifest = Manifest.new(plan, study_dir.name, study_file, specs)
+    results: dict[str, ExperimentResult] = {}
+    if resume is None:
+        study_dir = _make_study_dir(Path(str(settings.value("output.results_dir"))), plan.name)
+        study_file = str(Path(study.source).resolve()) if study.source else None
+        manifest = Manifest.new(plan, study_dir.name, study_file, specs)
+        todo = {r.run_id for r in plan.runs}
+    else:
+        study_dir = resume[0]
+        manifest, results, again = reopen(study_dir, resume[1], specs)
+        todo = set(again)
     manifest.write(study_dir)
     display_console = Console(stderr=True) if as_json else console
     t0 = time.monotonic()
-    results: dict[str, ExperimentResult] = {}
     interrupted = False
     try:
         for run in plan.runs:  # every experiment.json up front: the folder documents the plan
-            _prepare_run(study_dir, plan, run, live, measurement, datasets)
-        with StudyDisplay(display_console, len(plan.runs)) as display:
-            display.note(f"study {study_dir.name}: {len(plan.runs)} runs → {study_dir}")
-            interrupted = _loop(plan, settings, live, manifest, study_dir, display, results)
+            if run.run_id in todo:
+                _prepare_run(study_dir, plan, run, live, measurement, datasets)
+        with StudyDisplay(display_console, len(todo)) as display:
+            what = f"{len(todo)} runs" + (f" ({len(results)} already completed)" if resume else "")
+            display.note(f"study {study_dir.name}: {what} → {study_dir}")
+            interrupted = _loop(plan, settings, live, manifest, study_dir, display, results, todo)
     except KeyboardInterrupt:
         interrupted = True
     except BaseException:
@@ -150,8 +163,10 @@ def _loop(
     study_dir: Path,
     display: StudyDisplay,
     results: dict[str, ExperimentResult],
+    todo: set[str],
 ) -> bool:
-    """Run the plan. True when Ctrl+C stopped it (already recorded in the manifest)."""
+    """Run the runs in `todo`, in plan order. True when Ctrl+C stopped it (already recorded
+    in the manifest)."""
     config_gap = float(settings.value("execution.config_gap_seconds"))
     cycle_gap = float(settings.value("execution.cycle_gap_seconds"))
     timeout = float(settings.value("execution.experiment_timeout_seconds"))
@@ -159,7 +174,8 @@ def _loop(
     order = plan.execution.cycle_order
     prev: PlannedRun | None = None
     failures = 0
-    for pos, run in enumerate(plan.runs):
+    runs = [r for r in plan.runs if r.run_id in todo]
+    for pos, run in enumerate(runs):
         gap = gap_before(prev, run, order, config_gap, cycle_gap)
         if gap > 0:
             display.gap(gap, f"{gap_kind(prev, run, order)} gap")
@@ -186,10 +202,13 @@ def _loop(
         if outcome.interrupted:  # even if the run itself got to finish
             return True
         failures = failures + 1 if got.state == "failed" else 0
-        if failures >= max_failures and pos + 1 < len(plan.runs):
+        fatal = outcome.failure in FATAL_FAILURES
+        if (fatal or failures >= max_failures) and pos + 1 < len(runs):
             reason = RunError(
                 type="CircuitBreaker",
-                message=f"skipped after {failures} consecutive failed runs "
+                message=f"skipped: every run would fail the same way ({outcome.failure})"
+                if fatal
+                else f"skipped after {failures} consecutive failed runs "
                 f"(execution.max_consecutive_failures = {max_failures})",
             )
             manifest.skip_pending(reason)
@@ -207,7 +226,7 @@ def _failed(kind: str, message: str, phase: str | None) -> _Classified:
 def _classify(
     run: PlannedRun, run_dir: Path, outcome: RunOutcome, phase: str | None, timeout: float
 ) -> _Classified:
-    """result.json > interrupt > timeout > error.json > crash."""
+    """result.json > interrupt > timeout > OOM kill > error.json > runner failure > crash."""
     result_path = run_dir / RESULT_FILE
     if result_path.exists():
         try:
@@ -230,12 +249,16 @@ def _classify(
         msg = (
             f"no result within experiment_timeout_seconds = {timeout:g} s"
             + (f" (still in phase `{where}`)" if where else "")
-            + "; the process group was killed. Fix: raise execution.experiment_timeout_seconds "
+            + "; the run was stopped. Fix: raise execution.experiment_timeout_seconds "
             "in the user config, or shrink the experiment"
         )
         return _failed("Timeout", msg, where)
+    if outcome.oom_killed:
+        return _failed("OOMKilled", outcome.detail or "killed for lack of memory", where)
     if info is not None:
         return _failed(info.type, info.message, info.phase)
+    if outcome.failure is not None:
+        return _failed(outcome.failure, outcome.detail or outcome.failure, phase)
     how = f"exited with code {outcome.exit_code}" if outcome.exit_code is not None else "failed"
     detail = f" ({outcome.detail})" if outcome.detail else ""
     tail = _log_tail(run_dir / LOG_FILE)
@@ -333,7 +356,7 @@ def _prepare_run(
     datasets: dict[str, Path],
 ) -> None:
     run_dir = study_dir / "runs" / run.run_id
-    run_dir.mkdir()
+    run_dir.mkdir(parents=True)
     config = run.point.config
     if config.dataset in datasets:
         shutil.copyfile(datasets[config.dataset], run_dir / RUN_DATASET)

@@ -68,6 +68,7 @@ class Manifest(_Model):
     created_at: str
     updated_at: str
     owner_pid: int
+    resumed_at: list[str] = Field(default_factory=list)
     state: StudyState = "running"
     execution: ExecutionConfig
     runners: dict[str, RunnerChoice]
@@ -91,10 +92,7 @@ class Manifest(_Model):
             updated_at=now,
             owner_pid=os.getpid(),
             execution=plan.execution,
-            runners={
-                b: RunnerChoice(kind=s.kind, target=s.target, source=s.source)
-                for b, s in runners.items()
-            },
+            runners=cls.runner_choices(runners),
             runs=[
                 RunEntry(
                     index=r.index,
@@ -107,6 +105,13 @@ class Manifest(_Model):
                 for r in plan.runs
             ],
         )
+
+    @staticmethod
+    def runner_choices(runners: dict[str, RunnerSpec]) -> dict[str, RunnerChoice]:
+        return {
+            b: RunnerChoice(kind=s.kind, target=s.target, source=s.source)
+            for b, s in runners.items()
+        }
 
     def entry(self, run_id: str) -> RunEntry:
         for e in self.runs:

@@ -84,6 +84,7 @@ class Settings:
         cli_runner: str | None = None,
         results_dir: str | None = None,
         no_gaps: bool = False,
+        gpus: str | None = None,
     ) -> Settings:
         env = dict(os.environ if env is None else env)
         path, rule = user_config_path(env)
@@ -91,6 +92,11 @@ class Settings:
         s = cls(user, path, rule, keys, env, cli_runner, results_dir, no_gaps)
         if cli_runner is not None:
             parse_runner(cli_runner, origin="--runner", fix_where="--runner")
+        if gpus is not None:
+            from llem_docker.runners.docker_engine import parse_gpus
+
+            parse_gpus(gpus, source="--gpus")
+            s.overrides["docker.gpus"], s.sources["docker.gpus"] = gpus, "--gpus"
         s._env_float("LLEM_CARBON_INTENSITY", "measurement.carbon_intensity_gco2_kwh", 0.0, None)
         s._env_float("LLEM_DATACENTER_PUE", "measurement.datacenter_pue", 1.0, 5.0)
         return s

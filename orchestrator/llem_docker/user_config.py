@@ -38,6 +38,7 @@ class ExecutionSettings(_Strict):
 class DockerSettings(_Strict):
     gpus: str | list[int] = Field("all", description="all | none | list of GPU indices")
     shm_size: str | None = Field("16g", description="None means ipc=host")
+    memory: str | None = Field(None, description="container memory limit, e.g. 64g; no swap")
     hf_hub_offline: bool = False
 
 

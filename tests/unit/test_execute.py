@@ -338,13 +338,15 @@ def test_cli_run_table(
     assert "1/1 completed" in r.out and "results:" in r.out
 
 
-def test_cli_docker_runner_is_not_there_yet(
+def test_cli_docker_engine_unreachable_stops_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = Study(tmp_path, ["fake/ok"])
     s.write()
     monkeypatch.setenv("LLEM_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     r = invoke(capsys, monkeypatch, "run", str(s.path))
     assert r.code == LlemError.exit_code
-    assert "docker runner is not implemented yet" in " ".join(r.err.split())
+    text = " ".join(r.err.split())
+    assert "cannot reach the Docker engine" in text and "--runner local" in text
     assert not (tmp_path / "results").exists()

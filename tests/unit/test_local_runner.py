@@ -157,7 +157,7 @@ def test_make_runner(tmp_path: Path) -> None:
     assert isinstance(local, LocalRunner) and local.command == list(DEFAULT_COMMAND)
     assert local.command[:3] == [sys.executable, "-m", "llem_harness.cli"]
     with pytest.raises(LlemError, match=r"not implemented yet.*LLEM_RUNNER_<BACKEND>=local"):
-        make_runner(RunnerSpec("docker", "img:1", "default"), settings)
+        make_runner(RunnerSpec("apptainer", "img.sif", "default"), settings)
 
 
 def test_the_real_harness_command_starts(tmp_path: Path) -> None:

@@ -23,6 +23,11 @@ class RunOutcome:
     interrupted: bool = False
     oom_killed: bool = False
     detail: str | None = None
+    # Set when the runner itself failed (no image, engine gone, GPU request refused): the
+    # error type recorded in the manifest, with `detail` as its message.
+    failure: str | None = None
+    # How long the harness process itself ran (for docker: the engine's StartedAt..FinishedAt).
+    process_s: float | None = None
 
 
 class Runner(Protocol):
@@ -51,6 +56,10 @@ def make_runner(spec: RunnerSpec, settings: Settings) -> Runner:
         from llem_docker.runners.local import LocalRunner
 
         return LocalRunner(model_cache_dir=str(settings.value("output.model_cache_dir")))
+    if spec.kind == "docker":
+        from llem_docker.runners.docker import DockerRunner
+
+        return DockerRunner.from_settings(spec, settings)
     raise LlemError(
         f"the {spec.kind} runner is not implemented yet (chosen by {spec.source}); "
         "use LLEM_RUNNER_<BACKEND>=local or --runner local to run the harness in this "

@@ -7,7 +7,6 @@ orchestrator, and a timeout or an interrupt can kill the harness and everything 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -17,15 +16,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from llem_docker.runners.base import EventHandler, RunOutcome
+from llem_docker.runners.stream import Events, drain, follow, pump
 from llem_harness.contract import LOG_FILE, RunnerInfo
 
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "llem_harness.cli", "run")
-POLL_S = 0.1
 READER_JOIN_S = 5.0
-MAX_BATCH = 1000
 
 
 class LocalRunner:
@@ -67,25 +65,20 @@ class LocalRunner:
             log.close()
             return RunOutcome(exit_code=None, detail=f"could not start the harness: {exc}")
         assert proc.stdout is not None
-        lines: queue.Queue[object] = queue.Queue()
+        lines: Events = queue.Queue()
         reader = threading.Thread(
             target=_pump, args=(proc.stdout, log, lines), name="llem-local-reader", daemon=True
         )
         timed_out = interrupted = False
-        deadline = time.monotonic() + timeout_s
         try:
-            try:
-                reader.start()
-                while not _exited(proc):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        timed_out = True
-                        self._stop(proc)
-                        break
-                    _dispatch(lines, on_event, wait_s=min(POLL_S, remaining))
-            except KeyboardInterrupt:
-                interrupted = True
-                self._stop(proc)
+            reader.start()
+            timed_out, interrupted = follow(
+                lines,
+                on_event,
+                running=lambda: not _exited(proc),
+                stop=lambda: self._stop(proc),
+                timeout_s=timeout_s,
+            )
         finally:
             _killpg(proc, signal.SIGKILL)  # whatever is left of the group, leader included
             _wait(proc)
@@ -95,8 +88,7 @@ class LocalRunner:
                 proc.stdout.close()
                 log.close()
         if not interrupted:
-            while not lines.empty():
-                _dispatch(lines, on_event, wait_s=0.0)
+            drain(lines, on_event)
         return _outcome(proc.returncode, timed_out, interrupted, timeout_s)
 
     def _stop(self, proc: subprocess.Popen[bytes]) -> None:
@@ -111,43 +103,13 @@ class LocalRunner:
         _killpg(proc, signal.SIGKILL)
 
 
-def _pump(stream: IO[bytes], log: IO[str], lines: queue.Queue[object]) -> None:
-    """Reader thread: every line to container.log, JSON events to the queue."""
+def _pump(stream: IO[bytes], log: IO[str], events: Events) -> None:
+    """Reader thread: the child's stdout, line by line, into container.log and `events`."""
     try:
-        for raw in iter(stream.readline, b""):
-            text = raw.decode("utf-8", errors="replace")
-            log.write(text if text.endswith("\n") else text + "\n")
-            log.flush()
-            event = _parse_event(text)
-            if event is not None:
-                lines.put(event)
+        pump(iter(stream.readline, b""), log, events)
     finally:
         log.close()
         stream.close()
-
-
-def _parse_event(text: str) -> dict[str, Any] | None:
-    text = text.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) and "event" in obj else None
-
-
-def _dispatch(lines: queue.Queue[object], on_event: EventHandler, *, wait_s: float) -> None:
-    """Wait up to `wait_s` for an event, then hand over what is queued, in the caller's thread."""
-    timeout = wait_s
-    for _ in range(MAX_BATCH):
-        try:
-            item = lines.get(timeout=timeout) if timeout > 0 else lines.get_nowait()
-        except queue.Empty:
-            return
-        if isinstance(item, dict):
-            on_event(item)
-        timeout = 0.0
 
 
 def _exited(proc: subprocess.Popen[bytes]) -> bool:
