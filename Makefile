@@ -31,8 +31,9 @@ BACKENDS ?= pytorch
 test-images: setup
 	PYTHON=$(BIN)/python TORCH_VERSION=$(TORCH_VERSION) images/test/build.sh $(BACKENDS)
 
-bench: setup
+bench: setup test-images
 	$(BIN)/python bench/expand.py
+	$(BIN)/python bench/docker_overhead.py --out bench/results/docker_overhead.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
