@@ -30,9 +30,8 @@ pytestmark = pytest.mark.docker
 
 
 def _engine() -> Any:
-    from docker.errors import DockerException
-
     import docker
+    from docker.errors import DockerException
 
     try:
         client = docker.from_env(timeout=120)
