@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build; on these machines pip takes it from a local wheel.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test unit lint bench clean test-images
+.PHONY: setup test unit lint bench clean test-images images push sif
 
 setup: $(BIN)/llem-docker
 
@@ -26,10 +26,24 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The pinned backend images llenergymeasure/<backend>:<version> (images/images.sh).
+#   make images [BACKENDS="pytorch vllm"]      build on the pinned upstream bases
+#   make images PULL=1 REGISTRY=host/org       pull the published ones instead, and retag
+#   make push REGISTRY=host/org                push the local ones
+#   make sif                                   images/sif/llem-<backend>-<version>.sif
+BACKENDS ?=
+images: setup
+	PYTHON=$(BIN)/python images/images.sh $(if $(PULL),pull,build) $(BACKENDS)
+
+push: setup
+	PYTHON=$(BIN)/python images/images.sh push $(BACKENDS)
+
+sif: setup
+	PYTHON=$(BIN)/python images/images.sh sif $(BACKENDS)
+
 # CPU test images llem-test/<backend>:cpu, built with no registry (images/test/build.sh).
-BACKENDS ?= pytorch
 test-images: setup
-	PYTHON=$(BIN)/python TORCH_VERSION=$(TORCH_VERSION) images/test/build.sh $(BACKENDS)
+	PYTHON=$(BIN)/python TORCH_VERSION=$(TORCH_VERSION) images/test/build.sh $(or $(BACKENDS),pytorch)
 
 bench: setup test-images
 	$(BIN)/python bench/expand.py

@@ -32,10 +32,19 @@ if ! docker image inspect "$DEBIAN_BASE" >/dev/null 2>&1; then
     bookworm - | docker import -c 'ENV LANG=C.UTF-8' - "$DEBIAN_BASE"
 fi
 
+# The engine's packages in the CPU stand-in for each upstream image. vllm and tensorrt get no
+# engine yet: their test images check the harness layer and its labels only.
 engine_requirements() {
   case "$1" in
     pytorch) echo "torch==${TORCH_VERSION}" ;;
+    vllm | tensorrt) echo "" ;;
     *) echo "error: no CPU engine recipe for backend '$1'" >&2; return 1 ;;
+  esac
+}
+harness_extras() {
+  case "$1" in
+    pytorch) echo "measure,pytorch" ;;
+    *) echo "measure" ;;  # the engine brings transformers
   esac
 }
 
@@ -46,11 +55,13 @@ for backend in "${BACKENDS[@]}"; do
   engine_tag="llem-test/${backend}-engine:cpu"
   reqs=$(engine_requirements "$backend")
   if ! docker image inspect "$engine_tag" >/dev/null 2>&1; then
-    say "engine base $engine_tag ($reqs)"
+    say "engine base $engine_tag (${reqs:-no engine})"
     rm -rf "$CTX/$backend-engine" && mkdir -p "$CTX/$backend-engine/wheels"
     echo "$reqs" > "$CTX/$backend-engine/requirements.txt"
-    "$PYTHON" -m pip download --quiet --only-binary=:all: \
-      --dest "$CTX/$backend-engine/wheels" -r "$CTX/$backend-engine/requirements.txt"
+    if [ -n "$reqs" ]; then
+      "$PYTHON" -m pip download --quiet --only-binary=:all: \
+        --dest "$CTX/$backend-engine/wheels" -r "$CTX/$backend-engine/requirements.txt"
+    fi
     docker build --quiet -f images/test/engine.Dockerfile \
       --build-arg DEBIAN_BASE="$DEBIAN_BASE" -t "$engine_tag" "$CTX/$backend-engine"
   fi
@@ -59,7 +70,8 @@ for backend in "${BACKENDS[@]}"; do
   rm -rf "$CTX/$backend-harness" && mkdir -p "$CTX/$backend-harness/wheels"
   # The harness wheel and its dependencies; the engine's packages are already in the base.
   "$PYTHON" -m pip wheel --quiet --wheel-dir "$CTX/$backend-harness/wheels" \
-    "./harness[measure,$backend]"
+    "./harness[$(harness_extras "$backend")]"
+  cp images/install-harness.sh "$CTX/$backend-harness/"
   docker build --quiet -f "images/$backend/Dockerfile" \
     --build-arg BASE_IMAGE="$engine_tag" \
     --build-arg LLEM_VERSION="$VERSION" \

@@ -1,6 +1,7 @@
 # CPU stand-in for an upstream engine image, built with no registry: a Debian base that
 # images/test/build.sh bootstrapped with mmdebstrap, plus the engine's Python packages from
-# wheels that the host prepared (requirements.txt lists them). PATH puts the venv first, as
+# wheels that the host prepared (requirements.txt lists them; empty for a base without
+# the engine). PATH puts the venv first, as
 # the upstream images put their Python first.
 ARG DEBIAN_BASE=llem-test/debian:bookworm
 FROM ${DEBIAN_BASE}
@@ -9,6 +10,8 @@ ENV LANG=C.UTF-8 \
 COPY requirements.txt /tmp/requirements.txt
 COPY wheels/ /tmp/wheels/
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
-       --find-links /tmp/wheels -r /tmp/requirements.txt \
+    && if grep -q '[^[:space:]]' /tmp/requirements.txt; then \
+         /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
+           --find-links /tmp/wheels -r /tmp/requirements.txt; \
+       fi \
     && rm -rf /tmp/wheels /tmp/requirements.txt

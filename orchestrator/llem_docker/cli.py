@@ -20,6 +20,7 @@ from llem_docker.plan_view import estimate, print_plan, print_plan_json
 from llem_docker.settings import RunnerSpec, Settings
 from llem_docker.study import ExecutionConfig, StudyConfig
 from llem_harness import __version__
+from llem_harness.config import BACKENDS
 
 app = typer.Typer(
     name="llem-docker",
@@ -204,6 +205,44 @@ def config(
     for k, v, s in rows:
         table.add_row(k, str(v), s)
     out.print(table)
+
+
+@app.command()
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    gpu_probe: bool = typer.Option(
+        True, "--gpu-probe/--no-gpu-probe", help="start a container with GPUs to test them"
+    ),
+    backends: str = typer.Option(
+        ",".join(BACKENDS), "--backends", help="the backends whose runner and image to check"
+    ),
+) -> None:
+    """Check that this machine can run studies; a fix for every failing row."""
+    from dataclasses import asdict
+
+    from llem_docker.doctor import run_checks
+
+    chosen = tuple(b.strip() for b in backends.split(",") if b.strip())
+    unknown = [b for b in chosen if b not in BACKENDS]
+    if unknown or not chosen:
+        raise ConfigError(
+            f"unknown backend(s) {', '.join(unknown) or '(none given)'}",
+            source="--backends",
+            fix=f"use a comma-separated list of {', '.join(BACKENDS)}",
+        )
+    checks = run_checks(Settings.load(), gpu_probe=gpu_probe, backends=chosen)
+    if as_json:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+        table = Table(title="llem-docker doctor", title_justify="left")
+        for col in ("check", "status", "detail", "fix"):
+            table.add_column(col, overflow="fold")
+        for c in checks:
+            status = f"[{style[c.status]}]{c.status}[/]"
+            table.add_row(c.name, status, escape(c.detail), escape(c.fix))
+        out.print(table)
+    raise typer.Exit(1 if any(c.status == "fail" for c in checks) else 0)
 
 
 def _version(value: bool) -> None:

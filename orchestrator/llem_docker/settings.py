@@ -32,6 +32,7 @@ class RunnerSpec:
     target: str | None  # docker image or .sif path
     source: str  # where the choice came from
     target_source: str | None = None
+    backend: str = ""
 
     @property
     def label(self) -> str:
@@ -168,7 +169,7 @@ class Settings:
                 target_src = f"user config images.{backend}"
             else:
                 target, target_src = default_image(backend), "pinned default"
-        return RunnerSpec(kind, target, src, target_src)
+        return RunnerSpec(kind, target, src, target_src, backend)
 
     def runners(self, backends: tuple[str, ...] | list[str] = BACKENDS) -> dict[str, RunnerSpec]:
         out = {b: self.runner(b) for b in backends}

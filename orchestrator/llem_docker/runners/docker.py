@@ -17,13 +17,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from rich.console import Console
+from rich.markup import escape
+
+from llem_docker.images import check_image, inspect_image
 from llem_docker.runners.base import EventHandler, RunOutcome
 from llem_docker.runners.docker_engine import (
     NO_GPU_DRIVER,
     ContainerOptions,
     connect,
     container_spec,
-    image_digest,
     parse_gpus,
     reap_orphans,
 )
@@ -53,10 +56,14 @@ class DockerRunner:
 
     @classmethod
     def from_settings(cls, spec: RunnerSpec, settings: Settings) -> DockerRunner:
-        """Connect (a clear error before anything runs if the engine is down) and reap."""
+        """Connect, reap, check the image's handshake labels: each a clear error before
+        anything runs."""
         assert spec.target is not None
         client = connect()
         reap_orphans(client)
+        warning = check_image(client, spec.target, spec.backend or "backend", settings.env)
+        if warning:
+            Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}")
         cache = Path(str(settings.value("output.model_cache_dir"))).expanduser().absolute()
         cache.mkdir(parents=True, exist_ok=True)  # else the engine creates it, owned by root
         opts = ContainerOptions(
@@ -72,7 +79,10 @@ class DockerRunner:
 
     def info(self) -> RunnerInfo:
         if self._digest is None:
-            self._digest = image_digest(self.client, self.opts.image)
+            from docker.errors import DockerException
+
+            with contextlib.suppress(DockerException):
+                self._digest = inspect_image(self.client, self.opts.image).digest
         return RunnerInfo(type="docker", image=self.opts.image, image_digest=self._digest)
 
     # -- one run ------------------------------------------------------------------------------

@@ -180,18 +180,6 @@ def reap_orphans(client: Any, *, host: str | None = None) -> list[str]:
     return removed
 
 
-def image_digest(client: Any, image: str) -> str | None:
-    """The registry digest (repo@sha256:…) when the image came from one, else its image id."""
-    from docker.errors import DockerException
-
-    try:
-        img = client.images.get(image)
-    except DockerException:
-        return None
-    digests = img.attrs.get("RepoDigests") or []
-    return str(digests[0]) if digests else str(img.id)
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The pinned backend images: build, pull, push, or convert them for Apptainer/Singularity.
+#
+#   images/images.sh build [BACKEND ...]   images/<backend>/Dockerfile on its pinned BASE_IMAGE
+#   images/images.sh pull  [BACKEND ...]   $REGISTRY/llenergymeasure/<backend>:<version>, retagged
+#   images/images.sh push  [BACKEND ...]   the local images to $REGISTRY
+#   images/images.sh sif   [BACKEND ...]   images/sif/llem-<backend>-<version>.sif
+#
+# The local tag is always llenergymeasure/<backend>:<version>, the image the orchestrator
+# uses by default. Backends default to: pytorch vllm tensorrt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-.venv/bin/python}
+REPO=${IMAGE_REPO:-llenergymeasure}
+action=${1:?usage: images/images.sh build|pull|push|sif [BACKEND ...]}
+shift
+BACKENDS=("$@")
+[ ${#BACKENDS[@]} -gt 0 ] || BACKENDS=(pytorch vllm tensorrt)
+
+VERSION=$("$PYTHON" -c 'import llem_harness; print(llem_harness.__version__)')
+FINGERPRINT=$("$PYTHON" -m llem_harness.cli fingerprint)
+
+die() { echo "error: $*" >&2; exit 1; }
+need_engine() {
+  docker info >/dev/null 2>&1 || die "no Docker engine answers (docker info failed); start Docker"
+}
+need_registry() {
+  [ -n "${REGISTRY:-}" ] || die "set REGISTRY, e.g. make $1 REGISTRY=ghcr.io/my-org"
+}
+for b in "${BACKENDS[@]}"; do
+  [ -f "images/$b/Dockerfile" ] || die "unknown backend '$b' (no images/$b/Dockerfile)"
+done
+
+case "$action" in
+  build)
+    need_engine
+    for b in "${BACKENDS[@]}"; do
+      ctx=.build/images/$b
+      rm -rf "$ctx" && mkdir -p "$ctx/wheels"
+      # Only the harness wheel: its dependencies come from the index during the build.
+      "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$ctx/wheels" ./harness
+      cp images/install-harness.sh "$ctx/"
+      echo "==> $REPO/$b:$VERSION (images/$b/Dockerfile)"
+      docker build -f "images/$b/Dockerfile" \
+        --build-arg LLEM_VERSION="$VERSION" \
+        --build-arg SCHEMA_FINGERPRINT="$FINGERPRINT" \
+        --build-arg PIP_INDEX_ARGS="" \
+        -t "$REPO/$b:$VERSION" "$ctx"
+    done
+    ;;
+  pull)
+    need_engine
+    need_registry "images PULL=1"
+    for b in "${BACKENDS[@]}"; do
+      remote="$REGISTRY/$REPO/$b:$VERSION"
+      echo "==> pull $remote"
+      docker pull "$remote"
+      docker tag "$remote" "$REPO/$b:$VERSION"
+    done
+    ;;
+  push)
+    need_engine
+    need_registry push
+    for b in "${BACKENDS[@]}"; do
+      remote="$REGISTRY/$REPO/$b:$VERSION"
+      docker image inspect "$REPO/$b:$VERSION" >/dev/null 2>&1 \
+        || die "$REPO/$b:$VERSION is not built; run make images first"
+      echo "==> push $remote"
+      docker tag "$REPO/$b:$VERSION" "$remote"
+      docker push "$remote"
+    done
+    ;;
+  sif)
+    tool=""
+    for t in apptainer singularity; do
+      if command -v "$t" >/dev/null; then tool=$t; break; fi
+    done
+    [ -n "$tool" ] || die "neither apptainer nor singularity is installed; install Apptainer \
+(https://apptainer.org/docs/admin/main/installation.html) and run make sif again"
+    need_engine
+    mkdir -p images/sif
+    for b in "${BACKENDS[@]}"; do
+      docker image inspect "$REPO/$b:$VERSION" >/dev/null 2>&1 \
+        || die "$REPO/$b:$VERSION is not built; run make images first"
+      out="images/sif/llem-$b-$VERSION.sif"
+      echo "==> $out ($tool build from the local Docker daemon)"
+      "$tool" build --force "$out" "docker-daemon://$REPO/$b:$VERSION"
+    done
+    ;;
+  *) die "unknown action '$action' (build, pull, push or sif)" ;;
+esac
