@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_harness.config import ExperimentConfig
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
@@ -50,6 +50,9 @@ class MeasurementSettings(_Model):
         None, min_length=3, max_length=3, description="grid mix for co2_backend: codecarbon"
     )
     baseline_seconds: float = Field(5.0, ge=0.0, le=600.0)
+    # whole: the window spans every prompt. steady_state: also report the window in which
+    # max_num_seqs requests are in flight (continuous-batching engines; see steady.py).
+    window: Literal["whole", "steady_state"] = "whole"
 
 
 class RunnerInfo(_Model):
@@ -139,6 +142,19 @@ class Warmup(_Model):
     throughputs: list[float]
 
 
+class SteadyState(_Model):
+    """Figures over the steady-state window, beside the whole-window ones."""
+
+    concurrency: int
+    start_s: float | None = None  # on the harness's monotonic clock
+    duration_s: float | None = None
+    output_tokens: int | None = None
+    throughput_tokens_per_s: float | None = None
+    energy_j: float | None = None
+    energy_per_output_token_j: float | None = None
+    unavailable_reason: str | None = None
+
+
 class ExperimentResult(_Model):
     """Content of result.json."""
 
@@ -165,6 +181,7 @@ class ExperimentResult(_Model):
     warmup: Warmup
     measurement: MeasurementSettings
     timeseries: dict[str, Any] = Field(default_factory=dict)
+    steady_state: SteadyState | None = None  # with measurement.window: steady_state
     environment: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

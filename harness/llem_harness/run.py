@@ -21,7 +21,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llem_harness.backends.base import Backend, PassResult, get_backend, gpus_needed
+from llem_harness.backends.base import (
+    Backend,
+    PassResult,
+    get_backend,
+    gpus_needed,
+    max_concurrency,
+)
 from llem_harness.contract import (
     CO2,
     ERROR_FILE,
@@ -51,6 +57,7 @@ from llem_harness.energy import (
     write_timeseries,
 )
 from llem_harness.environment import snapshot
+from llem_harness.steady import measure_steady
 
 SHORT_WINDOW_S = 10.0
 CV_WINDOW = 3  # warmup settles when the CV of the last 3 passes is under the threshold
@@ -263,9 +270,13 @@ class Harness:
         cfg, ms = req.config, req.measurement
         warnings = list(reading.warnings) + list(getattr(meter, "device_warnings", list)())
         if cfg.warmup_max_runs > 0 and not warmup.converged:
+            why = (
+                f"CV {warmup.final_cv:.4f} > {warmup.threshold}"
+                if warmup.runs >= CV_WINDOW and warmup.final_cv is not None
+                else f"settling is judged on {CV_WINDOW} passes"
+            )
             warnings.append(
-                f"warmup did not settle: CV {warmup.final_cv} > {warmup.threshold} after "
-                f"{warmup.runs} passes (raise warmup_max_runs)"
+                f"warmup did not settle: {why} after {warmup.runs} passes (raise warmup_max_runs)"
             )
         if duration < SHORT_WINDOW_S and not any("short" in w for w in warnings):
             warnings.append(f"short measurement window: {duration:.2f} s < {SHORT_WINDOW_S:g} s")
@@ -292,6 +303,9 @@ class Harness:
             itl_ms=stats(measured.itl_ms),
             request_ms=stats(measured.request_ms),
             mode=backend.latency_mode,
+            unavailable_reason=None
+            if measured.ttft_ms
+            else f"the {backend.name} backend reported no per-request token times",
         )
         version = backend.version()
         return ExperimentResult(
@@ -321,6 +335,14 @@ class Harness:
                 "rows": rows,
                 "power_integral_j": reading.power_integral_j,
             },
+            steady_state=None
+            if ms.window != "steady_state"
+            else measure_steady(
+                measured.spans,
+                max_concurrency(cfg),
+                meter.samples(),
+                getattr(meter, "clock_origin", lambda: None)(),
+            ),
             environment=snapshot(meter.devices(), cfg.backend, version, req.runner, ms),
             warnings=warnings,
         )

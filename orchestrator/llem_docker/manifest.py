@@ -19,7 +19,7 @@ from llem_docker.study import ExecutionConfig
 from llem_harness.contract import atomic_write_json
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_SCHEMA_VERSION = "1.0"
+MANIFEST_SCHEMA_VERSION = "1.1"
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
 RunState = Literal["pending", "running", "completed", "failed", "interrupted", "skipped"]
 

@@ -19,6 +19,9 @@ class PassResult:
     ttft_ms: list[float] = field(default_factory=list)
     itl_ms: list[float] = field(default_factory=list)
     request_ms: list[float] = field(default_factory=list)
+    # Per request: (first token, last token, tokens), on time.monotonic(). Backends that
+    # schedule requests continuously (vllm) fill it; the steady-state window needs it.
+    spans: list[tuple[float, float, int]] = field(default_factory=list)
 
 
 class Backend(Protocol):
@@ -61,10 +64,27 @@ def gpus_needed(cfg: ExperimentConfig) -> int:
     return 1
 
 
+def max_concurrency(cfg: ExperimentConfig) -> int:
+    """How many requests the engine keeps in flight at most: the steady state's level."""
+    if cfg.backend == "vllm":
+        return (cfg.vllm.max_num_seqs if cfg.vllm else None) or 256
+    if cfg.backend == "tensorrt":
+        return (cfg.tensorrt.max_batch_size if cfg.tensorrt else None) or 256
+    return cfg.batch_size
+
+
 def get_backend(name: str) -> Backend:
     """Import a backend only when it runs."""
     if name == "pytorch":
         from llem_harness.backends.pytorch import PyTorchBackend
 
         return PyTorchBackend()
+    if name == "vllm":
+        from llem_harness.backends.vllm import VLLMBackend
+
+        return VLLMBackend()
+    if name == "tensorrt":
+        from llem_harness.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend()
     raise ValueError(f"backend `{name}` is not available in this harness build")

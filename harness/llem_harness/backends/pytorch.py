@@ -9,13 +9,9 @@ from typing import Any
 
 from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, PyTorchOptions
-from llem_harness.models import PAD_ID, byte_tokenize, shipped_config
+from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config, tokenize
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-class ModelNotFoundError(RuntimeError):
-    """The model is neither shipped, nor a local path, nor in the HF cache."""
 
 
 class _StepTimer:
@@ -68,7 +64,7 @@ class PyTorchBackend:
         dtype = getattr(torch, DTYPES[cfg.precision])
         kwargs: dict[str, Any] = {"attn_implementation": self.opts.attn_implementation}
         if cfg.weights == "dummy":
-            config = self._dummy_config(cfg.model)
+            config = dummy_config(cfg.model)
             with self.device:  # random init straight on the device: seconds, not minutes
                 model = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
                     config, dtype=dtype, **kwargs
@@ -101,28 +97,8 @@ class PyTorchBackend:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
-    def _dummy_config(self, model_id: str) -> Any:
-        import transformers
-
-        shipped = shipped_config(model_id)
-        if shipped is not None:
-            data = dict(shipped)
-            return transformers.AutoConfig.for_model(data.pop("model_type"), **data)
-        try:
-            return transformers.AutoConfig.from_pretrained(model_id, local_files_only=True)
-        except OSError as exc:
-            from llem_harness.models import SHIPPED
-
-            raise ModelNotFoundError(
-                f"no config for `{model_id}`: it is not shipped ({', '.join(SHIPPED)}) and "
-                "not in the local Hugging Face cache"
-            ) from exc
-
     def tokenize(self, text: str) -> list[int]:
-        if self._tokenizer is None:
-            return [t % self._vocab for t in byte_tokenize(text)]
-        ids: list[int] = self._tokenizer(text, add_special_tokens=True)["input_ids"]
-        return ids
+        return tokenize(text, self._tokenizer, self._vocab)
 
     @property
     def vocab_size(self) -> int:

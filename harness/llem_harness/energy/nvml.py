@@ -286,6 +286,10 @@ class NvmlMeter:
         self.baseline_power_w = sum(totals) / len(totals) if totals else None
         return self.baseline_power_w
 
+    def clock_origin(self) -> float:
+        """The clock reading at which sample time t_s = 0 (time.monotonic by default)."""
+        return self._t0
+
     def begin_window(self) -> None:
         rows = self.sample_once()
         self._window = (rows[0].t_s, {s.gpu_index: s.energy_mj for s in rows})

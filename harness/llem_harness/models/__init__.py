@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 SHIPPED: dict[str, str] = {
@@ -34,3 +35,46 @@ def shipped_config(model_id: str) -> dict[str, Any] | None:
 
 def byte_tokenize(text: str) -> list[int]:
     return [BOS_ID] + [b + BYTE_OFFSET for b in text.encode("utf-8")]
+
+
+def tokenize(text: str, tokenizer: Any, vocab_size: int) -> list[int]:
+    """With a real tokenizer (pretrained weights), its ids; for dummy weights, the byte-level
+    ids folded into the vocabulary, identical on every backend."""
+    if tokenizer is None:
+        return [t % vocab_size for t in byte_tokenize(text)]
+    ids: list[int] = tokenizer(text, add_special_tokens=True)["input_ids"]
+    return ids
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model is neither shipped, nor a local path, nor in the HF cache."""
+
+
+def dummy_config(model_id: str) -> Any:
+    """A transformers config for `weights: dummy`: shipped, or from the local HF cache."""
+    import transformers
+
+    shipped = shipped_config(model_id)
+    if shipped is not None:
+        data = dict(shipped)
+        return transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    try:
+        return transformers.AutoConfig.from_pretrained(model_id, local_files_only=True)
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"no config for `{model_id}`: it is not shipped ({', '.join(SHIPPED)}) and "
+            "not in the local Hugging Face cache"
+        ) from exc
+
+
+def dummy_model_dir(model_id: str, folder: Path) -> tuple[Path, int]:
+    """Write the model's config.json (with its architecture) into `folder`, for engines that
+    load a model folder with random weights. Returns the folder and the vocabulary size."""
+    import transformers
+
+    config = dummy_config(model_id)
+    if not getattr(config, "architectures", None):
+        model_class: Any = transformers.AutoModelForCausalLM._model_mapping[type(config)]
+        config.architectures = [model_class.__name__]
+    config.save_pretrained(str(folder))
+    return folder, int(config.vocab_size)

