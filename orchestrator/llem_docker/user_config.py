@@ -26,6 +26,8 @@ class _Strict(BaseModel):
 class OutputSettings(_Strict):
     results_dir: str = "./results"
     model_cache_dir: str = "~/.cache/huggingface"
+    # TensorRT-LLM's engine build cache, mounted into containers (reused across runs).
+    engine_cache_dir: str = "~/.cache/llem/engines"
 
 
 class ExecutionSettings(_Strict):

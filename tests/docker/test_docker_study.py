@@ -92,6 +92,7 @@ def test_container_runs_as_the_given_user(tmp_path: Path, test_image: str) -> No
         memory=None,
         hf_cache_dir=tmp_path / "hf",
         hf_hub_offline=True,
+        engine_cache_dir=tmp_path / "hf",
         user=f"{uid}:{gid}",
     )
     import docker

@@ -31,6 +31,7 @@ def opts(**over: Any) -> ContainerOptions:
         "memory": None,
         "hf_cache_dir": Path("/cache/hf"),
         "hf_hub_offline": False,
+        "engine_cache_dir": Path("/cache/engines"),
         "user": "1000:1000",
     }
     return ContainerOptions(**(base | over))
@@ -59,12 +60,14 @@ def test_spec_for_all_gpus(tmp_path: Path) -> None:
     assert spec["volumes"] == {
         str(d.resolve()): {"bind": "/llem/run", "mode": "rw"},
         "/cache/hf": {"bind": "/llem/hf-cache", "mode": "rw"},
+        "/cache/engines": {"bind": "/llem/engine-cache", "mode": "rw"},
     }
     (req,) = spec["device_requests"]
     assert req["Count"] == -1 and req["Capabilities"] == [["gpu"]]
     assert spec["environment"] == {
         "HOME": "/tmp",
         "HF_HOME": "/llem/hf-cache",
+        "LLEM_ENGINE_CACHE": "/llem/engine-cache",
         "PYTHONUNBUFFERED": "1",
     }
     assert spec["shm_size"] == "16g" and "ipc_mode" not in spec and "mem_limit" not in spec

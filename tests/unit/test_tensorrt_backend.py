@@ -9,6 +9,7 @@ API does not take is a TypeError here too. The harness then runs end to end on i
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -61,6 +62,10 @@ class LLM:
         load_format: str = "auto",
     ) -> None:
         config = json.loads((Path(model) / "config.json").read_text())
+        CALLS["build_cache"] = (
+            os.environ.get("TLLM_LLMAPI_BUILD_CACHE"),
+            os.environ.get("TLLM_LLMAPI_BUILD_CACHE_ROOT"),
+        )
         CALLS["llm"] = {
             "architectures": config["architectures"],
             "tensor_parallel_size": tensor_parallel_size,
@@ -94,7 +99,13 @@ def fake_trtllm(monkeypatch: pytest.MonkeyPatch) -> None:
     CALLS.clear()
 
 
-def test_the_harness_runs_tensorrt_through_the_llm_api(tmp_path: Path, fake_trtllm: None) -> None:
+def test_the_harness_runs_tensorrt_through_the_llm_api(
+    tmp_path: Path, fake_trtllm: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "engines"
+    monkeypatch.setenv("LLEM_ENGINE_CACHE", str(cache))  # what the runners set
+    for var in ("TLLM_LLMAPI_BUILD_CACHE", "TLLM_LLMAPI_BUILD_CACHE_ROOT"):
+        monkeypatch.setenv(var, "not set by the backend")  # and restored after the test
     cfg = ExperimentConfig.model_validate(
         {
             "model": "llem/tiny-llama",
@@ -126,6 +137,8 @@ def test_the_harness_runs_tensorrt_through_the_llm_api(tmp_path: Path, fake_trtl
     }
     assert CALLS["generate"] == 2 and CALLS["shutdown"] is True  # warmup + measured pass
     assert res.backend_details["engine_build_s"] is not None
+    assert CALLS["build_cache"] == ("1", str(cache))  # set before the engine is built
+    assert res.backend_details["engine_cache"] == str(cache)
     assert res.latency.ttft_ms is None and res.latency.unavailable_reason
 
 

@@ -55,7 +55,10 @@ def make_runner(spec: RunnerSpec, settings: Settings) -> Runner:
     if spec.kind == "local":
         from llem_docker.runners.local import LocalRunner
 
-        return LocalRunner(model_cache_dir=str(settings.value("output.model_cache_dir")))
+        return LocalRunner(
+            model_cache_dir=str(settings.value("output.model_cache_dir")),
+            engine_cache_dir=str(settings.value("output.engine_cache_dir")),
+        )
     if spec.kind == "docker":
         from llem_docker.runners.docker import DockerRunner
 

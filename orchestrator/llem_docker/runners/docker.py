@@ -64,8 +64,12 @@ class DockerRunner:
         warning = check_image(client, spec.target, spec.backend or "backend", settings.env)
         if warning:
             Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}")
-        cache = Path(str(settings.value("output.model_cache_dir"))).expanduser().absolute()
-        cache.mkdir(parents=True, exist_ok=True)  # else the engine creates it, owned by root
+        cache, engines = (
+            Path(str(settings.value(f"output.{key}"))).expanduser().absolute()
+            for key in ("model_cache_dir", "engine_cache_dir")
+        )
+        for folder in (cache, engines):  # else the engine creates them, owned by root
+            folder.mkdir(parents=True, exist_ok=True)
         opts = ContainerOptions(
             image=spec.target,
             gpus=parse_gpus(settings.value("docker.gpus"), source=settings.source("docker.gpus")),
@@ -73,6 +77,7 @@ class DockerRunner:
             memory=settings.value("docker.memory"),
             hf_cache_dir=cache,
             hf_hub_offline=bool(settings.value("docker.hf_hub_offline")),
+            engine_cache_dir=engines,
             user=f"{os.getuid()}:{os.getgid()}",
         )
         return cls(client, opts, env=dict(settings.env))

@@ -19,6 +19,7 @@ from llem_docker.errors import ConfigError, LlemError
 
 RUN_MOUNT = "/llem/run"
 HF_MOUNT = "/llem/hf-cache"
+ENGINE_MOUNT = "/llem/engine-cache"
 HARNESS_COMMAND = ("llem-harness", "run", RUN_MOUNT)
 LABEL_STUDY, LABEL_RUN, LABEL_OWNER, LABEL_HOST = (
     "llem.study",
@@ -83,6 +84,7 @@ class ContainerOptions:
     memory: str | None
     hf_cache_dir: Path
     hf_hub_offline: bool
+    engine_cache_dir: Path
     user: str  # uid:gid
 
 
@@ -104,7 +106,12 @@ def container_spec(
     from docker.types import DeviceRequest
 
     study_id, run_id = run_dir.parent.parent.name, run_dir.name
-    environment = {"HOME": "/tmp", "HF_HOME": HF_MOUNT, "PYTHONUNBUFFERED": "1"}
+    environment = {
+        "HOME": "/tmp",
+        "HF_HOME": HF_MOUNT,
+        "LLEM_ENGINE_CACHE": ENGINE_MOUNT,
+        "PYTHONUNBUFFERED": "1",
+    }
     if opts.hf_hub_offline:
         environment["HF_HUB_OFFLINE"] = "1"
     for name in PASSTHROUGH_ENV:
@@ -133,6 +140,7 @@ def container_spec(
         "volumes": {
             str(run_dir.resolve()): {"bind": RUN_MOUNT, "mode": "rw"},
             str(opts.hf_cache_dir): {"bind": HF_MOUNT, "mode": "rw"},
+            str(opts.engine_cache_dir): {"bind": ENGINE_MOUNT, "mode": "rw"},
         },
         "device_requests": requests,
         "init": True,  # signals reach the harness; Ctrl+C and timeouts stop it cleanly

@@ -33,6 +33,7 @@ class LocalRunner:
         self,
         *,
         model_cache_dir: str | Path | None = None,
+        engine_cache_dir: str | Path | None = None,
         command: Sequence[str] | None = None,
         grace_s: float = 5.0,
         env: dict[str, str] | None = None,
@@ -44,6 +45,8 @@ class LocalRunner:
         self.env = dict(os.environ if env is None else env)
         if model_cache_dir is not None:
             self.env["HF_HOME"] = str(Path(model_cache_dir).expanduser().absolute())
+        if engine_cache_dir is not None:
+            self.env["LLEM_ENGINE_CACHE"] = str(Path(engine_cache_dir).expanduser().absolute())
         self.env["PYTHONUNBUFFERED"] = "1"
 
     def info(self) -> RunnerInfo:
