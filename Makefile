@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build; on these machines pip takes it from a local wheel.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test unit lint bench clean test-images images push sif
+.PHONY: setup test unit lint bench clean test-images images push sif slurm-up slurm-down
 
 setup: $(BIN)/llem-docker
 
@@ -44,6 +44,14 @@ sif: setup
 # CPU test images llem-test/<backend>:cpu, built with no registry (images/test/build.sh).
 test-images: setup
 	PYTHON=$(BIN)/python TORCH_VERSION=$(TORCH_VERSION) images/test/build.sh $(or $(BACKENDS),pytorch)
+
+# A single-node SLURM cluster on this machine (Debian's slurm-wlm + munge; root or sudo), for
+# tests/slurm and for trying `--executor slurm` without a cluster.
+slurm-up:
+	bash tests/slurm/slurm-up.sh
+
+slurm-down:
+	bash tests/slurm/slurm-down.sh
 
 bench: setup test-images
 	$(BIN)/python bench/expand.py

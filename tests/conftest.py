@@ -9,6 +9,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The smallest real study: the shipped tiny Llama, random weights, a few seconds per run on a CPU.
+TINY_STUDY = {
+    "model": "llem/tiny-llama",
+    "weights": "dummy",
+    "backend": "pytorch",
+    "precision": "fp32",
+    "n_prompts": 4,
+    "max_input_tokens": 32,
+    "max_output_tokens": 16,
+    "warmup_runs": 1,
+    "warmup_max_runs": 2,
+}
 
 
 @pytest.fixture(autouse=True)

@@ -84,8 +84,29 @@ def run(
         help="finish the study in this results folder: completed runs are kept, the rest "
         "run again (the study file must still match it)",
     ),
+    executor: str = typer.Option(
+        "inline",
+        "--executor",
+        help="inline (run here, one run at a time) | slurm (submit one sbatch array job)",
+    ),
+    partition: str | None = typer.Option(None, "--partition", help="slurm: partition"),
+    account: str | None = typer.Option(None, "--account", help="slurm: account"),
+    time_limit: str | None = typer.Option(
+        None, "--time", help="slurm: time limit per run (default: from the experiment timeout)"
+    ),
+    gpus_per_run: int | None = typer.Option(
+        None, "--gpus-per-run", min=0, help="slurm: GPUs per run (default 1)"
+    ),
+    max_parallel: int | None = typer.Option(
+        None, "--max-parallel", min=1, help="slurm: runs at once (default 1, in plan order)"
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="slurm: wait for every task, then collect the results"
+    ),
     gpus: str | None = typer.Option(
-        None, "--gpus", help="GPUs for docker runs: all | none | 0,1 (overrides docker.gpus)"
+        None,
+        "--gpus",
+        help="GPUs for container runs: all | none | 0,1 (overrides docker.gpus, apptainer.gpus)",
     ),
 ) -> None:
     """Run a study (or show its plan with --dry-run)."""
@@ -94,6 +115,10 @@ def run(
             f"unknown profile `{profile}`",
             source="--profile",
             fix=f"use one of {', '.join(PROFILES)}",
+        )
+    if executor not in ("inline", "slurm"):
+        raise ConfigError(
+            f"unknown executor `{executor}`", source="--executor", fix="use inline or slurm"
         )
     if order is not None and order not in ("sequential", "interleaved", "shuffled"):
         raise ConfigError(
@@ -133,6 +158,24 @@ def run(
             source=study_file,
             fix="check it with --dry-run, then pass --yes",
         )
+    if executor == "slurm":
+        from llem_docker.cli_hpc import run_on_slurm
+
+        code = run_on_slurm(
+            plan,
+            study,
+            settings,
+            runners,
+            resume=None if prior is None or resume is None else (resume, prior),
+            partition=partition,
+            account=account,
+            time_limit=time_limit,
+            gpus_per_run=gpus_per_run,
+            max_parallel=max_parallel,
+            wait=wait,
+            as_json=as_json,
+        )
+        raise typer.Exit(code)
     from llem_docker.execute import StudyInterrupted, execute_study
 
     try:
@@ -243,6 +286,16 @@ def doctor(
             table.add_row(c.name, status, escape(c.detail), escape(c.fix))
         out.print(table)
     raise typer.Exit(1 if any(c.status == "fail" for c in checks) else 0)
+
+
+def _register_hpc() -> None:
+    from llem_docker.cli_hpc import collect, status
+
+    app.command()(status)
+    app.command()(collect)
+
+
+_register_hpc()
 
 
 def _version(value: bool) -> None:

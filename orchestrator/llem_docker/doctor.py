@@ -57,6 +57,7 @@ def run_checks(
     checks.append(_gpu_runtime(settings, client, probe_image) if gpu_probe else _skipped_gpu())
     checks.append(_host_nvml())
     checks.append(_apptainer())
+    checks.append(_slurm())
     return checks
 
 
@@ -77,12 +78,7 @@ def _backend(settings: Settings, backend: str, client: Any) -> tuple[Check, str 
     if spec.kind == "local":
         return Check(name, "ok", f"local (this Python environment), from {spec.source}"), None
     if spec.kind != "docker":
-        from pathlib import Path
-
-        sif = Path(str(spec.target)).expanduser()
-        if sif.is_file():
-            return Check(name, "ok", f"{spec.label} ({sif.stat().st_size / 1e9:.1f} GB)"), None
-        return Check(name, "fail", f"{spec.label}: file not found", "run `make sif`"), None
+        return _sif(name, spec.kind, str(spec.target), backend), None
     assert spec.target is not None
     if client is None:
         return Check(name, "skip", f"docker:{spec.target} (no engine to ask)"), None
@@ -96,6 +92,50 @@ def _backend(settings: Settings, backend: str, client: Any) -> tuple[Check, str 
         f"schema {info.fingerprint} · {info.digest}"
     )
     return Check(name, "ok", detail), spec.target
+
+
+def _sif(name: str, kind: str, target: str, backend: str) -> Check:
+    """An apptainer/singularity runner: the .sif exists and, where the binary is here, its
+    labels pass the handshake."""
+    from pathlib import Path
+
+    from llem_docker.images import ImageInfo, ImageMismatch
+    from llem_docker.runners.apptainer import read_labels
+
+    sif = Path(target).expanduser()
+    label = f"{kind}:{target}"
+    if not sif.is_file():
+        return Check(name, "fail", f"{label}: file not found", f"run `make sif BACKENDS={backend}`")
+    size = f"{label} ({sif.stat().st_size / 1e9:.1f} GB)"
+    binary = shutil.which(kind)
+    if binary is None:
+        return Check(name, "warn", f"{size}; labels not checked: no `{kind}` here", "")
+    try:
+        info = ImageInfo(target, present=True, labels=read_labels(binary, sif))
+    except (ImageMismatch, OSError, ValueError, subprocess.SubprocessError) as exc:
+        return Check(name, "fail", f"{size}: {exc}", "rebuild it with `make sif`")
+    problem = handshake_problem(info, backend, rebuild="rebuild it with `make sif`")
+    if problem is not None:
+        detail, _, fix = problem.partition(" Fix: ")
+        return Check(name, "fail", detail, fix)
+    return Check(name, "ok", f"{size} · harness {info.harness_version} · schema {info.fingerprint}")
+
+
+def _slurm() -> Check:
+    name = "SLURM"
+    if shutil.which("sbatch") is None:
+        return Check(name, "skip", "no sbatch on PATH", "only needed for --executor slurm")
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%P %a %D %T"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return Check(name, "fail", f"sinfo failed: {exc}", "check the controller (scontrol ping)")
+    if proc.returncode != 0:
+        text = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return Check(name, "fail", f"sinfo: {text[0]}", "check the controller (scontrol ping)")
+    parts = "; ".join(line.strip() for line in proc.stdout.splitlines()[:4])
+    return Check(name, "ok", f"partitions (name avail nodes state): {parts}")
 
 
 def _skipped_gpu() -> Check:

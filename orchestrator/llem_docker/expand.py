@@ -10,7 +10,7 @@ import hashlib
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -158,7 +158,12 @@ def plan_study(study: StudyConfig, execution: ExecutionConfig | None = None) -> 
     return StudyPlan(study.name, dhash, execution, tuple(points), runs, tuple(keys))
 
 
-def gap_kind(prev: PlannedRun | None, run: PlannedRun, order: CycleOrder) -> str | None:
+class Cycled(Protocol):
+    @property
+    def cycle(self) -> int: ...
+
+
+def gap_kind(prev: Cycled | None, run: Cycled, order: CycleOrder) -> str | None:
     """Which thermal gap precedes `run`: "cycle" where a new cycle starts (interleaved or
     shuffled), "config" between any other two runs, None before the first."""
     if prev is None:
@@ -167,8 +172,8 @@ def gap_kind(prev: PlannedRun | None, run: PlannedRun, order: CycleOrder) -> str
 
 
 def gap_before(
-    prev: PlannedRun | None,
-    run: PlannedRun,
+    prev: Cycled | None,
+    run: Cycled,
     order: CycleOrder,
     config_gap_s: float,
     cycle_gap_s: float,

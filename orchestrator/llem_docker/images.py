@@ -61,9 +61,13 @@ def inspect_image(client: Any, ref: str) -> ImageInfo:
     )
 
 
-def handshake_problem(info: ImageInfo, backend: str) -> str | None:
+def handshake_problem(
+    info: ImageInfo,
+    backend: str,
+    *,
+    rebuild: str = "build the images from this checkout with `make images`",
+) -> str | None:
     """Why this host must not use the image, with the fix; None when it may."""
-    rebuild = "build the images from this checkout with `make images`"
     if not info.present:
         return (
             f"the {backend} image `{info.ref}` is not on this machine. Fix: {rebuild} (or "
@@ -87,12 +91,15 @@ def handshake_problem(info: ImageInfo, backend: str) -> str | None:
     return None
 
 
+def skip_check(env: Mapping[str, str]) -> bool:
+    return env.get(SKIP_VAR, "").strip().lower() in ("1", "true", "yes")
+
+
 def check_image(client: Any, ref: str, backend: str, env: Mapping[str, str]) -> str | None:
     """Raise ImageMismatch when the image may not be used; return a warning when skipped."""
-    skip = env.get(SKIP_VAR, "").strip().lower() in ("1", "true", "yes")
     problem = handshake_problem(inspect_image(client, ref), backend)
     if problem is None:
         return None
-    if skip:
+    if skip_check(env):
         return f"{SKIP_VAR} is set, so this is not checked: {problem}"
     raise ImageMismatch(problem)

@@ -19,9 +19,10 @@ from llem_docker.study import ExecutionConfig
 from llem_harness.contract import atomic_write_json
 
 MANIFEST_FILE = "manifest.json"
-MANIFEST_SCHEMA_VERSION = "1.1"
+MANIFEST_SCHEMA_VERSION = "1.2"
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
-RunState = Literal["pending", "running", "completed", "failed", "interrupted", "skipped"]
+RunState = Literal["pending", "queued", "running", "completed", "failed", "interrupted", "skipped"]
+Executor = Literal["inline", "slurm"]
 
 
 def utc_now() -> str:
@@ -57,6 +58,21 @@ class RunEntry(_Model):
     ended_at: str | None = None
     exit_code: int | None = None
     error: RunError | None = None
+    job: str | None = None  # SLURM: <array job id>_<task id>
+
+
+class Submission(_Model):
+    """One `sbatch --array` of some of the study's runs (the first, or a resubmission)."""
+
+    job_id: str | None = None  # None until sbatch answered
+    script: str  # relative to the study folder
+    runs_file: str
+    run_ids: list[str]
+    submitted_at: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float
+    config_gap_s: float
+    cycle_gap_s: float
 
 
 class Manifest(_Model):
@@ -70,6 +86,8 @@ class Manifest(_Model):
     owner_pid: int
     resumed_at: list[str] = Field(default_factory=list)
     state: StudyState = "running"
+    executor: Executor = "inline"
+    submissions: list[Submission] = Field(default_factory=list)
     execution: ExecutionConfig
     runners: dict[str, RunnerChoice]
     runs: list[RunEntry]

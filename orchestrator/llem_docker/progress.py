@@ -22,6 +22,7 @@ STATE_STYLE = {
     "interrupted": "yellow",
     "skipped": "dim",
     "pending": "dim",
+    "queued": "dim",
     "running": "cyan",
     "aborted": "red",
 }

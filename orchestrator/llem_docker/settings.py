@@ -97,7 +97,8 @@ class Settings:
             from llem_docker.runners.docker_engine import parse_gpus
 
             parse_gpus(gpus, source="--gpus")
-            s.overrides["docker.gpus"], s.sources["docker.gpus"] = gpus, "--gpus"
+            for key in ("docker.gpus", "apptainer.gpus"):
+                s.overrides[key], s.sources[key] = gpus, "--gpus"
         s._env_float("LLEM_CARBON_INTENSITY", "measurement.carbon_intensity_gco2_kwh", 0.0, None)
         s._env_float("LLEM_DATACENTER_PUE", "measurement.datacenter_pue", 1.0, 5.0)
         return s
@@ -144,7 +145,7 @@ class Settings:
 
     def scalar_keys(self) -> list[str]:
         keys = []
-        for section in ("output", "measurement", "execution", "docker"):
+        for section in ("output", "measurement", "execution", "docker", "apptainer", "slurm"):
             model = getattr(self.user, section)
             keys += [f"{section}.{name}" for name in type(model).model_fields]
         return keys

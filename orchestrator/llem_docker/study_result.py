@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
-from llem_docker.expand import StudyPlan
 from llem_docker.manifest import Manifest, RunError, RunState, StudyState
 from llem_docker.study import ExecutionConfig
 from llem_harness import __version__
@@ -120,7 +120,7 @@ def build_study_result(
         failed=states.count("failed"),
         interrupted=states.count("interrupted"),
         skipped=states.count("skipped"),
-        pending=states.count("pending") + states.count("running"),
+        pending=sum(states.count(s) for s in ("pending", "queued", "running")),
         total_energy_j=sum(energies) if energies else None,
         runs_with_energy=len(energies),
         total_output_tokens=sum(r.tokens.output for r in done) if done else None,
@@ -230,9 +230,13 @@ def _swept_column(values: list[Any]) -> tuple[Any, list[Any]]:
 
 
 def write_results_parquet(
-    path: Path, study: StudyResult, results: dict[str, ExperimentResult], plan: StudyPlan
+    path: Path,
+    study: StudyResult,
+    results: dict[str, ExperimentResult],
+    models: Mapping[str, str],
+    swept_keys: Sequence[str],
 ) -> None:
-    models = {r.run_id: r.point.config.model for r in plan.runs}
+    """One row per run: identity, a `swept.<key>` column per swept key, key metrics."""
     rows = []
     for run in study.runs:
         res = results.get(run.run_id) if run.state == "completed" else None
@@ -244,7 +248,7 @@ def write_results_parquet(
         )
     fields = [pa.field(k, t) for k, t in _IDENTITY]
     columns: dict[str, list[Any]] = {k: [row.get(k) for row in rows] for k, _ in _IDENTITY}
-    for key in plan.swept_keys:
+    for key in swept_keys:
         typ, values = _swept_column([run.swept.get(key) for run in study.runs])
         fields.append(pa.field(f"swept.{key}", typ))
         columns[f"swept.{key}"] = values

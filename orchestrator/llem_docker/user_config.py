@@ -44,6 +44,27 @@ class DockerSettings(_Strict):
     hf_hub_offline: bool = False
 
 
+class ApptainerSettings(_Strict):
+    gpus: str | list[int] = Field(
+        "all", description="all (--nv; the host's CUDA_VISIBLE_DEVICES, e.g. SLURM's) | none | ids"
+    )
+    containall: bool = Field(False, description="--containall instead of --cleanenv")
+    binds: list[str] = Field(default_factory=list, description="extra --bind specs")
+    hf_hub_offline: bool = False
+
+
+class SlurmSettings(_Strict):
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = Field(None, description="per task; default: from the experiment timeout")
+    gpus_per_run: int = Field(1, ge=0)
+    max_parallel: int = Field(1, ge=1, description="array tasks that may run at once")
+    exclusive: bool = Field(True, description="a whole node per task: no neighbours")
+    python: str | None = Field(None, description="the orchestrator's Python on compute nodes")
+    setup: list[str] = Field(default_factory=list, description="shell lines run first")
+    sbatch_args: list[str] = Field(default_factory=list, description="extra #SBATCH options")
+
+
 class UserConfig(_Strict):
     runners: dict[Literal["pytorch", "vllm", "tensorrt"], str] = Field(default_factory=dict)
     images: dict[Literal["pytorch", "vllm", "tensorrt"], str] = Field(default_factory=dict)
@@ -51,6 +72,8 @@ class UserConfig(_Strict):
     measurement: MeasurementSettings = MeasurementSettings()
     execution: ExecutionSettings = ExecutionSettings()
     docker: DockerSettings = DockerSettings()
+    apptainer: ApptainerSettings = ApptainerSettings()
+    slurm: SlurmSettings = SlurmSettings()
 
 
 def user_config_path(env: Mapping[str, str] | None = None) -> tuple[Path, str]:

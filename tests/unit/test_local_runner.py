@@ -156,7 +156,7 @@ def test_make_runner(tmp_path: Path) -> None:
     }
     assert isinstance(local, LocalRunner) and local.command == list(DEFAULT_COMMAND)
     assert local.command[:3] == [sys.executable, "-m", "llem_harness.cli"]
-    with pytest.raises(LlemError, match=r"not implemented yet.*LLEM_RUNNER_<BACKEND>=local"):
+    with pytest.raises(LlemError, match=r"img.sif` does not exist.*make sif"):
         make_runner(RunnerSpec("apptainer", "img.sif", "default"), settings)
 
 

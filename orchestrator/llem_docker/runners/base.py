@@ -63,8 +63,8 @@ def make_runner(spec: RunnerSpec, settings: Settings) -> Runner:
         from llem_docker.runners.docker import DockerRunner
 
         return DockerRunner.from_settings(spec, settings)
-    raise LlemError(
-        f"the {spec.kind} runner is not implemented yet (chosen by {spec.source}); "
-        "use LLEM_RUNNER_<BACKEND>=local or --runner local to run the harness in this "
-        "Python environment, or --dry-run to inspect the plan"
-    )
+    if spec.kind in ("apptainer", "singularity"):
+        from llem_docker.runners.apptainer import ApptainerRunner
+
+        return ApptainerRunner.from_settings(spec, settings)
+    raise LlemError(f"unknown runner kind `{spec.kind}` (chosen by {spec.source})")

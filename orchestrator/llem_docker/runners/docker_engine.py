@@ -54,8 +54,10 @@ def connect(timeout_s: float = 120.0) -> Any:
     return client
 
 
-def parse_gpus(value: str | list[int], *, source: str) -> list[str] | None:
-    """`docker.gpus` → None (all GPUs), [] (none) or the device ids to request."""
+def parse_gpus(
+    value: str | list[int], *, source: str, key: str = "docker.gpus"
+) -> list[str] | None:
+    """`docker.gpus` (or `apptainer.gpus`) → None (all GPUs), [] (none) or the device ids."""
     if isinstance(value, list):
         return [str(v) for v in value]
     text = value.strip().lower()
@@ -69,7 +71,7 @@ def parse_gpus(value: str | list[int], *, source: str) -> list[str] | None:
     raise ConfigError(
         f"`{value}` is not a GPU selection",
         source=source,
-        key="docker.gpus",
+        key=key,
         fix="use all, none, a comma-separated list of GPU indices (0,1) or a list [0, 1]",
     )
 
