@@ -172,10 +172,17 @@ def run(
             time_limit=time_limit,
             gpus_per_run=gpus_per_run,
             max_parallel=max_parallel,
+            gpus=gpus,
             wait=wait,
             as_json=as_json,
         )
         raise typer.Exit(code)
+    if prior is not None and resume is not None and prior.executor == "slurm":
+        from llem_docker.manifest import locked
+        from llem_docker.slurm.submit import ensure_idle
+
+        with locked(resume):  # no run folder may be emptied under a live task
+            ensure_idle(resume, prior)
     from llem_docker.execute import StudyInterrupted, execute_study
 
     try:

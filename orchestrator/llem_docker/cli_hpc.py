@@ -41,6 +41,7 @@ def run_on_slurm(
     time_limit: str | None,
     gpus_per_run: int | None,
     max_parallel: int | None,
+    gpus: str | None,
     wait: bool,
     as_json: bool,
 ) -> int:
@@ -57,7 +58,7 @@ def run_on_slurm(
     )
     console = err if as_json else out
     study_dir, manifest = submit_study(
-        plan, study, settings, runners, opts, console=console, resume=resume
+        plan, study, settings, runners, opts, console=console, resume=resume, gpus=gpus
     )
     if not wait:
         if as_json:
@@ -111,7 +112,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="print the refreshed manifest"),
 ) -> None:
     """Refresh a study's manifest from its run folders and SLURM; show each run's state."""
-    read_prior(results_dir)  # a clear error for a wrong folder
+    read_prior(results_dir, "llem-docker status")  # a clear error for a wrong folder
     r = refresh(results_dir)
     if as_json:
         print(json.dumps(r.manifest.model_dump(mode="json"), indent=2))
@@ -148,7 +149,7 @@ def collect(
     ),
 ) -> None:
     """Assemble study.json and results.parquet once every run has ended."""
-    read_prior(results_dir)
+    read_prior(results_dir, "llem-docker collect")
     r = refresh(results_dir)
     if r.active and not partial:
         raise ConfigError(

@@ -90,7 +90,7 @@ def execute_study(
         manifest = Manifest.new(plan, study_dir.name, study_file, specs)
         todo = {r.run_id for r in plan.runs}
     else:
-        study_dir = resume[0]
+        study_dir = resume[0].resolve()
         manifest, results, again = reopen(study_dir, resume[1], specs)
         todo = set(again)
     manifest.write(study_dir)

@@ -6,7 +6,9 @@ that was reached, never a partial write.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +25,23 @@ MANIFEST_SCHEMA_VERSION = "1.2"
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
 RunState = Literal["pending", "queued", "running", "completed", "failed", "interrupted", "skipped"]
 Executor = Literal["inline", "slurm"]
+
+
+LOCK_FILE = ".manifest.lock"
+
+
+@contextlib.contextmanager
+def locked(study_dir: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the manifest between `llem-docker status` and a SLURM
+    (re)submission of the same folder (an advisory flock on a file beside it)."""
+    import fcntl
+
+    with (study_dir / LOCK_FILE).open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def utc_now() -> str:
@@ -73,6 +92,7 @@ class Submission(_Model):
     timeout_s: float
     config_gap_s: float
     cycle_gap_s: float
+    gpus: str | None = None  # --gpus, applied by the tasks too
 
 
 class Manifest(_Model):

@@ -65,7 +65,7 @@ def resolve_datasets(plan: StudyPlan, study: StudyConfig) -> dict[str, Path]:
 def make_study_dir(results_dir: Path, name: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "study"
-    results_dir = results_dir.expanduser()
+    results_dir = results_dir.expanduser().resolve()  # SLURM tasks run elsewhere
     results_dir.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         path = results_dir / (f"{safe}_{stamp}" + (f"-{n}" if n > 1 else ""))

@@ -22,13 +22,13 @@ from llem_harness.contract import RESULT_FILE, ExperimentResult
 FIX_NEW = "run the study without --resume to start a new results folder"
 
 
-def read_prior(results_dir: Path) -> Manifest:
+def read_prior(results_dir: Path, source: str = "--resume") -> Manifest:
     """The manifest of the folder to resume, or a ConfigError that says what is wrong."""
     path = results_dir / MANIFEST_FILE
     if not path.is_file():
         raise ConfigError(
             f"{path} does not exist",
-            source="--resume",
+            source=source,
             fix="give the study's results folder, the one that holds manifest.json",
         )
     try:
@@ -37,7 +37,7 @@ def read_prior(results_dir: Path) -> Manifest:
         first = str(exc).splitlines()[0]
         raise ConfigError(
             f"{path} is not a readable llem-docker manifest ({first})",
-            source="--resume",
+            source=source,
             fix=FIX_NEW,
         ) from None
 
@@ -74,7 +74,7 @@ def reopen(
             continue
         again.append(entry.run_id)
         entry.state, entry.started_at, entry.ended_at = "pending", None, None
-        entry.exit_code, entry.error = None, None
+        entry.exit_code, entry.error, entry.job = None, None, None
         if run_dir.exists():
             shutil.rmtree(run_dir)
     manifest = prior.model_copy(

@@ -163,6 +163,8 @@ class Settings:
         else:
             raw, src, where = "docker", "default", "LLEM_RUNNER_" + backend.upper()
         kind, target = parse_runner(raw, origin=src, fix_where=where)
+        if kind in ("apptainer", "singularity") and target:  # recorded, and used elsewhere
+            target = str(Path(target).expanduser().absolute())
         target_src = src if target else None
         if kind == "docker" and target is None:
             if backend in self.user.images:

@@ -101,7 +101,7 @@ def test_submit_cancel_resubmit_collect(cluster: None, tmp_path: Path) -> None:
     first, second = m["runs"]  # type: ignore[misc]
     assert first["error"]["type"] == "SlurmCancelled" and first["job"] == f"{job}_0"
     assert second["error"]["type"] == "SlurmLost"
-    assert "left the queue without starting" in second["error"]["message"]
+    assert "ended without writing any record" in second["error"]["message"]
 
     partial = cli(env, "collect", str(study_dir))
     assert partial.returncode == 1 and "0/2 completed" in partial.stdout

@@ -204,3 +204,26 @@ def test_doctor_checks_the_sif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert bad.status == "fail" and "make sif" in bad.fix
     gone_ = _sif("vllm runner", "singularity", str(tmp_path / "x.sif"), "vllm")
     assert gone_.status == "fail" and "BACKENDS=vllm" in gone_.fix
+
+
+def test_apptainers_own_failure_is_named(tmp_path: Path) -> None:
+    """Exit 255 with no word from the harness: apptainer itself failed (here: the image is
+    gone by the time the run starts)."""
+    bin_dir = install_apptainer(tmp_path / "bin")
+    sif = write_sif(tmp_path / "img.sif", good_labels())
+    runner = ApptainerRunner.from_settings(
+        RunnerSpec("apptainer", str(sif), "t", None, "pytorch"), settings_with(tmp_path, bin_dir)
+    )
+    sif.unlink()
+    d = run_dir(tmp_path)
+    out = runner.run(d, timeout_s=30, on_event=lambda e: None)
+    assert out.exit_code == 255 and out.failure == "ApptainerError"
+    assert out.detail and "could not open image" in out.detail
+
+
+def test_a_relative_sif_is_recorded_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = Settings.load({"LLEM_RUNNER_VLLM": "singularity:images/x.sif"}).runner("vllm")
+    assert spec.target == str(tmp_path / "images" / "x.sif")

@@ -31,7 +31,7 @@ SECRET = "hf_" + "NeverInTheScript000000000000"
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90", 5400), ("5:30", 330), ("01:30:00", 5400), ("1-00", 86400), ("2-03:04", 183840),
-     ("1-00:00:30", 86430), ("UNLIMITED", None)],
+     ("1-00:00:30", 86430), ("UNLIMITED", None), ("0", None)],
 )  # fmt: skip
 def test_time_limits(text: str, seconds: int | None) -> None:
     assert time_to_s(text) == seconds
@@ -177,3 +177,41 @@ def test_a_task_record_of_an_earlier_submission_is_ignored(
     )
     monkeypatch.setattr(scheduler, "sacct", lambda jobs: {})
     assert refresh(d).manifest.runs[0].state == "running"
+
+
+def test_a_secret_in_the_script_is_refused(tmp_path: Path) -> None:
+    s = settings(tmp_path, "slurm: {setup: ['module load apptainer', 'export HF_TOKEN=abc']}\n")
+    kw = {"partition": None, "account": None, "time": None, "gpus_per_run": None}
+    with pytest.raises(ConfigError, match="sets a secret") as info:
+        options_from(s, max_parallel=None, needed_s=60, **kw)  # type: ignore[arg-type]
+    assert "slurm.setup[1]" in info.value.render() and "abc" not in info.value.render()
+
+
+def test_a_late_record_corrects_a_lost_run_and_squeue_beats_a_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = slurm_study(tmp_path)
+    ids = [e.run_id for e in Manifest.read(d).runs][:2]
+    queue: dict[str, scheduler.TaskState] = {}
+    monkeypatch.setattr(scheduler, "squeue", lambda name: queue)
+    monkeypatch.setattr(scheduler, "sacct", lambda jobs: None)
+    assert refresh(d).manifest.runs[0].error.type == "SlurmLost"  # type: ignore[union-attr]
+    task(d, ids[0], job="77_0", state="completed", started_at="a", ended_at="b", exit_code=0)
+    assert refresh(d).manifest.runs[0].state == "completed"  # the shared FS caught up
+    task(d, ids[1], job="77_1", state="interrupted", started_at="c", ended_at="d",
+         error={"type": "SlurmCancelled", "message": "preempted"})  # fmt: skip
+    queue["77_1"] = scheduler.TaskState("77_1", "PENDING", "BeginTime")  # requeued
+    m = refresh(d).manifest
+    assert m.runs[1].state == "queued" and m.runs[1].error is None
+
+
+def test_submit_needs_sbatch_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llem_docker.slurm.submit import SlurmSubmitError, submit_study
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    s = settings(tmp_path, f"output: {{results_dir: {tmp_path}/results}}\n")
+    with pytest.raises(SlurmSubmitError, match="sbatch` is not on PATH"):
+        submit_study(None, None, s, {}, SlurmOptions(), console=None)  # type: ignore[arg-type]
+    assert not (tmp_path / "results").exists()

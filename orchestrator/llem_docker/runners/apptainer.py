@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from llem_docker.classify import log_tail
 from llem_docker.errors import LlemError
 from llem_docker.images import SKIP_VAR, ImageInfo, ImageMismatch, handshake_problem, skip_check
 from llem_docker.runners.base import EventHandler, RunOutcome
@@ -37,9 +38,10 @@ from llem_docker.runners.docker_engine import (
 )
 from llem_docker.runners.process import run_process
 from llem_docker.settings import RunnerSpec, Settings
-from llem_harness.contract import RunnerInfo
+from llem_harness.contract import ERROR_FILE, LOG_FILE, RESULT_FILE, RunnerInfo
 
 INSPECT_TIMEOUT_S = 120.0
+APPTAINER_FATAL = 255  # apptainer's own fatal errors (sylog.Fatalf)
 HASH_CHUNK = 1 << 22
 
 
@@ -110,22 +112,27 @@ def process_env(opts: ApptainerOptions, host_env: Mapping[str, str]) -> dict[str
 def read_labels(binary: str, sif: Path) -> dict[str, str]:
     """`<binary> inspect --json --labels <sif>` → the image's labels (the Docker image's
     LABELs survive `apptainer build … docker-daemon://`)."""
-    proc = subprocess.run(
-        [binary, "inspect", "--json", "--labels", str(sif)],
-        capture_output=True,
-        text=True,
-        timeout=INSPECT_TIMEOUT_S,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise ImageMismatch(
-            f"`{binary} inspect --labels {sif}` failed: "
-            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['no output']}"
-            ". Fix: rebuild the image with `make sif`"
+    what = f"`{Path(binary).name} inspect --json --labels {sif}`"
+    fix = ". Fix: check the file, or rebuild it with `make sif`"
+    try:
+        proc = subprocess.run(
+            [binary, "inspect", "--json", "--labels", str(sif)],
+            capture_output=True,
+            text=True,
+            timeout=INSPECT_TIMEOUT_S,
+            check=False,
         )
-    data = json.loads(proc.stdout)
-    labels = data.get("data", {}).get("attributes", {}).get("labels", data)
-    return {str(k): str(v) for k, v in (labels or {}).items()}
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ImageMismatch(f"{what} did not run: {exc}{fix}") from None
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise ImageMismatch(f"{what} failed: {lines[-1] if lines else 'no output'}{fix}")
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        raise ImageMismatch(f"{what} did not print JSON{fix}") from None
+    attrs = data.get("data", {}).get("attributes", {}) if isinstance(data, dict) else {}
+    return {str(k): str(v) for k, v in (attrs.get("labels") or {}).items()}
 
 
 def sif_digest(sif: Path) -> str:
@@ -206,7 +213,7 @@ class ApptainerRunner:
         return apptainer_command(self.opts, run_dir, host_env=self.env)
 
     def run(self, run_dir: Path, *, timeout_s: float, on_event: EventHandler) -> RunOutcome:
-        return run_process(
+        outcome = run_process(
             self.command(run_dir),
             run_dir,
             env=process_env(self.opts, self.env),
@@ -214,6 +221,18 @@ class ApptainerRunner:
             on_event=on_event,
             grace_s=self.grace_s,
         )
+        alone = not (outcome.timed_out or outcome.interrupted)
+        harness_said = (run_dir / ERROR_FILE).exists() or (run_dir / RESULT_FILE).exists()
+        if alone and outcome.exit_code == APPTAINER_FATAL and not harness_said:
+            tail = log_tail(run_dir / LOG_FILE)
+            outcome.failure = "ApptainerError"
+            outcome.detail = (
+                f"{self.kind} exited with {APPTAINER_FATAL}, its own error (a bind source "
+                "that does not exist, an unreadable image, no space for its session "
+                "directory) before or around the harness; last lines of "
+                f"{LOG_FILE}:\n{tail or '(empty)'}"
+            )
+        return outcome
 
 
 def _handshake(binary: str, sif: Path, backend: str, env: Mapping[str, str], warn: Console) -> None:

@@ -28,7 +28,16 @@ LABEL_STUDY, LABEL_RUN, LABEL_OWNER, LABEL_HOST = (
     "llem.host",
 )
 # Passed through from the host environment by name when set; never written anywhere.
-PASSTHROUGH_ENV = ("HF_TOKEN", "HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")
+PASSTHROUGH_ENV = (
+    "HF_TOKEN",
+    "HF_ENDPOINT",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
 NO_GPU_DRIVER = "could not select device driver"
 
 

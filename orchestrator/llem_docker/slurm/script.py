@@ -44,7 +44,7 @@ class SlurmOptions:
 
 def time_to_s(text: str) -> float | None:
     """sbatch --time (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) in seconds; None for UNLIMITED."""
-    if text.strip().upper() in ("UNLIMITED", "INFINITE"):
+    if text.strip().upper() in ("UNLIMITED", "INFINITE", "0"):  # 0: no limit, to sbatch
         return None
     m = _TIME.match(text.strip())
     if not m:
@@ -76,6 +76,8 @@ def options_from(
 ) -> SlurmOptions:
     """CLI flags over user config `slurm:`; `--time` checked against what a task needs."""
     cfg = settings.user.slurm
+    _no_secrets(settings, "setup", cfg.setup)
+    _no_secrets(settings, "sbatch_args", cfg.sbatch_args)
     chosen = time if time is not None else cfg.time
     source = "--time" if time is not None else f"`slurm.time` in {settings.config_path}"
     if chosen is not None:
@@ -108,6 +110,22 @@ def options_from(
     )
 
 
+def _no_secrets(settings: Settings, key: str, lines: list[str]) -> None:
+    """The script is kept in the results folder: no line of it may carry a secret."""
+    from llem_docker.runners.docker_engine import PASSTHROUGH_ENV
+
+    for i, line in enumerate(lines):
+        named = [n for n in ("HF_TOKEN", "TOKEN", "SECRET", "PASSWORD") if n in line.upper()]
+        if named or "hf_" in line:
+            raise ConfigError(
+                "this line looks like it sets a secret, and the script is kept with the results",
+                source=settings.config_path,
+                key=f"slurm.{key}[{i}]",
+                fix=f"remove it: sbatch passes {', '.join(PASSTHROUGH_ENV[:2])} and the rest "
+                "from the submitting shell's environment (its default --export=ALL)",
+            )
+
+
 def job_name(study_id: str) -> str:
     return f"llem-{study_id}"
 
@@ -131,6 +149,7 @@ def render_script(
         f"#SBATCH --time={opts.time}",
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks=1",
+        "#SBATCH --no-requeue",  # a measurement is not silently repeated; resubmit instead
     ]
     if opts.exclusive:
         lines.append("#SBATCH --exclusive")

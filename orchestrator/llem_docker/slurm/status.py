@@ -1,9 +1,10 @@
 """`llem-docker status`: fold the array tasks' own records and SLURM's view into manifest.json.
 
-Per run, in order of trust: the task's final slurm-task.json; else squeue (queued, running);
-else a task that started but is gone without a final record, or never started and is no
-longer queued, is `failed` as `SlurmLost`, with sacct's state where accounting is on. When
-squeue cannot answer, nothing is declared lost.
+Per run: while squeue lists its task, `queued` or `running` (a requeued task too); else the
+task's final slurm-task.json (which also corrects a run declared lost before a slow shared
+filesystem showed the file); else a task gone without a final record is `failed` as
+`SlurmLost`, with sacct's state where accounting is on. When squeue cannot answer, nothing is
+declared lost. Completed runs are final.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llem_docker.manifest import Manifest, RunEntry, RunError
+from llem_docker.manifest import Manifest, RunEntry, RunError, locked
 from llem_docker.slurm import scheduler
 from llem_docker.slurm.script import job_name
 from llem_docker.slurm.task import read_task
@@ -41,7 +42,8 @@ def _lost(entry: RunEntry, started: bool, final: scheduler.TaskState | None, out
         "started but ended without recording an outcome (node failure, out of memory, or "
         "killed before it could write)"
         if started
-        else "left the queue without starting"
+        else "ended without writing any record: it never started, or failed before its "
+        "first write (a `setup` line of the script, a missing run folder)"
     )
     said = f"; sacct: {final.state} {final.detail}".rstrip() if final else ""
     entry.state = "failed"
@@ -53,6 +55,12 @@ def _lost(entry: RunEntry, started: bool, final: scheduler.TaskState | None, out
 def refresh(study_dir: Path) -> Refresh:
     """Re-read everything and rewrite the manifest (a SLURM study; others are returned as
     they are)."""
+    with locked(study_dir):
+        return refresh_locked(study_dir)
+
+
+def refresh_locked(study_dir: Path) -> Refresh:
+    """refresh(), for a caller that holds the manifest lock."""
     manifest = Manifest.read(study_dir)
     if manifest.executor != "slurm" or not manifest.submissions:
         return Refresh(manifest, 0)
@@ -62,26 +70,22 @@ def refresh(study_dir: Path) -> Refresh:
         notes.append("squeue did not answer: queued and running states are as last seen")
     jobs = [s.job_id for s in manifest.submissions if s.job_id]
     accounting = scheduler.sacct(jobs)
-    if accounting is None:
-        notes.append(
-            "sacct did not answer (accounting is off here): lost tasks carry no SLURM state"
-        )
     for entry in manifest.runs:
-        if entry.job is None or entry.state in FINAL or entry.state == "skipped":
+        if entry.job is None or entry.state in ("completed", "skipped"):
             continue
         task = read_task(study_dir / "runs" / entry.run_id)
         if task is not None and task.get("job") != entry.job:
             task = None  # from an earlier submission
-        if task is not None and task.get("state") in FINAL:
-            _from_task(entry, task)
-            continue
-        if queue is None:
-            continue
-        seen = queue.get(entry.job)
-        if seen is not None:
+        seen = None if queue is None else queue.get(entry.job)
+        if seen is not None:  # SLURM still has it (pending, running, or requeued)
             entry.state = "queued" if seen.state in scheduler.PENDING_STATES else "running"
-            if task is not None:
-                entry.started_at = task.get("started_at")
+            entry.error, entry.ended_at, entry.exit_code = None, None, None
+            entry.started_at = task.get("started_at") if task is not None else None
+            continue
+        if task is not None and task.get("state") in FINAL:
+            _from_task(entry, task)  # also corrects a run declared lost too early
+            continue
+        if queue is None or entry.state in FINAL:
             continue
         if task is None and entry.state == "queued" and _still_starting(entry, accounting):
             continue

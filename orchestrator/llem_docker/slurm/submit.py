@@ -9,6 +9,7 @@ running.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -16,14 +17,14 @@ from rich.markup import escape
 
 from llem_docker.errors import ConfigError, LlemError
 from llem_docker.expand import StudyPlan
-from llem_docker.manifest import Manifest, Submission, utc_now
+from llem_docker.manifest import Manifest, Submission, locked, utc_now
 from llem_docker.prepare import make_study_dir, measurement_settings, prepare_run, resolve_datasets
 from llem_docker.resume import reopen
 from llem_docker.runners.base import Runner, make_runner
 from llem_docker.settings import RunnerSpec, Settings
 from llem_docker.slurm import scheduler
 from llem_docker.slurm.script import SlurmOptions, render_script
-from llem_docker.slurm.status import refresh
+from llem_docker.slurm.status import refresh_locked
 from llem_docker.study import StudyConfig
 from llem_harness.contract import RunnerInfo
 
@@ -62,6 +63,22 @@ def _submit_runner(spec: RunnerSpec, settings: Settings, warn: Console) -> Runne
     return make_runner(spec, settings)
 
 
+def ensure_idle(study_dir: Path, prior: Manifest) -> None:
+    """Refuse to touch a SLURM study's run folders while any of its tasks may still run.
+    The caller holds the manifest lock."""
+    if prior.executor != "slurm":
+        return
+    active = refresh_locked(study_dir).active
+    if active:
+        jobs = ", ".join(s.job_id or "?" for s in prior.submissions)
+        raise ConfigError(
+            f"{active} runs of this study are still queued or running (job {jobs})",
+            source="--resume",
+            fix=f"wait for them (`llem-docker status {study_dir}`), or cancel them with "
+            "scancel, then resume",
+        )
+
+
 def submit_study(
     plan: StudyPlan,
     study: StudyConfig,
@@ -71,30 +88,57 @@ def submit_study(
     *,
     console: Console,
     resume: tuple[Path, Manifest] | None = None,
+    gpus: str | None = None,
 ) -> tuple[Path, Manifest]:
+    if shutil.which("sbatch") is None:
+        raise SlurmSubmitError(
+            "`sbatch` is not on PATH, so nothing can be submitted. Fix: run this on a SLURM "
+            "login node (or `module load slurm`), or drop --executor slurm to run here"
+        )
+    results = Path(str(settings.value("output.results_dir"))).expanduser().resolve()
+    where = resume[0].resolve() if resume else results
+    if any(c.isspace() for c in str(where)):
+        raise ConfigError(
+            f"SLURM cannot write to a path with spaces ({where}): #SBATCH lines split on them",
+            source=settings.source("output.results_dir"),
+            key="output.results_dir",
+            fix="choose a results folder whose path has no spaces",
+        )
     warn = Console(stderr=True)
     backends = sorted(plan.counts())
     specs = {b: runners[b] for b in backends}
     live = {b: _submit_runner(spec, settings, warn) for b, spec in specs.items()}
     datasets = resolve_datasets(plan, study)
-    measurement = measurement_settings(settings)
     if resume is None:
-        study_dir = make_study_dir(Path(str(settings.value("output.results_dir"))), plan.name)
+        study_dir = make_study_dir(results, plan.name)
         study_file = str(Path(study.source).resolve()) if study.source else None
-        manifest = Manifest.new(plan, study_dir.name, study_file, specs)
-        todo = [r.run_id for r in plan.runs]
-    else:
-        study_dir = resume[0]
-        active = refresh(study_dir).active if resume[1].executor == "slurm" else 0
-        if active:
-            jobs = ", ".join(s.job_id or "?" for s in resume[1].submissions)
-            raise ConfigError(
-                f"{active} runs of this study are still queued or running (job {jobs})",
-                source="--resume",
-                fix=f"wait for them (`llem-docker status {study_dir}`), or cancel them with "
-                "scancel, then resume",
-            )
+        with locked(study_dir):
+            manifest = Manifest.new(plan, study_dir.name, study_file, specs)
+            todo = [r.run_id for r in plan.runs]
+            return _submit(plan, study, settings, live, datasets, opts, console, study_dir,
+                           manifest, todo, gpus)  # fmt: skip
+    study_dir = resume[0].resolve()
+    with locked(study_dir):
+        ensure_idle(study_dir, Manifest.read(study_dir))
         manifest, _, todo = reopen(study_dir, Manifest.read(study_dir), specs)
+        return _submit(plan, study, settings, live, datasets, opts, console, study_dir,
+                       manifest, todo, gpus)  # fmt: skip
+
+
+def _submit(
+    plan: StudyPlan,
+    study: StudyConfig,
+    settings: Settings,
+    live: dict[str, Runner | _Recorded],
+    datasets: dict[str, Path],
+    opts: SlurmOptions,
+    console: Console,
+    study_dir: Path,
+    manifest: Manifest,
+    todo: list[str],
+    gpus: str | None,
+) -> tuple[Path, Manifest]:
+    measurement = measurement_settings(settings)
     if not todo:
         raise ConfigError(
             "every run of this study already has a result: nothing to submit",
@@ -134,6 +178,7 @@ def submit_study(
         timeout_s=float(settings.value("execution.experiment_timeout_seconds")),
         config_gap_s=float(settings.value("execution.config_gap_seconds")),
         cycle_gap_s=float(settings.value("execution.cycle_gap_seconds")),
+        gpus=gpus,
     )
     manifest.submissions.append(sub)
     manifest.write(study_dir)
@@ -142,10 +187,11 @@ def submit_study(
     except (RuntimeError, OSError) as exc:
         manifest.state = "failed"
         manifest.write(study_dir)
+        again = f"llem-docker run {study.source or 'STUDY'} --executor slurm --resume {study_dir}"
         raise SlurmSubmitError(
             f"sbatch refused {script}: {exc}. Nothing was submitted; the study folder "
             f"{study_dir} is prepared. Fix the cause (partition, account, --time, "
-            "--gpus-per-run), then submit it with `--resume`"
+            f"--gpus-per-run), then submit it with `{again}`"
         ) from None
     for i, run_id in enumerate(ordered):
         entry = manifest.entry(run_id)

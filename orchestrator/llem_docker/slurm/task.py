@@ -46,16 +46,21 @@ def submission_of(manifest: Manifest, runs_file: Path) -> Submission:
     for sub in manifest.submissions:
         if sub.runs_file == runs_file.name:
             return sub
-    raise LlemError(f"{runs_file} belongs to no submission in the manifest")
+    raise LlemError(
+        f"{runs_file} belongs to no submission in the manifest (was the folder resubmitted "
+        "or edited?). Fix: check `llem-docker status` and resubmit with --resume"
+    )
 
 
 def run_task(study_dir: Path, runs_file: Path, index: int) -> int:
+    # Which run: a failure here cannot be recorded in a task file; it goes to the .out file.
     manifest = Manifest.read(study_dir)
     sub = submission_of(manifest, runs_file)
-    run_ids = runs_file.read_text(encoding="utf-8").split()
-    run_id = run_ids[index]
+    run_id = runs_file.read_text(encoding="utf-8").split()[index]
+    run_ids = sub.run_ids
     entry = manifest.entry(run_id)
     run_dir = study_dir / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
     job = f"{os.environ.get('SLURM_ARRAY_JOB_ID', sub.job_id)}_{index}"
     base = {"run_id": run_id, "job": job, "host": socket.gethostname()}
     started = utc_now()
@@ -63,15 +68,16 @@ def run_task(study_dir: Path, runs_file: Path, index: int) -> int:
     error: RunError | None = None
     state, exit_code = "failed", None
     try:
+        choice = manifest.runners[entry.backend]
+        spec = RunnerSpec(choice.kind, choice.target, choice.source, None, entry.backend)  # type: ignore[arg-type]
+        # The runner first: a missing image or binary fails at once, not after the gap.
+        runner = make_runner(spec, Settings.load(gpus=sub.gpus))
         prev = manifest.entry(run_ids[index - 1]) if index > 0 else None
         kind = gap_kind(prev, entry, manifest.execution.cycle_order)
         gap = 0.0 if kind is None else sub.cycle_gap_s if kind == "cycle" else sub.config_gap_s
         if gap > 0:
             _say(f"{kind} gap: {gap:g} s")
             time.sleep(gap)
-        choice = manifest.runners[entry.backend]
-        spec = RunnerSpec(choice.kind, choice.target, choice.source, None, entry.backend)  # type: ignore[arg-type]
-        runner = make_runner(spec, Settings.load())
         _say(f"run {run_id} through {spec.label} (timeout {sub.timeout_s:g} s)")
         phase: list[str | None] = [None]
 
@@ -81,6 +87,7 @@ def run_task(study_dir: Path, runs_file: Path, index: int) -> int:
                 _say(f"phase {phase[0]}")
 
         outcome = runner.run(run_dir, timeout_s=sub.timeout_s, on_event=on_event)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here on: classify and record
         got = classify(run_id, run_dir, outcome, phase[0], sub.timeout_s)
         state, error, exit_code = got.state, got.error, outcome.exit_code
         if got.state == "interrupted":
@@ -97,6 +104,7 @@ def run_task(study_dir: Path, runs_file: Path, index: int) -> int:
         error = RunError(type=type(exc).__name__, message=exc.render())
     except Exception as exc:  # recorded, not lost: the task file is the only witness
         error = RunError(type=type(exc).__name__, message=str(exc) or repr(exc))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _write(
         run_dir,
         **base,
