@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build; on these machines pip takes it from a local wheel.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test unit lint bench clean test-images images push sif slurm-up slurm-down
+.PHONY: setup test unit lint bench clean test-images images push sif slurm-up slurm-down schemas
 
 setup: $(BIN)/llem-docker
 
@@ -44,6 +44,10 @@ sif: setup
 # CPU test images llem-test/<backend>:cpu, built with no registry (images/test/build.sh).
 test-images: setup
 	PYTHON=$(BIN)/python TORCH_VERSION=$(TORCH_VERSION) images/test/build.sh $(or $(BACKENDS),pytorch)
+
+# docs/schemas/*.schema.json from the models (a test fails when they are stale).
+schemas: setup
+	$(BIN)/python -m llem_docker.schemas docs/schemas
 
 # A single-node SLURM cluster on this machine (Debian's slurm-wlm + munge; root or sudo), for
 # tests/slurm and for trying `--executor slurm` without a cluster.

@@ -334,6 +334,8 @@ class Harness:
                 "file": TIMESERIES_FILE,
                 "rows": rows,
                 "power_integral_j": reading.power_integral_j,
+                "window_start_s": reading.start_s,
+                "window_end_s": reading.end_s,
             },
             steady_state=None
             if ms.window != "steady_state"

@@ -1,16 +1,22 @@
-"""llem-docker: the host-side orchestrator. Never imports torch, vLLM or TensorRT-LLM."""
+"""llem-docker: the host-side orchestrator. Never imports torch, vLLM or TensorRT-LLM.
 
-from llem_docker.expand import StudyPlan, plan_study
-from llem_docker.loader import load_study
-from llem_docker.study import ExecutionConfig, StudyConfig
+The public API is what this module exports; everything else is internal.
+"""
+
+from llem_docker.api import run_experiment, run_study
+from llem_docker.results import load_results
+from llem_docker.study import StudyConfig
+from llem_docker.study_result import StudyResult
 from llem_harness import ExperimentConfig, __version__
+from llem_harness.contract import ExperimentResult
 
 __all__ = [
-    "ExecutionConfig",
     "ExperimentConfig",
+    "ExperimentResult",
     "StudyConfig",
-    "StudyPlan",
+    "StudyResult",
     "__version__",
-    "load_study",
-    "plan_study",
+    "load_results",
+    "run_experiment",
+    "run_study",
 ]

@@ -297,9 +297,11 @@ def doctor(
 
 def _register_hpc() -> None:
     from llem_docker.cli_hpc import collect, status
+    from llem_docker.cli_report import report
 
     app.command()(status)
     app.command()(collect)
+    app.command()(report)
 
 
 _register_hpc()

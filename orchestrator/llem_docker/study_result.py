@@ -24,6 +24,8 @@ from llem_harness.contract import (
 STUDY_FILE = "study.json"
 RESULTS_FILE = "results.parquet"
 STUDY_SCHEMA_VERSION = "1.0"
+# results.parquet's columns (docs/results.md); kept in the file's schema metadata.
+RESULTS_SCHEMA_VERSION = "1.0"
 
 
 class _Model(BaseModel):
@@ -255,7 +257,8 @@ def write_results_parquet(
     for k, t in _METRICS:
         fields.append(pa.field(k, t))
         columns[k] = [row.get(k) for row in rows]
-    table = pa.table(columns, schema=pa.schema(fields))
+    meta = {b"llem.results_schema_version": RESULTS_SCHEMA_VERSION.encode()}
+    table = pa.table(columns, schema=pa.schema(fields, metadata=meta))
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)

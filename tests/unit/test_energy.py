@@ -242,6 +242,8 @@ def test_counter_read_directly_at_the_edges_not_only_from_the_sampler() -> None:
     r.meter.stop()
     assert reading.total_j == pytest.approx(3000.0, abs=0.002)
     assert reading.power_integral_j == pytest.approx(3000.0, rel=1e-6)
+    assert reading.start_s is not None and reading.end_s is not None
+    assert reading.end_s - reading.start_s == pytest.approx(12.0)  # on the timeseries clock
 
 
 def test_power_integral_fallback_when_counter_not_supported() -> None:

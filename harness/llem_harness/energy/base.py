@@ -32,6 +32,9 @@ class WindowReading:
     power_integral_j: float | None = None  # cross-check: integral of sampled power
     throttled: bool = False
     warnings: list[str] = field(default_factory=list)
+    # The window's edges on the timeseries clock (t_s), where the meter samples one.
+    start_s: float | None = None
+    end_s: float | None = None
 
 
 class EnergyMeter(Protocol):

@@ -326,6 +326,8 @@ class NvmlMeter:
             power_integral_j=sum(integral.values()) if len(integral) == len(gpus) else None,
             throttled=bits != 0,
             warnings=window_warnings(t1 - t0, total, bits),
+            start_s=t0,
+            end_s=t1,
         )
 
     def counter_supported(self) -> bool:

@@ -118,6 +118,8 @@ class ZeusMeter:
             power_integral_j=nvml.power_integral_j,
             throttled=nvml.throttled,
             warnings=window_warnings(duration, total, self._meter.last_throttle_bits),
+            start_s=nvml.start_s,
+            end_s=nvml.end_s,
         )
 
     def samples(self) -> list[Sample]:

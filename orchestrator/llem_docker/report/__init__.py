@@ -1,0 +1,1 @@
+"""`llem-docker report`: statistics per study point across cycles, tables and plots."""

@@ -1,0 +1,210 @@
+"""The report's figures, drawn with matplotlib's object API (no pyplot, no display needed).
+
+- energy_per_token.png: J/token (mean ± 95% CI across cycles) against the swept parameter,
+  one line per backend (and per value of any other swept key);
+- throughput.png: tokens/s the same way;
+- tradeoff.png: J/token against TTFT (tokens/s where no TTFT was measured), one marker per
+  point;
+- power_timeline.png: one run's sampled GPU power, with the measurement window shaded.
+
+A figure whose data no run measured is not drawn; `skipped` says why (e.g. the energy
+reason a CPU-only run gave). Each PNG is 800 × 500 pixels.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from llem_docker.report.points import METRICS, Point, Report
+
+SIZE_IN, DPI = (8.0, 5.0), 100
+
+
+@dataclass
+class Figures:
+    written: dict[str, Path] = field(default_factory=dict)  # name → file
+    skipped: dict[str, str] = field(default_factory=dict)  # name → why
+
+
+def _figure() -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE_IN, dpi=DPI)
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def choose_x(report: Report, x: str | None) -> str | None:
+    """The swept key to plot along: the one asked for, else the first with several values."""
+    if x is not None:
+        return x
+    for key in report.swept_keys:
+        if len({repr(p.swept.get(key)) for p in report.points if key in p.swept}) > 1:
+            return key
+    return None
+
+
+def _series(report: Report, x: str | None) -> dict[str, list[Point]]:
+    out: dict[str, list[Point]] = defaultdict(list)
+    for p in report.points:
+        rest = ", ".join(f"{k}={v}" for k, v in p.swept.items() if k != x)
+        out[p.backend + (f" ({rest})" if rest else "")].append(p)
+    return out
+
+
+def _line_plot(report: Report, metric: str, x: str | None, path: Path) -> Path | None:
+    label, unit = METRICS[metric]
+    series = _series(report, x)
+    fig, ax = _figure()
+    drawn = False
+    numeric = x is not None and all(
+        isinstance(p.swept.get(x), int | float) for p in report.points if x in p.swept
+    )
+    cats: list[str] = []
+    ticks: set[float] = set()
+    for name, points in series.items():
+        pts = [(p.swept.get(x) if x else p.label, p.stats[metric]) for p in points]
+        pts = [(xv, s) for xv, s in pts if xv is not None and s.mean is not None]
+        if not pts:
+            continue
+        if numeric:
+            pts.sort(key=lambda t: cast(float, t[0]))
+            xs: list[Any] = [float(cast(float, t[0])) for t in pts]
+            ticks.update(xs)
+        else:
+            for xv, _ in pts:
+                if str(xv) not in cats:
+                    cats.append(str(xv))
+            xs = [cats.index(str(t[0])) for t in pts]
+        ys = [s.mean for _, s in pts]
+        errs = [s.ci95 or 0.0 for _, s in pts]
+        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=name)
+        drawn = True
+    if not drawn:
+        return None
+    if not numeric:
+        ax.set_xticks(range(len(cats)), cats, rotation=20, ha="right")
+    elif len(ticks) <= 12:  # the swept values themselves, not matplotlib's guesses
+        ax.set_xticks(sorted(ticks), [f"{t:g}" for t in sorted(ticks)])
+    ax.set_xlabel(x or "study point")
+    ax.set_ylabel(f"{label} ({unit})")
+    ax.set_title(f"{label} vs {x or 'study point'} (mean ± 95% CI across cycles)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _tradeoff(report: Report, path: Path) -> Path | None:
+    with_ttft = [p for p in report.points if p.stats["ttft_ms_mean"].mean is not None]
+    xmetric = "ttft_ms_mean" if with_ttft else "throughput_tokens_per_s"
+    fig, ax = _figure()
+    drawn = False
+    for backend in sorted({p.backend for p in report.points}):
+        pts = [
+            p for p in report.points
+            if p.backend == backend
+            and p.stats[xmetric].mean is not None
+            and p.stats["energy_per_output_token_j"].mean is not None
+        ]  # fmt: skip
+        if not pts:
+            continue
+        ax.errorbar(
+            [p.stats[xmetric].mean for p in pts],
+            [p.stats["energy_per_output_token_j"].mean for p in pts],
+            xerr=[p.stats[xmetric].ci95 or 0.0 for p in pts],
+            yerr=[p.stats["energy_per_output_token_j"].ci95 or 0.0 for p in pts],
+            fmt="o",
+            capsize=3,
+            label=backend,
+        )
+        for p in pts:
+            text = ", ".join(f"{k}={v}" for k, v in p.swept.items())
+            ax.annotate(text, (p.stats[xmetric].mean, p.stats["energy_per_output_token_j"].mean),
+                        fontsize="x-small", xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        drawn = True
+    if not drawn:
+        return None
+    xl, xu = METRICS[xmetric]
+    ax.set_xlabel(f"{xl} ({xu})")
+    ax.set_ylabel("J/token (J)")
+    ax.set_title(f"Energy–latency trade-off: J/token vs {xl}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _power_timeline(run_dir: Path, path: Path) -> tuple[Path | None, str | None]:
+    import json
+
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(run_dir / "timeseries.parquet").to_pylist()
+        result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{run_dir.name}: {exc}"
+    rows = [r for r in rows if r.get("power_w") is not None]
+    if not rows:
+        reason = (result.get("energy") or {}).get("unavailable_reason") or "no power samples"
+        return None, f"{run_dir.name} has no power samples ({reason})"
+    fig, ax = _figure()
+    by_gpu: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        by_gpu[int(r["gpu_index"])].append((r["t_s"], r["power_w"]))
+    for gpu, pts in sorted(by_gpu.items()):
+        ax.plot([t for t, _ in pts], [w for _, w in pts], label=f"GPU {gpu}", linewidth=1)
+    ts = result.get("timeseries") or {}
+    start, end = ts.get("window_start_s"), ts.get("window_end_s")
+    if start is not None and end is not None:
+        ax.axvspan(start, end, alpha=0.2, color="tab:green", label="measurement window")
+    ax.set_xlabel("time since the meter started (s)")
+    ax.set_ylabel("power (W)")
+    ax.set_title(f"GPU power, run {run_dir.name}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, path), None
+
+
+def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = None) -> Figures:
+    out.mkdir(parents=True, exist_ok=True)
+    figs = Figures()
+    x = choose_x(report, x)
+    reason = next((p.energy_reason for p in report.points if p.energy_reason), None)
+    no_energy = f"no run measured energy ({reason or 'see the runs'})"
+    for name, metric in (
+        ("energy_per_token.png", "energy_per_output_token_j"),
+        ("throughput.png", "throughput_tokens_per_s"),
+    ):
+        path = _line_plot(report, metric, x, out / name)
+        if path is None:
+            why = no_energy if metric.startswith("energy") else "no run completed"
+            figs.skipped[name] = why
+        else:
+            figs.written[name] = path
+    path = _tradeoff(report, out / "tradeoff.png")
+    if path is None:
+        figs.skipped["tradeoff.png"] = no_energy
+    else:
+        figs.written["tradeoff.png"] = path
+    completed = [r for p in report.points for r in p.run_ids]
+    chosen: str | None = run or next(
+        (r for r in completed if (report.study_dir / "runs" / r / "result.json").exists()), None
+    )
+    if chosen is None:
+        figs.skipped["power_timeline.png"] = "no run completed"
+    else:
+        target = out / "power_timeline.png"
+        power, problem = _power_timeline(report.study_dir / "runs" / chosen, target)
+        if power is None:
+            figs.skipped["power_timeline.png"] = problem or "not drawn"
+        else:
+            figs.written["power_timeline.png"] = power
+    return figs

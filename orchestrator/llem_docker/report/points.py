@@ -1,0 +1,120 @@
+"""One row per study point (a distinct experiment config) with its statistics across cycles.
+
+Read from results.parquet (its public schema) and study.json. Only completed runs enter the
+statistics; failed runs are counted and flagged. A figure no run measured (energy on a CPU)
+stays null, with the reason the runs gave.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llem_docker.report.stats import Summary, summarize
+from llem_docker.results import load_results
+from llem_docker.study_result import STUDY_FILE
+
+# column in results.parquet → (short label, unit)
+METRICS: dict[str, tuple[str, str]] = {
+    "energy_per_output_token_j": ("J/token", "J"),
+    "throughput_tokens_per_s": ("tokens/s", "tok/s"),
+    "ttft_ms_mean": ("TTFT", "ms"),
+    "energy_total_j": ("energy", "J"),
+    "co2_kg": ("CO2", "kg"),
+}
+CV_CHECKED = ("energy_per_output_token_j", "throughput_tokens_per_s")
+DEFAULT_CV = 0.05
+
+
+@dataclass
+class Point:
+    config_hash: str
+    backend: str
+    model: str
+    swept: dict[str, Any]
+    runs: int = 0
+    completed: int = 0
+    failed: int = 0
+    with_warnings: int = 0
+    stats: dict[str, Summary] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    energy_reason: str | None = None
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        values = ", ".join(f"{k}={v}" for k, v in self.swept.items())
+        return f"{self.backend} {values}".strip()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "config_hash": self.config_hash,
+            "backend": self.backend,
+            "model": self.model,
+            "swept": self.swept,
+            "runs": self.runs,
+            "completed": self.completed,
+            "failed": self.failed,
+            "runs_with_warnings": self.with_warnings,
+            "stats": {
+                k: {"n": s.n, "mean": s.mean, "std": s.std, "ci95": s.ci95, "cv": s.cv}
+                for k, s in self.stats.items()
+            },
+            "flags": self.flags,
+            "energy_unavailable_reason": self.energy_reason,
+            "run_ids": self.run_ids,
+        }
+
+
+@dataclass
+class Report:
+    study_dir: Path
+    study: dict[str, Any]
+    points: list[Point]
+    swept_keys: list[str]
+    cv_threshold: float
+
+
+def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report:
+    rows = load_results(study_dir).to_pylist()
+    try:
+        study = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        study = {}
+    swept_keys = sorted({k[len("swept.") :] for r in rows for k in r if k.startswith("swept.")})
+    points: dict[str, Point] = {}
+    values: dict[str, dict[str, list[float | None]]] = {}
+    for r in sorted(rows, key=lambda r: r["index"]):
+        p = points.get(r["config_hash"])
+        if p is None:
+            swept = {k: r.get(f"swept.{k}") for k in swept_keys}
+            p = points[r["config_hash"]] = Point(
+                r["config_hash"], r["backend"], r.get("model") or "",
+                {k: v for k, v in swept.items() if v is not None},
+            )  # fmt: skip
+            values[p.config_hash] = {m: [] for m in METRICS}
+        p.runs += 1
+        p.run_ids.append(r["run_id"])
+        if r["state"] != "completed":
+            p.failed += r["state"] == "failed"
+            continue
+        p.completed += 1
+        p.with_warnings += (r.get("warnings") or 0) > 0
+        p.energy_reason = p.energy_reason or r.get("energy_unavailable_reason")
+        for m in METRICS:
+            values[p.config_hash][m].append(r.get(m))
+    for p in points.values():
+        p.stats = {m: summarize(v) for m, v in values[p.config_hash].items()}
+        for m in CV_CHECKED:
+            s = p.stats[m]
+            if s.cv is not None and s.cv > cv_threshold:
+                p.flags.append(f"CV of {METRICS[m][0]} {s.cv:.1%} > {cv_threshold:.0%}")
+        if p.with_warnings:
+            p.flags.append(f"{p.with_warnings}/{p.completed} runs with warnings")
+        if p.failed:
+            p.flags.append(f"{p.failed}/{p.runs} runs failed")
+        if p.stats["energy_per_output_token_j"].n:
+            p.energy_reason = None
+    return Report(study_dir, study, list(points.values()), swept_keys, cv_threshold)
