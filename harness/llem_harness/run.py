@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import statistics
 import time
 import traceback
@@ -16,11 +15,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
 
+from llem_harness import termination
 from llem_harness.backends.base import (
     Backend,
     PassResult,
@@ -58,6 +57,7 @@ from llem_harness.energy import (
 )
 from llem_harness.environment import snapshot
 from llem_harness.steady import measure_steady
+from llem_harness.termination import Terminated, check_terminated
 
 SHORT_WINDOW_S = 10.0
 CV_WINDOW = 3  # warmup settles when the CV of the last 3 passes is under the threshold
@@ -74,10 +74,6 @@ def quiet_gc() -> Iterator[None]:
     finally:
         gc.enable()
         gc.collect()
-
-
-class Terminated(Exception):
-    """SIGTERM (the host's timeout or Ctrl+C): recorded in error.json, then exit."""
 
 
 def now() -> str:
@@ -114,13 +110,14 @@ class Harness:
         self.backend: Backend | None = None
 
     def set_phase(self, phase: Phase, **fields: Any) -> None:
+        check_terminated()
         self.phase = phase
         emit("phase", phase=phase, **fields)
 
     def run(self) -> int:
         for stale in (RESULT_FILE, ERROR_FILE):
             (self.run_dir / stale).unlink(missing_ok=True)
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = termination.install()
         try:
             self._run()
             return 0
@@ -130,7 +127,7 @@ class Harness:
                 return 130 if isinstance(exc, KeyboardInterrupt) else 143
             return 2 if self.phase == "config" else 1
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            termination.restore(previous)
             if self.meter is not None:
                 self.meter.stop()
             if self.backend is not None:
@@ -204,6 +201,7 @@ class Harness:
                 if co2_tracked is not None
                 else "CodeCarbon measured nothing",
             )
+        check_terminated()  # the last chance: a result after SIGTERM would read as completed
         atomic_write_json(self.run_dir / RESULT_FILE, result.model_dump(mode="json"))
         emit(
             "done",
@@ -241,6 +239,7 @@ class Harness:
                 out = 0
                 for group in groups:
                     out += backend.generate(group, timed=False).output_tokens
+                    check_terminated()
                 backend.synchronize()
                 rates.append(out / (time.perf_counter() - t0))
             emit("warmup", run=len(rates), tokens_per_s=round(rates[-1], 2))
@@ -353,10 +352,6 @@ class Harness:
 def _settled(rates: list[float], threshold: float) -> bool:
     spread = cv(rates[-CV_WINDOW:]) if len(rates) >= CV_WINDOW else None
     return spread is not None and spread <= threshold
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated("terminated by SIGTERM (host timeout or interrupt)")
 
 
 def _gpu_indices(n: int) -> list[int] | None:

@@ -24,6 +24,7 @@ from tests.conftest import REPO
 IMAGE = "llem-test/pytorch:cpu"
 FAULT_IMAGE = "llem-test/fault:malformed"
 LABEL = "llem.study"
+RUN_LABEL = "llem.run"
 EXE = str(Path(sys.executable).with_name("llem-docker"))
 
 pytestmark = pytest.mark.docker

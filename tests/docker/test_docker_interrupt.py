@@ -14,6 +14,7 @@ import pytest
 from tests.docker.conftest import (
     EXE,
     LABEL,
+    RUN_LABEL,
     cli_env,
     manifest,
     run_cli,
@@ -43,14 +44,16 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, dict[str, str]]
 
 
 def _wait_running(engine: Any, tmp_path: Path) -> Path:
-    """Until the first run's container is up and its harness has begun warming up."""
+    """Until the first run's own container is up and its harness has begun warming up."""
     results = tmp_path / "results"
 
     def warming() -> bool:
-        dirs = list(results.glob("*/runs/*/container.log")) if results.exists() else []
-        return any('"phase": "warmup"' in p.read_text() for p in dirs) and bool(
-            engine.containers.list(filters={"label": LABEL})
-        )
+        logs = sorted(results.glob("*/runs/*/container.log")) if results.exists() else []
+        if not logs or '"phase": "warmup"' not in logs[0].read_text():
+            return False
+        first = logs[0].parent.name
+        running = engine.containers.list(filters={"label": f"{RUN_LABEL}={first}"})
+        return bool(running) and not (logs[0].parent / "result.json").exists()
 
     wait_for(warming, 240, "the first run to warm up inside its container")
     (study,) = results.iterdir()

@@ -179,6 +179,36 @@ def test_sigterm_leaves_error_json(tmp_path: Path) -> None:
     assert read_error(tmp_path).type == "Terminated"
 
 
+def test_sigterm_swallowed_by_a_finalizer_still_ends_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python runs the SIGTERM handler in whatever code is current; inside a `__del__` (seen
+    with a tokenizer's regex objects) its exception is printed and dropped. The run must still
+    end as Terminated and never write a result.json."""
+    from llem_harness.backends.pytorch import PyTorchBackend
+
+    real = PyTorchBackend.generate
+
+    class SignalsOnDelete:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)
+
+    def signalled(self: PyTorchBackend, prompts: list[list[int]], *, timed: bool) -> Any:
+        if timed:
+            SignalsOnDelete()  # dropped at once: the handler's raise lands in __del__
+        return real(self, prompts, timed=timed)
+
+    swallowed: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: swallowed.append(u.exc_value))
+    monkeypatch.setattr(PyTorchBackend, "generate", signalled)
+    write_request(tmp_path)
+    assert run_experiment(tmp_path) == 143
+    assert [type(e).__name__ for e in swallowed] == ["Terminated"]  # the raise really was lost
+    assert not (tmp_path / "result.json").exists()
+    err = read_error(tmp_path)
+    assert (err.type, err.phase) == ("Terminated", "measure")
+
+
 def test_killed_writer_leaves_no_partial_result(tmp_path: Path) -> None:
     target = tmp_path / "result.json"
     child = textwrap.dedent(f"""

@@ -10,6 +10,7 @@ from typing import Any
 from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, PyTorchOptions
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config, tokenize
+from llem_harness.termination import check_terminated
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -121,6 +122,7 @@ class PyTorchBackend:
         assert self.cfg is not None
         result = PassResult(input_tokens=0, output_tokens=0)
         for batch in self._batches(prompts):
+            check_terminated()  # a SIGTERM whose raise was swallowed stops the pass here
             self._generate_batch(batch, result, timed)
         return result
 
