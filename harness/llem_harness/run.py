@@ -267,7 +267,7 @@ class Harness:
         rows: int,
     ) -> ExperimentResult:
         cfg, ms = req.config, req.measurement
-        warnings = list(reading.warnings) + list(getattr(meter, "device_warnings", list)())
+        warnings = list(reading.warnings) + meter.device_warnings()
         if cfg.warmup_max_runs > 0 and not warmup.converged:
             why = (
                 f"CV {warmup.final_cv:.4f} > {warmup.threshold}"
@@ -342,7 +342,7 @@ class Harness:
                 measured.spans,
                 max_concurrency(cfg),
                 meter.samples(),
-                getattr(meter, "clock_origin", lambda: None)(),
+                meter.clock_origin(),
             ),
             environment=snapshot(meter.devices(), cfg.backend, version, req.runner, ms),
             warnings=warnings,

@@ -640,6 +640,49 @@ def test_zeus_meter_maps_cuda_ordinals_to_nvml_indices(monkeypatch: pytest.Monke
     assert meter.samples() and meter.devices()[0]["uuid"] == UUIDS[1]
 
 
+def test_zeus_meter_gives_the_steady_state_window_its_energy() -> None:
+    """The steady window maps request times onto samples through the meter's clock origin;
+    ZeusMeter once lacked it, so steady_state.energy_j was always null under Zeus."""
+    from llem_harness.energy.base import EnergyMeter
+    from llem_harness.steady import measure_steady
+
+    clock = Clock()
+    nvml = FakeNvml(clock, [gpu(constant(250.0))])
+    inner = NvmlMeter([0], 100, nvml=nvml, clock=clock, sleep=clock.sleep, background=False)
+    meter: EnergyMeter = ZeusMeter(
+        [0],
+        100,
+        nvml_meter=inner,
+        monitor_factory=lambda **kw: FakeZeusMonitor(clock, nvml.gpus, **kw),
+        cuda_indices=[0],
+    )
+    meter.start()
+    origin = meter.clock_origin()
+    assert origin is not None and origin == inner.clock_origin()
+    meter.begin_window()
+    t_begin = clock.now
+    for _ in range(40):  # the sampler's sweeps, driven by hand (background=False)
+        clock.sleep(0.1)
+        inner.sample_once()
+    meter.end_window()
+    # two requests in flight from 1 s to 3 s after the window opened
+    spans = [(t_begin + 0.5, t_begin + 3.5, 7), (t_begin + 1.0, t_begin + 3.0, 5)]
+    got = measure_steady(spans, 2, meter.samples(), meter.clock_origin())
+    assert meter.device_warnings() == [] and meter.counter_supported()
+    meter.stop()
+    assert got.unavailable_reason is None
+    assert got.energy_j == pytest.approx(250.0 * 2.0, rel=1e-6)
+
+
+def test_null_meter_declares_the_whole_protocol() -> None:
+    from llem_harness.energy.base import EnergyMeter
+    from llem_harness.energy.null import NullMeter
+
+    meter: EnergyMeter = NullMeter("no GPU")
+    assert meter.clock_origin() is None and not meter.counter_supported()
+    assert meter.device_warnings() == []
+
+
 def test_zeus_meter_refuses_gpus_without_counter() -> None:
     clock = Clock()
     nvml = FakeNvml(clock, [gpu(constant(100.0), counter=False)])

@@ -38,6 +38,19 @@ class WindowReading:
 
 
 class EnergyMeter(Protocol):
+    """What the harness asks of an energy meter, in the order it asks:
+
+    1. `start()` opens the device session and starts the sampler (if the meter has one).
+    2. `measure_baseline(seconds)` once, before the model loads: idle power, or None.
+    3. `begin_window()` / `end_window()` around each measured pass; `end_window` returns the
+       window's energy as a WindowReading, with `None` figures and a reason where it has none.
+    4. `samples()`, `clock_origin()`, `devices()`, `device_warnings()` once the window is
+       closed: the timeseries, the clock its `t_s` counts from, the device facts for the
+       environment snapshot, and warnings about the devices (e.g. a GPU in use by another
+       process).
+    5. `stop()` releases everything; idempotent, and called on every path out.
+    """
+
     name: str
 
     def start(self) -> None:
@@ -57,3 +70,13 @@ class EnergyMeter(Protocol):
 
     def devices(self) -> list[dict[str, Any]]:
         """Per-device facts for the environment snapshot (name, uuid, memory, power limit…)."""
+
+    def clock_origin(self) -> float | None:
+        """The `time.monotonic()` reading at which sample time `t_s` is 0; None without a
+        sampler. The steady-state window maps request times onto samples through it."""
+
+    def counter_supported(self) -> bool:
+        """Whether every device has a hardware energy counter (NVML, Volta or newer)."""
+
+    def device_warnings(self) -> list[str]:
+        """Warnings about the devices seen while measuring (empty when there are none)."""

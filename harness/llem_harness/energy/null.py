@@ -48,3 +48,12 @@ class NullMeter:
 
     def devices(self) -> list[dict[str, Any]]:
         return []
+
+    def clock_origin(self) -> float | None:
+        return None  # no sampler, so no timeseries clock
+
+    def counter_supported(self) -> bool:
+        return False
+
+    def device_warnings(self) -> list[str]:
+        return []

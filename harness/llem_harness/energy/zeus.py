@@ -130,3 +130,10 @@ class ZeusMeter:
 
     def device_warnings(self) -> list[str]:
         return self._meter.device_warnings()
+
+    def clock_origin(self) -> float | None:
+        """The samples come from the NvmlMeter, so their clock is its clock."""
+        return self._meter.clock_origin()
+
+    def counter_supported(self) -> bool:
+        return self._meter.counter_supported()
