@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llem_docker.errors import ConfigError, LlemError
-from llem_docker.expand import StudyPlan, plan_study
+from llem_docker.expand import StudyPlan, check_size, plan_study
 from llem_docker.loader import load_study
 from llem_docker.plan_view import estimate, print_plan, print_plan_json
 from llem_docker.settings import RunnerSpec, Settings
@@ -26,11 +28,29 @@ app = typer.Typer(
     name="llem-docker",
     help="Formal, multi-backend LLM inference energy benchmarks in ephemeral containers.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
+log = logging.getLogger("llem_docker")
+
+
+class Order(StrEnum):
+    sequential = "sequential"
+    interleaved = "interleaved"
+    shuffled = "shuffled"
+
+
+class Profile(StrEnum):
+    quick = "quick"
+    standard = "standard"
+    publication = "publication"
+
+
+class Executor(StrEnum):
+    inline = "inline"
+    slurm = "slurm"
+
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"n_cycles": 1, "cycle_order": "sequential", "no_gaps": True},
@@ -67,8 +87,8 @@ def run(
         help="runner for all backends (local | docker | docker:<image> | apptainer:<sif>)",
     ),
     cycles: int | None = typer.Option(None, "--cycles", min=1, help="number of cycles"),
-    order: str | None = typer.Option(None, "--order", help="sequential | interleaved | shuffled"),
-    profile: str | None = typer.Option(
+    order: Order | None = typer.Option(None, "--order", help="cycle order"),
+    profile: Profile | None = typer.Option(
         None,
         "--profile",
         help="quick (1 cycle, no gaps) | standard (3, interleaved) | publication (5, shuffled)",
@@ -84,10 +104,16 @@ def run(
         help="finish the study in this results folder: completed runs are kept, the rest "
         "run again (the study file must still match it)",
     ),
-    executor: str = typer.Option(
-        "inline",
+    executor: Executor = typer.Option(
+        Executor.inline,
         "--executor",
         help="inline (run here, one run at a time) | slurm (submit one sbatch array job)",
+    ),
+    max_runs: int | None = typer.Option(
+        None,
+        "--max-runs",
+        min=1,
+        help="refuse plans of more runs (default: execution.max_runs in the user config, 100000)",
     ),
     partition: str | None = typer.Option(None, "--partition", help="slurm: partition"),
     account: str | None = typer.Option(None, "--account", help="slurm: account"),
@@ -110,28 +136,14 @@ def run(
     ),
 ) -> None:
     """Run a study (or show its plan with --dry-run)."""
-    if profile is not None and profile not in PROFILES:
-        raise ConfigError(
-            f"unknown profile `{profile}`",
-            source="--profile",
-            fix=f"use one of {', '.join(PROFILES)}",
-        )
-    if executor not in ("inline", "slurm"):
-        raise ConfigError(
-            f"unknown executor `{executor}`", source="--executor", fix="use inline or slurm"
-        )
-    if order is not None and order not in ("sequential", "interleaved", "shuffled"):
-        raise ConfigError(
-            f"unknown cycle order `{order}`",
-            source="--order",
-            fix="use sequential, interleaved or shuffled",
-        )
+    profile_name = profile.value if profile is not None else None
+    order_name = order.value if order is not None else None
     study = load_study(study_file)
     prior = None
     if resume is not None:
         from llem_docker.resume import check_same_design, read_prior
 
-        if cycles is not None or order is not None:
+        if cycles is not None or order_name is not None:
             raise ConfigError(
                 "--cycles and --order cannot change a study that is being resumed",
                 source="--resume",
@@ -140,17 +152,41 @@ def run(
         prior = read_prior(resume)
         execution = prior.execution
     else:
-        execution = effective_execution(study, profile, cycles, order)
-    gaps_off = no_gaps or bool(profile and PROFILES[profile]["no_gaps"])
+        execution = effective_execution(study, profile_name, cycles, order_name)
+    gaps_off = no_gaps or bool(profile_name and PROFILES[profile_name]["no_gaps"])
     settings = Settings.load(
         cli_runner=runner, results_dir=results_dir, no_gaps=gaps_off, gpus=gpus
     )
+    limit, limit_source = max_runs, "--max-runs"
+    if limit is None:
+        limit = int(settings.value("execution.max_runs"))
+        limit_source = str(settings.config_path)
+    total = check_size(study, execution.n_cycles, limit, where=limit_source)
+    if dry_run and not as_json:  # the size first: expanding a large study takes a moment
+        out.print(f"[bold]{study.name}: {total:,} runs[/bold] (limit {limit:,})", highlight=False)
     plan = plan_study(study, execution)
+    log.debug("planned %d runs, design hash %s", len(plan.runs), plan.design_hash)
     if prior is not None and resume is not None:
         check_same_design(prior, plan, study_file)
     runners = settings.runners(sorted(plan.counts()))
+    slurm_opts = None
+    if executor is Executor.slurm:
+        from llem_docker.cli_hpc import slurm_options
+
+        slurm_opts = slurm_options(
+            settings,
+            partition=partition,
+            account=account,
+            time_limit=time_limit,
+            gpus_per_run=gpus_per_run,
+            max_parallel=max_parallel,
+        )
     if dry_run:
         _show_plan(plan, runners, settings, as_json)
+        if slurm_opts is not None:
+            from llem_docker.cli_hpc import show_slurm_script
+
+            show_slurm_script(plan, settings, slurm_opts, as_json=as_json)
         return
     if len(plan.runs) > CONFIRM_ABOVE and not yes:
         raise ConfigError(
@@ -158,7 +194,7 @@ def run(
             source=study_file,
             fix="check it with --dry-run, then pass --yes",
         )
-    if executor == "slurm":
+    if slurm_opts is not None:
         from llem_docker.cli_hpc import run_on_slurm
 
         code = run_on_slurm(
@@ -166,12 +202,8 @@ def run(
             study,
             settings,
             runners,
+            slurm_opts,
             resume=None if prior is None or resume is None else (resume, prior),
-            partition=partition,
-            account=account,
-            time_limit=time_limit,
-            gpus_per_run=gpus_per_run,
-            max_parallel=max_parallel,
             gpus=gpus,
             wait=wait,
             as_json=as_json,
@@ -318,8 +350,30 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="print the version and exit"
     ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="more detail on stderr (-v info, -vv debug)"
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="only errors and the requested output; no progress"
+    ),
 ) -> None:
     """llem-docker: formal LLM inference energy benchmarks."""
+    setup_logging(verbose, quiet)
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """The standard `logging` tree under `llem_docker`, on stderr; --quiet also silences
+    the progress output on stdout (errors and --json output still appear)."""
+    from rich.logging import RichHandler
+
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    root = logging.getLogger("llem_docker")
+    root.handlers[:] = [RichHandler(console=err, show_path=False, show_time=verbose >= 2)]
+    root.setLevel(level)
+    root.propagate = False
+    out.quiet = quiet
 
 
 def _sigterm(signum: int, frame: object) -> None:

@@ -6,48 +6,39 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from llem_docker.collect import assemble
 from llem_docker.errors import ConfigError
-from llem_docker.expand import StudyPlan
-from llem_docker.manifest import Manifest
-from llem_docker.progress import STATE_STYLE, print_summary
-from llem_docker.resume import read_prior
 from llem_docker.settings import RunnerSpec, Settings
-from llem_docker.slurm.script import SLACK_S, options_from
-from llem_docker.slurm.status import refresh
-from llem_docker.slurm.submit import submit_study
-from llem_docker.study import StudyConfig
+from llem_docker.slurm.script import SLACK_S, SlurmOptions, options_from, render_script
+
+if TYPE_CHECKING:  # the study loop's modules load when a command needs them
+    from llem_docker.expand import StudyPlan
+    from llem_docker.manifest import Manifest
+    from llem_docker.study import StudyConfig
 
 out = Console(soft_wrap=False)
 err = Console(stderr=True)
 POLL_S = 10.0
 
 
-def run_on_slurm(
-    plan: StudyPlan,
-    study: StudyConfig,
+def slurm_options(
     settings: Settings,
-    runners: dict[str, RunnerSpec],
     *,
-    resume: tuple[Path, Manifest] | None,
     partition: str | None,
     account: str | None,
     time_limit: str | None,
     gpus_per_run: int | None,
     max_parallel: int | None,
-    gpus: str | None,
-    wait: bool,
-    as_json: bool,
-) -> int:
+) -> SlurmOptions:
     timeout = float(settings.value("execution.experiment_timeout_seconds"))
     gap = max(float(settings.value(f"execution.{k}_gap_seconds")) for k in ("config", "cycle"))
-    opts = options_from(
+    return options_from(
         settings,
         partition=partition,
         account=account,
@@ -56,6 +47,46 @@ def run_on_slurm(
         max_parallel=max_parallel,
         needed_s=timeout + gap + SLACK_S,
     )
+
+
+def show_slurm_script(
+    plan: StudyPlan, settings: Settings, opts: SlurmOptions, *, as_json: bool
+) -> None:
+    """`run --executor slurm --dry-run`: the sbatch script a real run would submit, with the
+    study folder's timestamp left as a placeholder. Nothing is written or submitted."""
+    results = Path(str(settings.value("output.results_dir"))).expanduser().resolve()
+    study_id = f"{plan.name}_<UTC>"
+    study_dir = results / study_id
+    script = render_script(
+        opts,
+        study_dir=study_dir,
+        study_id=study_id,
+        design_hash=plan.design_hash,
+        runs_file=study_dir / "slurm" / "submit-1.runs",
+        n_tasks=len(plan.runs),
+        submission=1,
+    )
+    if as_json:
+        err.print(script, markup=False, highlight=False)
+        return
+    out.print(f"\n[bold]sbatch script[/bold] ({len(plan.runs)} array tasks; not submitted):")
+    out.print(script, markup=False, highlight=False, soft_wrap=True)
+
+
+def run_on_slurm(
+    plan: StudyPlan,
+    study: StudyConfig,
+    settings: Settings,
+    runners: dict[str, RunnerSpec],
+    opts: SlurmOptions,
+    *,
+    resume: tuple[Path, Manifest] | None,
+    gpus: str | None,
+    wait: bool,
+    as_json: bool,
+) -> int:
+    from llem_docker.slurm.submit import submit_study
+
     console = err if as_json else out
     study_dir, manifest = submit_study(
         plan, study, settings, runners, opts, console=console, resume=resume, gpus=gpus
@@ -75,6 +106,9 @@ def run_on_slurm(
 
 
 def wait_and_collect(study_dir: Path, *, as_json: bool, poll_s: float = POLL_S) -> int:
+    from llem_docker.manifest import Manifest
+    from llem_docker.slurm.status import refresh
+
     console = err if as_json else out
     total = len(Manifest.read(study_dir).runs)
     try:
@@ -99,6 +133,9 @@ def wait_and_collect(study_dir: Path, *, as_json: bool, poll_s: float = POLL_S) 
 
 
 def _collect(study_dir: Path, manifest: Manifest, as_json: bool) -> int:
+    from llem_docker.collect import assemble
+    from llem_docker.progress import print_summary
+
     result, data = assemble(study_dir, manifest)
     if as_json:
         print(json.dumps(data, indent=2))
@@ -112,6 +149,10 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="print the refreshed manifest"),
 ) -> None:
     """Refresh a study's manifest from its run folders and SLURM; show each run's state."""
+    from llem_docker.progress import STATE_STYLE
+    from llem_docker.resume import read_prior
+    from llem_docker.slurm.status import refresh
+
     read_prior(results_dir, "llem-docker status")  # a clear error for a wrong folder
     r = refresh(results_dir)
     if as_json:
@@ -149,6 +190,9 @@ def collect(
     ),
 ) -> None:
     """Assemble study.json and results.parquet once every run has ended."""
+    from llem_docker.resume import read_prior
+    from llem_docker.slurm.status import refresh
+
     read_prior(results_dir, "llem-docker collect")
     r = refresh(results_dir)
     if r.active and not partial:

@@ -41,8 +41,36 @@ class ConfigError(LlemError):
             where += f", line {self.line}"
         head = f"{where}: "
         if self.key:
-            head += f"`{self.key}`: "
+            key = self.key if len(self.key) <= 80 else f"{self.key[:79]}…"
+            head += f"`{key}`: "
         text = head + self.message.rstrip(".") + "."
         if self.fix:
-            text += f" Fix: {self.fix.rstrip('.')}."
+            fix = self.fix.rstrip(".")
+            text += f" Fix: {fix}" + ("" if fix.endswith(("?", "!")) else ".")
         return text
+
+
+class ConfigErrors(ConfigError):
+    """Several problems in one input, reported together (each with its line, key and fix)."""
+
+    def __init__(self, problems: list[ConfigError], *, more: bool = False) -> None:
+        self.problems = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
+        self.more = more
+        first = self.problems[0]
+        super().__init__(first.message, source=first.source, key=first.key, line=first.line)
+        self.fix = first.fix
+
+    def render(self) -> str:
+        if len(self.problems) == 1:
+            return self.problems[0].render()
+        where = self.problems[0].source or "input"
+        count = f"{len(self.problems)}{'+' if self.more else ''}"
+        lines = [f"{where}: {count} problems"]
+        for p in self.problems:
+            text = p.render()
+            lines.append(
+                "  - " + (text[len(where) :].lstrip(",: ") if text.startswith(where) else text)
+            )
+        if self.more:
+            lines.append(f"  … only the first {len(self.problems)} are shown")
+        return "\n".join(lines)

@@ -26,7 +26,7 @@ class ExperimentPoint:
     config: ExperimentConfig
     config_hash: str
     swept: dict[str, Any]  # the study-level choices that define this point, as written
-    origin: str  # "sweep" or "experiments[i]"
+    origin: str  # "grid" (top level x sweep) or "experiments[i]" (listed)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class StudyPlan:
 def expand_points(study: StudyConfig) -> list[ExperimentPoint]:
     """All distinct experiment points, in declaration order."""
     points: list[ExperimentPoint] = []
-    for backend in study.backends:
+    for backend in study.backends if study.has_grid else ():
         axes = study.axes_for(backend)
         base = study.base_for(backend)
         multi = len(study.backends) > 1
@@ -75,7 +75,7 @@ def expand_points(study: StudyConfig) -> list[ExperimentPoint]:
             for axis, value in zip(axes, combo, strict=True):
                 set_path(data, axis.path, value)
                 swept[axis.key] = value
-            points.append(_point(study, data, swept, "sweep"))
+            points.append(_point(study, data, swept, "grid"))
     for i, exp in enumerate(study.experiments):
         backend = str(exp.get("backend") or study.backends[0])
         data = deep_merge(study.base_for(backend), exp)
@@ -87,7 +87,7 @@ def expand_points(study: StudyConfig) -> list[ExperimentPoint]:
                 f"{p.origin} ({_describe(p.swept)}) is identical to an earlier point "
                 f"({_describe(seen[p.config_hash].swept) or seen[p.config_hash].origin})",
                 source=study.source,
-                key=p.origin if p.origin != "sweep" else "sweep",
+                key=_origin_key(p.origin),
                 fix="remove the duplicate; use execution.n_cycles to repeat a measurement",
             )
         seen[p.config_hash] = p
@@ -108,10 +108,14 @@ def _point(
             + (f"{loc}: " if loc else "")
             + msg,
             source=study.source,
-            key=origin if origin != "sweep" else "sweep",
+            key=_origin_key(origin),
             fix="drop the offending value from the sweep or move that point to `experiments:`",
         ) from None
     return ExperimentPoint(config, config.config_hash(), swept, origin)
+
+
+def _origin_key(origin: str) -> str:
+    return "sweep" if origin == "grid" else origin
 
 
 def _describe(swept: dict[str, Any]) -> str:
@@ -143,9 +147,45 @@ def schedule(n_points: int, n_cycles: int, order: CycleOrder, seed: int) -> list
     return out
 
 
-def plan_study(study: StudyConfig, execution: ExecutionConfig | None = None) -> StudyPlan:
-    """Expand a study into its ordered runs. `execution` overrides the study's own block."""
+def count_runs(study: StudyConfig, n_cycles: int) -> int:
+    """The number of runs, from the axis lengths alone: nothing is expanded."""
+    configs = sum(study.grid_size(b) for b in study.backends) + len(study.experiments)
+    return configs * n_cycles
+
+
+def check_size(study: StudyConfig, n_cycles: int, max_runs: int, *, where: str) -> int:
+    """Refuse a study that expands past `max_runs` before anything is materialised."""
+    total = count_runs(study, n_cycles)
+    if total <= max_runs:
+        return total
+    parts = []
+    for b in study.backends if study.has_grid else ():
+        sizes = " × ".join(f"{a.key} {len(a.values)}" for a in study.axes_for(b)) or "1"
+        parts.append(f"{b}: {sizes} = {study.grid_size(b):,}")
+    if study.experiments:
+        parts.append(f"listed experiments: {len(study.experiments)}")
+    raise ConfigError(
+        f"the study expands to {total:,} runs ({'; '.join(parts)}; × {n_cycles} cycles), "
+        f"more than the limit of {max_runs:,}",
+        source=study.source,
+        key="sweep" if study.axes else None,
+        fix=f"sweep fewer values or split the study; to allow it, raise the limit with "
+        f"--max-runs {total} or `execution.max_runs` in {where}",
+    )
+
+
+def plan_study(
+    study: StudyConfig,
+    execution: ExecutionConfig | None = None,
+    *,
+    max_runs: int | None = None,
+    limit_source: str = "the user config",
+) -> StudyPlan:
+    """Expand a study into its ordered runs. `execution` overrides the study's own block.
+    With `max_runs`, a larger study is refused before anything is expanded."""
     execution = execution or study.execution or ExecutionConfig()
+    if max_runs is not None:
+        check_size(study, execution.n_cycles, max_runs, where=limit_source)
     points = expand_points(study)
     dhash = design_hash(points)
     seed = execution.seed if execution.seed is not None else int(dhash[:8], 16)

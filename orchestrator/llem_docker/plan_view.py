@@ -72,6 +72,7 @@ def plan_json(plan: StudyPlan, runners: dict[str, RunnerSpec]) -> list[dict[str,
             "run_id": r.run_id,
             "config_hash": r.point.config_hash,
             "swept": r.point.swept,
+            "origin": r.point.origin,
             "config": r.point.config.canonical(),
             "runner": _runner_json(runners[r.point.config.backend]),
         }
@@ -98,13 +99,20 @@ def print_plan(
     ex = plan.execution
     keys = [k for k in plan.swept_keys if k != "backend"]
     table = Table(title=f"Study {plan.name!r}: {len(plan.runs)} runs", title_justify="left")
-    for col in ("#", "cycle", "backend", *keys, "runner"):
+    for col in ("#", "cycle", "backend", *keys, "from", "runner"):
         table.add_column(col, justify="right" if col in ("#", "cycle") else "left")
     for run in plan.runs[:MAX_TABLE_ROWS]:
         swept = run.point.swept
         cells = [_cell(swept.get(k, "")) for k in keys]
         spec = runners[run.point.config.backend]
-        table.add_row(str(run.index), str(run.cycle), run.point.config.backend, *cells, spec.kind)
+        table.add_row(
+            str(run.index),
+            str(run.cycle),
+            run.point.config.backend,
+            *cells,
+            run.point.origin,
+            spec.kind,
+        )
     console.print(table)
     if len(plan.runs) > MAX_TABLE_ROWS:
         console.print(f"… {len(plan.runs) - MAX_TABLE_ROWS} more runs (use --json for all)")

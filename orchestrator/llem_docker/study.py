@@ -7,6 +7,7 @@ block (the statistical protocol). It never names a runner, an image, a GPU or a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -69,6 +70,17 @@ class StudyConfig(BaseModel):
     experiments: tuple[dict[str, Any], ...] = ()
     execution: ExecutionConfig | None = None
     source: str | None = None
+
+    @property
+    def has_grid(self) -> bool:
+        """Whether the top level (plus the sweep) is itself a set of experiments. Without a
+        `sweep:`, listed `experiments:` are the study and the top level only gives the
+        defaults they share; a file with neither is a study of one."""
+        return bool(self.axes) or not self.experiments
+
+    def grid_size(self, backend: str) -> int:
+        """Points of the grid for one backend: the product of its axes' lengths."""
+        return math.prod(len(a.values) for a in self.axes_for(backend)) if self.has_grid else 0
 
     def axes_for(self, backend: str) -> list[Axis]:
         return [a for a in self.axes if a.backend in (None, backend)]

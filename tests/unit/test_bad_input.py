@@ -165,3 +165,160 @@ def test_no_traceback_from_the_real_console_script(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "sweep.vllm.max_num_seqs[1]" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# --- hostile files: refused at once, never a hang ----------------------------------------
+
+_LAUGHS = "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
+    for p, c in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
+
+
+def _nine_axes() -> str:
+    axes = {
+        "batch_size": list(range(1, 11)),
+        "n_prompts": list(range(1, 11)),
+        "max_input_tokens": list(range(1, 11)),
+        "max_output_tokens": list(range(1, 11)),
+        "random_seed": list(range(1, 11)),
+        "warmup_max_runs": list(range(11, 21)),
+        "warmup_cv_threshold": [i / 100 for i in range(1, 11)],
+        "decoding.temperature": [i / 10 for i in range(1, 11)],
+        "decoding.top_p": [i / 10 for i in range(1, 11)],
+    }
+    return "sweep:\n" + "".join(f"  {k}: {v}\n" for k, v in axes.items())
+
+
+HOSTILE = [
+    # (id, file body (str or bytes), texts expected in the message)
+    ("billion-laughs", "model: m\nbackend: pytorch\n" + _LAUGHS, ["aliases", "line 4"]),
+    ("recursive-alias", "model: m\nbackend: pytorch\nx: &a [1, *a]\n", ["recursive", "line 3"]),
+    ("deep-nesting", "model: m\nx: " + "[" * 500 + "]" * 500 + "\n", ["nested more than 64"]),
+    ("deep-mapping", "model: m\nx: " + "{a: " * 100 + "1" + "}" * 100 + "\n", ["nested"]),
+    ("huge-file", "model: m\nbackend: pytorch\n# " + "x" * (2 << 20) + "\n", ["larger than"]),
+    ("non-utf8", b"model: m\nbackend: pytorch\nname: caf\xe9\n", ["not UTF-8", "line 3"]),
+    ("nul-bytes", b"model: m\x00\nbackend: pytorch\n", ["binary", "line 1"]),
+    (
+        "explosion",
+        "model: m\nbackend: pytorch\n" + _nine_axes(),
+        [
+            "3,000,000,000 runs",
+            "batch_size 10",
+            "decoding.top_p 10",
+            "--max-runs",
+            "execution.max_runs",
+        ],
+    ),
+    ("two-documents", "model: m\n---\nmodel: n\n", ["more than one YAML document", "line 2"]),
+]
+
+
+@pytest.mark.parametrize(("body", "texts"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_file_is_refused_fast(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    body: str | bytes,
+    texts: list[str],
+) -> None:
+    import time
+
+    f = tmp_path / "study.yaml"
+    if isinstance(body, bytes):
+        f.write_bytes(body)
+    else:
+        f.write_text(body)
+    t0 = time.perf_counter()
+    r = invoke(capsys, monkeypatch, "run", str(f), "--dry-run")
+    took = time.perf_counter() - t0
+    assert r.code == 2, r
+    msg = " ".join(r.err.split())
+    assert str(f) in msg and "Fix:" in msg
+    for text in texts:
+        assert text in msg
+    assert "Traceback" not in r.err + r.out
+    assert took < 1.0, f"took {took:.2f} s"
+
+
+def test_a_directory_is_not_a_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = invoke(capsys, monkeypatch, "run", str(tmp_path), "--dry-run")
+    assert r.code == 2 and "is a directory" in r.err and "Traceback" not in r.err
+
+
+def test_a_huge_scalar_is_not_echoed_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("model: m\nbackend: pytorch\nprecision: " + "x" * 500_000 + "\n")
+    r = invoke(capsys, monkeypatch, "run", str(f), "--dry-run")
+    assert r.code == 2 and "`precision`" in r.err and "500,002 characters)" in r.err
+    assert len(r.err) < 2000
+
+
+def test_every_problem_is_reported_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "model: m\nbackend: [pytorch, vllm]\nbatch_sise: 4\nmax_output_tokens: -5\n"
+        "precision: fp9\nsweep:\n  vllm.max_num_seqs: [64, lots]\n  batch_size: [1, 0]\n"
+        "experiments:\n  - {backend: vllm, foo: 1}\nexecution: {n_cycles: 0}\n"
+    )
+    r = invoke(capsys, monkeypatch, "run", str(f), "--dry-run")
+    assert r.code == 2
+    assert "7 problems" in r.err
+    expected = [
+        ("line 3", "`batch_sise`"),
+        ("line 4", "`max_output_tokens`"),
+        ("line 5", "`precision`"),
+        ("line 7", "`sweep.vllm.max_num_seqs[1]`"),
+        ("line 8", "`sweep.batch_size[1]`"),
+        ("line 10", "`experiments[0].foo`"),
+        ("line 11", "`execution.n_cycles`"),
+    ]
+    lines = [ln for ln in r.err.splitlines() if ln.strip().startswith("- ")]
+    assert len(lines) == len(expected)
+    for line, (where, key) in zip(lines, expected, strict=True):
+        assert where in line and key in line and "Fix:" in line
+
+
+def test_at_most_twenty_problems_are_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("model: m\nbackend: pytorch\n" + "".join(f"bad{i}: 1\n" for i in range(30)))
+    r = invoke(capsys, monkeypatch, "run", str(f), "--dry-run")
+    assert r.code == 2 and "20+ problems" in r.err and "only the first 20" in r.err
+    assert sum(ln.strip().startswith("- ") for ln in r.err.splitlines()) == 20
+
+
+def test_max_runs_flag_and_user_config_raise_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("model: m\nbackend: pytorch\nsweep:\n  batch_size: [1, 2, 3, 4]\n")
+    monkeypatch.setenv("LLEM_CONFIG", str(tmp_path / "none.yaml"))
+    (tmp_path / "none.yaml").write_text("execution: {max_runs: 5}\n")
+    r = invoke(capsys, monkeypatch, "run", str(f), "--dry-run", "--cycles", "2")
+    assert r.code == 2 and "8 runs" in r.err and "limit of 5" in r.err
+    r = invoke(capsys, monkeypatch, "run", str(f), "--dry-run", "--cycles", "2", "--max-runs", "8")
+    assert r.code == 0 and "8 runs" in r.out
+
+
+def test_alias_bomb_through_the_real_console_script(tmp_path: Path) -> None:
+    """The whole process, start-up included, answers at once (it once hung past 60 s)."""
+    f = tmp_path / "s.yaml"
+    f.write_text("model: m\nbackend: pytorch\n" + _LAUGHS)
+    exe = Path(sys.executable).with_name("llem-docker")
+    proc = subprocess.run(
+        [str(exe), "run", str(f), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=20,
+    )
+    assert proc.returncode == 2 and "aliases" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

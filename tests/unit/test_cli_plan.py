@@ -139,3 +139,55 @@ def test_bad_flags_exit_2(
 def test_version(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     r = invoke(capsys, monkeypatch, "--version")
     assert r.code == 0 and r.out.strip() == "llem-docker 0.1.0"
+
+
+def test_choice_options_list_their_values_in_help(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    r = invoke(capsys, monkeypatch, "run", "--help")
+    text = " ".join(r.out.split())
+    for values in ("sequential|interleaved|shuffled", "quick|standard|publication", "inline|slurm"):
+        assert values in text
+    r = invoke(capsys, monkeypatch, "--help")
+    assert "--install-completion" in r.out and "--verbose" in r.out and "--quiet" in r.out
+
+
+def test_quiet_and_verbose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = invoke(capsys, monkeypatch, "-q", "run", DESIGN, "--dry-run")
+    assert r.code == 0 and r.out == ""  # nothing but errors and asked-for output
+    r = invoke(capsys, monkeypatch, "-q", "run", DESIGN, "--dry-run", "--json")
+    assert r.code == 0 and len(json.loads(r.out)) == 39  # --json output still comes
+    r = invoke(capsys, monkeypatch, "-vv", "run", DESIGN, "--dry-run")
+    assert r.code == 0 and "planned 39 runs" in r.err  # debug logging on stderr
+    r = invoke(capsys, monkeypatch, "run", DESIGN, "--dry-run")
+    assert "planned 39 runs" not in r.err  # the default is quiet about internals
+
+
+def test_dry_run_shows_where_each_config_comes_from(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = plan(capsys, monkeypatch, DESIGN, "--cycles", "1")
+    origins = [r["origin"] for r in runs]
+    assert origins.count("grid") == 12 and origins.count("experiments[0]") == 1
+    monkeypatch.setenv("COLUMNS", "200")
+    r = invoke(capsys, monkeypatch, "run", DESIGN, "--dry-run")
+    assert "experiments[0]" in r.out and "grid" in r.out
+
+
+def test_slurm_dry_run_prints_the_sbatch_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_CONFIG", str(tmp_path / "c.yaml"))
+    (tmp_path / "c.yaml").write_text(f"output: {{results_dir: {tmp_path / 'res'}}}\n")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no sbatch needed to see the script
+    r = invoke(
+        capsys, monkeypatch, "run", DESIGN, "--dry-run", "--executor", "slurm",
+        "--partition", "gpu", "--max-parallel", "4",
+    )  # fmt: skip
+    assert r.code == 0, r.err
+    assert "#!/bin/bash" in r.out and "#SBATCH --array=0-38%4" in r.out
+    assert "#SBATCH --partition=gpu" in r.out and "-m llem_docker.slurm.task" in r.out
+    assert not (tmp_path / "res").exists()  # nothing written, nothing submitted

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llem_docker.expand import design_hash, expand_points, plan_study, schedule
+from llem_docker.expand import count_runs, design_hash, expand_points, plan_study, schedule
 from llem_docker.loader import load_study
 from llem_docker.study import Axis, ExecutionConfig, StudyConfig
 from tests.conftest import REPO
@@ -29,7 +29,7 @@ def test_design_example_counts() -> None:
 def test_scoped_axes_only_on_their_backend() -> None:
     plan = plan_study(load_study(DESIGN))
     for p in plan.points:
-        if p.origin != "sweep":
+        if p.origin != "grid":
             continue
         keys = set(p.swept)
         if p.config.backend == "pytorch":
@@ -140,13 +140,15 @@ def studies(draw: st.DrawFn) -> StudyConfig:
     order=st.sampled_from(["sequential", "interleaved", "shuffled"]),
 )
 def test_count_rule(study: StudyConfig, n_cycles: int, order: str) -> None:
-    expected = sum(
+    grid = bool(study.axes) or not study.experiments  # listed experiments alone: no grid
+    expected = grid * sum(
         math.prod(len(a.values) for a in study.axes if a.backend is None)
         * math.prod(len(a.values) for a in study.axes if a.backend == b)
         for b in study.backends
     ) + len(study.experiments)
     plan = plan_study(study, ExecutionConfig(n_cycles=n_cycles, cycle_order=order))  # type: ignore[arg-type]
     assert len(plan.points) == expected
+    assert count_runs(study, n_cycles) == len(plan.runs)
     assert len(plan.runs) == expected * n_cycles
     assert [r.index for r in plan.runs] == list(range(1, len(plan.runs) + 1))
     assert len({r.run_id for r in plan.runs}) == len(plan.runs)
@@ -193,3 +195,77 @@ def test_duplicate_point_is_rejected(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="identical"):
         plan_study(load_study(f))
+
+
+def test_listed_experiments_without_a_sweep_are_the_whole_study(tmp_path: Path) -> None:
+    """The top level gives only shared defaults: two listed experiments are two configs,
+    and a top level without `model` is fine when every experiment names its own."""
+    f = tmp_path / "listed.yaml"
+    f.write_text(
+        "backend: pytorch\nprecision: fp32\nexperiments:\n"
+        "  - {model: a/one, batch_size: 1}\n  - {model: b/two, batch_size: 4}\n"
+    )
+    plan = plan_study(load_study(f), ExecutionConfig(n_cycles=2))
+    assert [p.origin for p in plan.points] == ["experiments[0]", "experiments[1]"]
+    assert [(p.config.model, p.config.batch_size) for p in plan.points] == [
+        ("a/one", 1),
+        ("b/two", 4),
+    ]
+    assert {p.config.precision for p in plan.points} == {"fp32"}
+    assert len(plan.runs) == 4
+
+
+def test_listed_experiment_missing_a_field_names_the_experiment(tmp_path: Path) -> None:
+    from llem_docker.errors import ConfigError
+
+    f = tmp_path / "listed.yaml"
+    f.write_text("backend: pytorch\nexperiments:\n  - {model: a/one}\n  - {batch_size: 4}\n")
+    with pytest.raises(ConfigError) as info:
+        load_study(f)
+    assert "`experiments[1].model`" in str(info.value) and "line 4" in str(info.value)
+
+
+def test_with_a_sweep_the_grid_and_the_listed_experiments_both_run() -> None:
+    plan = plan_study(load_study(DESIGN))
+    origins = Counter("grid" if p.origin == "grid" else "listed" for p in plan.points)
+    assert origins == {"grid": 12, "listed": 1}
+
+
+def test_size_is_counted_before_anything_is_expanded(tmp_path: Path) -> None:
+    """Nine axes of ten values: 10^9 points, refused from the axis lengths in well under a
+    second, with the count, each axis's size and the fix."""
+    import time
+
+    from llem_docker.errors import ConfigError
+
+    axes = [
+        "batch_size",
+        "n_prompts",
+        "max_input_tokens",
+        "max_output_tokens",
+        "random_seed",
+        "warmup_max_runs",
+        "warmup_cv_threshold",
+        "decoding.temperature",
+        "decoding.top_p",
+    ]
+    values = {
+        "warmup_max_runs": list(range(11, 21)),
+        "warmup_cv_threshold": [i / 100 for i in range(1, 11)],
+        "decoding.temperature": [i / 10 for i in range(1, 11)],
+        "decoding.top_p": [i / 10 for i in range(1, 11)],
+    }
+    sweep = "".join(f"  {a}: {values.get(a, list(range(1, 11)))}\n" for a in axes)
+    f = tmp_path / "huge.yaml"
+    f.write_text("model: m\nbackend: pytorch\nsweep:\n" + sweep)
+    t0 = time.perf_counter()
+    study = load_study(f)
+    assert count_runs(study, 3) == 3 * 10**9
+    with pytest.raises(ConfigError) as info:
+        plan_study(study, ExecutionConfig(n_cycles=3), max_runs=100_000)
+    assert time.perf_counter() - t0 < 1.0
+    msg = str(info.value)
+    assert "3,000,000,000 runs" in msg and "batch_size 10" in msg and "decoding.top_p 10" in msg
+    assert "--max-runs" in msg and "execution.max_runs" in msg
+    small = plan_study(study.model_copy(update={"axes": study.axes[:2]}), max_runs=100)
+    assert len(small.runs) == 100  # at the limit is allowed

@@ -23,7 +23,7 @@ def manifest() -> Manifest:
         name="m",
         base={"model": "llem/tiny-llama", "weights": "dummy"},
         backends=("pytorch",),
-        experiments=({"batch_size": 2},),
+        experiments=({"batch_size": 1}, {"batch_size": 2}),
     )
     plan = plan_study(study, ExecutionConfig(n_cycles=2, cycle_order="interleaved"))
     spec = RunnerSpec("local", None, "--runner")
