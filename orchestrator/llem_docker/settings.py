@@ -99,9 +99,35 @@ class Settings:
             parse_gpus(gpus, source="--gpus")
             for key in ("docker.gpus", "apptainer.gpus"):
                 s.overrides[key], s.sources[key] = gpus, "--gpus"
+        s._cache_defaults()
         s._env_float("LLEM_CARBON_INTENSITY", "measurement.carbon_intensity_gco2_kwh", 0.0, None)
         s._env_float("LLEM_DATACENTER_PUE", "measurement.datacenter_pue", 1.0, 5.0)
         return s
+
+    def _cache_defaults(self) -> None:
+        """Caches the user config leaves unset follow the Hugging Face conventions (HF_HOME,
+        HF_HUB_CACHE) and XDG's (XDG_CACHE_HOME), as the libraries inside the runs do."""
+        env = self.env
+        xdg = env.get("XDG_CACHE_HOME") or None
+        rules: dict[str, list[tuple[str | None, str]]] = {
+            "output.model_cache_dir": [
+                (env.get("HF_HOME"), "env HF_HOME"),
+                (xdg and f"{xdg}/huggingface", "env XDG_CACHE_HOME (+ /huggingface)"),
+                ("~/.cache/huggingface", "default (Hugging Face's)"),
+            ],
+            "output.hub_cache_dir": [(env.get("HF_HUB_CACHE"), "env HF_HUB_CACHE")],
+            "output.engine_cache_dir": [
+                (xdg and f"{xdg}/llem/engines", "env XDG_CACHE_HOME (+ /llem/engines)"),
+                ("~/.cache/llem/engines", "default"),
+            ],
+        }
+        for key, candidates in rules.items():
+            if key in self.config_keys:
+                continue
+            for value, source in candidates:
+                if value:
+                    self.overrides[key], self.sources[key] = value, source
+                    break
 
     def _env_float(self, var: str, key: str, lo: float, hi: float | None) -> None:
         raw = self.env.get(var)

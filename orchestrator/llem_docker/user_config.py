@@ -24,10 +24,25 @@ class _Strict(BaseModel):
 
 
 class OutputSettings(_Strict):
+    """Where results go and the caches runs share. An unset cache follows the conventions of
+    the tools that fill it (settings.py resolves them, and `config` shows which rule won)."""
+
     results_dir: str = "./results"
-    model_cache_dir: str = "~/.cache/huggingface"
-    # TensorRT-LLM's engine build cache, mounted into containers (reused across runs).
-    engine_cache_dir: str = "~/.cache/llem/engines"
+    model_cache_dir: str | None = Field(
+        None,
+        description="the Hugging Face home (HF_HOME in runs); default: $HF_HOME, else "
+        "$XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface",
+    )
+    hub_cache_dir: str | None = Field(
+        None,
+        description="the Hugging Face hub cache, when it is not <model_cache_dir>/hub; "
+        "default: $HF_HUB_CACHE",
+    )
+    # Engine build and compile caches, mounted into containers (reused across runs).
+    engine_cache_dir: str | None = Field(
+        None,
+        description="default: $XDG_CACHE_HOME/llem/engines, else ~/.cache/llem/engines",
+    )
 
 
 class ExecutionSettings(_Strict):
@@ -35,6 +50,9 @@ class ExecutionSettings(_Strict):
     cycle_gap_seconds: float = Field(300.0, ge=0.0)
     experiment_timeout_seconds: float = Field(3600.0, gt=0.0)
     max_consecutive_failures: int = Field(3, ge=1)
+    max_runs: int = Field(
+        100_000, ge=1, description="refuse studies that expand to more runs (--max-runs)"
+    )
 
 
 class DockerSettings(_Strict):

@@ -155,3 +155,58 @@ def test_config_command_shows_sources(
     assert "SECRET" not in r.out
     r = invoke(capsys, monkeypatch, "config")
     assert r.code == 0 and "env LLEM_RUNNER_PYTORCH" in r.out
+
+
+def test_caches_follow_hugging_face_and_xdg_conventions(tmp_path: Path) -> None:
+    base = {"XDG_CONFIG_HOME": str(tmp_path / "none")}
+    s = Settings.load(env={**base, "HF_HOME": "/scratch/hf"})
+    assert s.value("output.model_cache_dir") == "/scratch/hf"
+    assert s.source("output.model_cache_dir") == "env HF_HOME"
+    assert s.value("output.hub_cache_dir") is None
+    s = Settings.load(env={**base, "XDG_CACHE_HOME": "/xdg", "HF_HUB_CACHE": "/fast/hub"})
+    assert s.value("output.model_cache_dir") == "/xdg/huggingface"
+    assert s.source("output.model_cache_dir").startswith("env XDG_CACHE_HOME")
+    assert s.value("output.engine_cache_dir") == "/xdg/llem/engines"
+    assert (s.value("output.hub_cache_dir"), s.source("output.hub_cache_dir")) == (
+        "/fast/hub",
+        "env HF_HUB_CACHE",
+    )
+    s = Settings.load(env=base)
+    assert s.value("output.model_cache_dir") == "~/.cache/huggingface"
+    assert s.value("output.engine_cache_dir") == "~/.cache/llem/engines"
+    env = write_config(tmp_path, "output: {model_cache_dir: /mine/hf}\n")
+    s = Settings.load(env={**env, "HF_HOME": "/scratch/hf"})  # the user config wins
+    assert s.value("output.model_cache_dir") == "/mine/hf"
+    assert s.source("output.model_cache_dir").startswith("user config")
+
+
+def test_config_command_shows_the_cache_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "none"))
+    monkeypatch.delenv("LLEM_CONFIG", raising=False)
+    monkeypatch.setenv("HF_HOME", "/scratch/hf")
+    r = invoke(capsys, monkeypatch, "config", "--json")
+    rows = {row["key"]: row for row in json.loads(r.out)}
+    assert rows["output.model_cache_dir"]["value"] == "/scratch/hf"
+    assert rows["output.model_cache_dir"]["source"] == "env HF_HOME"
+
+
+def test_local_runner_keeps_the_users_hf_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It once overwrote HF_HOME with ~/.cache/huggingface."""
+    from llem_docker.runners.base import make_runner
+    from llem_docker.runners.local import LocalRunner
+    from llem_docker.settings import RunnerSpec
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "none"))
+    monkeypatch.delenv("LLEM_CONFIG", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", "/scratch/hf")
+    runner = make_runner(RunnerSpec("local", None, "--runner"), Settings.load())
+    assert isinstance(runner, LocalRunner)
+    assert runner.env["HF_HOME"] == "/scratch/hf" and "HF_HUB_CACHE" not in runner.env
+    monkeypatch.setenv("HF_HUB_CACHE", "/fast/hub")
+    runner = make_runner(RunnerSpec("local", None, "--runner"), Settings.load())
+    assert isinstance(runner, LocalRunner) and runner.env["HF_HUB_CACHE"] == "/fast/hub"

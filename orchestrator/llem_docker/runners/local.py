@@ -22,6 +22,7 @@ class LocalRunner:
         *,
         model_cache_dir: str | Path | None = None,
         engine_cache_dir: str | Path | None = None,
+        hub_cache_dir: str | Path | None = None,
         command: Sequence[str] | None = None,
         grace_s: float = 5.0,
         env: dict[str, str] | None = None,
@@ -31,8 +32,10 @@ class LocalRunner:
         self.command = list(DEFAULT_COMMAND if command is None else command)
         self.grace_s = grace_s
         self.env = dict(os.environ if env is None else env)
-        if model_cache_dir is not None:
+        if model_cache_dir is not None:  # resolved from HF_HOME itself unless configured
             self.env["HF_HOME"] = str(Path(model_cache_dir).expanduser().absolute())
+        if hub_cache_dir is not None:
+            self.env["HF_HUB_CACHE"] = str(Path(hub_cache_dir).expanduser().absolute())
         if engine_cache_dir is not None:
             self.env["LLEM_ENGINE_CACHE"] = str(Path(engine_cache_dir).expanduser().absolute())
         self.env["PYTHONUNBUFFERED"] = "1"
