@@ -1,7 +1,9 @@
-"""`llem-docker report`: statistics per study point, a table, Markdown or HTML, and plots."""
+"""`llem-docker report`: statistics per study point, a table, Markdown, HTML, JSON or CSV,
+and plots; for one study or several compared side by side."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -10,18 +12,57 @@ from rich.markup import escape
 
 from llem_docker.errors import ConfigError
 from llem_docker.report.plots import Figures, draw
-from llem_docker.report.points import DEFAULT_CV, build_report
-from llem_docker.report.render import as_json, html_page, markdown, print_table
+from llem_docker.report.points import DEFAULT_CV, Report, build_report, build_reports
+from llem_docker.report.render import as_csv, as_json, html_page, markdown, print_table
 
 out = Console(soft_wrap=False)
-FORMATS = ("table", "md", "html", "json")
+
+
+class Format(StrEnum):
+    """--format: `table`, `json` and (without --out) `csv` print; `md`, `html` and (with
+    --out) `csv` write report.<format>."""
+
+    table = "table"
+    md = "md"
+    html = "html"
+    json = "json"
+    csv = "csv"
+
+
+def _check(r: Report, dirs: list[Path], fmt: Format, out_dir: Path | None, x: str | None,
+           run: str | None) -> None:  # fmt: skip
+    if x is not None and x not in r.swept_keys:
+        raise ConfigError(
+            f"`{x}` is not a swept key of {'these studies' if r.comparing else 'this study'}",
+            source="--x",
+            fix=f"use one of {', '.join(r.swept_keys) or '(none: the study sweeps nothing)'}",
+        )
+    if run is not None and r.find_run(run) is None:
+        where = " or ".join(str(d / "runs") for d in dirs)
+        raise ConfigError(
+            f"run `{run}` has no result.json in {where}",
+            source="--run",
+            fix="give the id of a completed run (see `llem-docker status`)",
+        )
+    if r.comparing and out_dir is None and fmt in (Format.md, Format.html):
+        raise ConfigError(
+            f"--format {fmt.value} of several studies needs a folder to write into",
+            source="--out",
+            fix="add --out DIR (one study's report goes to RESULTS_DIR/report by default)",
+        )
 
 
 def report(
-    results_dir: Path = typer.Argument(..., help="a study's results folder"),
-    fmt: str = typer.Option("table", "--format", help="table | md | html | json"),
+    results_dirs: list[Path] = typer.Argument(
+        ...,
+        metavar="RESULTS_DIR",
+        help="a study's results folder; several to compare them",
+    ),
+    fmt: Format = typer.Option(Format.table, "--format", help="the output format"),
     out_dir: Path | None = typer.Option(
-        None, "--out", help="where report.md/.html and the PNGs go (default RESULTS_DIR/report)"
+        None,
+        "--out",
+        help="where report.md/.html/.csv and the PNGs go (default RESULTS_DIR/report)",
     ),
     x: str | None = typer.Option(None, "--x", help="swept key for the x axis of the plots"),
     run: str | None = typer.Option(None, "--run", help="run id for the power timeline"),
@@ -30,39 +71,33 @@ def report(
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the PNG figures"),
 ) -> None:
-    """Mean, sd and 95% CI across cycles per study point; plots; Markdown or HTML."""
-    if fmt not in FORMATS:
-        raise ConfigError(
-            f"unknown format `{fmt}`", source="--format", fix=f"use one of {', '.join(FORMATS)}"
-        )
-    r = build_report(results_dir, cv_threshold=cv_threshold)
-    if x is not None and x not in r.swept_keys:
-        raise ConfigError(
-            f"`{x}` is not a swept key of this study",
-            source="--x",
-            fix=f"use one of {', '.join(r.swept_keys) or '(none: the study sweeps nothing)'}",
-        )
-    if run is not None and not (results_dir / "runs" / run / "result.json").is_file():
-        raise ConfigError(
-            f"run `{run}` has no result.json in {results_dir / 'runs'}",
-            source="--run",
-            fix="give the id of a completed run (see `llem-docker status`)",
-        )
-    target = out_dir or results_dir / "report"
+    """Mean, sd and 95% CI across cycles per study point; plots; Markdown, HTML, JSON or CSV.
+
+    Several RESULTS_DIRs compare side by side, a `study` column naming each point's study."""
+    if len(results_dirs) == 1:
+        r = build_report(results_dirs[0], cv_threshold=cv_threshold)
+    else:
+        r = build_reports(results_dirs, cv_threshold=cv_threshold)
+    _check(r, results_dirs, fmt, out_dir, x, run)
+    target = out_dir or results_dirs[0] / "report"
     figs: Figures | None = None
-    writes_files = fmt in ("md", "html") or out_dir is not None
-    if plots and writes_files:
+    to_file = fmt in (Format.md, Format.html) or (fmt is Format.csv and out_dir is not None)
+    if plots and (to_file or out_dir is not None):
         figs = draw(r, target, x=x, run=run)
-    if fmt == "table":
+    if fmt is Format.table:
         print_table(out, r)
-    elif fmt == "json":
+    elif fmt is Format.json:
         print(as_json(r, figs))
+    elif not to_file:  # csv to stdout
+        print(as_csv(r), end="")
     else:
         target.mkdir(parents=True, exist_ok=True)
-        page = target / f"report.{fmt}"
-        page.write_text(markdown(r, figs) if fmt == "md" else html_page(r, figs), "utf-8")
+        page = target / f"report.{fmt.value}"
+        pages = {Format.md: markdown, Format.html: html_page}
+        text = as_csv(r) if fmt is Format.csv else pages[fmt](r, figs)
+        page.write_text(text, "utf-8")
         out.print(f"wrote {escape(str(page))}", highlight=False)
-    if figs is not None and fmt != "json":
+    if figs is not None and fmt is not Format.json:
         for name, path in figs.written.items():
             out.print(f"figure {escape(name)}: {escape(str(path))}", highlight=False)
         for name, why in figs.skipped.items():

@@ -21,6 +21,7 @@ from llem_docker.study_result import (
     write_results_parquet,
     write_study_json,
 )
+from llem_harness.config import ExperimentConfig
 from llem_harness.contract import (
     EXPERIMENT_FILE,
     RESULT_FILE,
@@ -34,6 +35,7 @@ from llem_harness.contract import (
 def assemble(study_dir: Path, manifest: Manifest) -> tuple[StudyResult, dict[str, object]]:
     results: dict[str, ExperimentResult] = {}
     models: dict[str, str] = {}
+    configs: dict[str, ExperimentConfig] = {}
     runners: dict[str, RunnerInfo] = {}
     measurement: MeasurementSettings | None = None
     swept: dict[str, None] = {}
@@ -46,6 +48,7 @@ def assemble(study_dir: Path, manifest: Manifest) -> tuple[StudyResult, dict[str
             req = None
         if req is not None:
             models[e.run_id] = req.config.model
+            configs[e.run_id] = req.config
             runners.setdefault(e.backend, req.runner)
             measurement = measurement or req.measurement
         if e.state != "completed":
@@ -75,5 +78,6 @@ def assemble(study_dir: Path, manifest: Manifest) -> tuple[StudyResult, dict[str
         results,
         {e.run_id: models.get(e.run_id, "") for e in manifest.runs},
         tuple(swept),
+        configs,
     )
     return result, data

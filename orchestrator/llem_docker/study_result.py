@@ -14,10 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from llem_docker.manifest import Manifest, RunError, RunState, StudyState
 from llem_docker.study import ExecutionConfig
 from llem_harness import __version__
+from llem_harness.config import ExperimentConfig
 from llem_harness.contract import (
+    EXPERIMENT_FILE,
     ExperimentResult,
     MeasurementSettings,
     RunnerInfo,
+    RunRequest,
     atomic_write_json,
 )
 
@@ -25,7 +28,8 @@ STUDY_FILE = "study.json"
 RESULTS_FILE = "results.parquet"
 STUDY_SCHEMA_VERSION = "1.0"
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
-RESULTS_SCHEMA_VERSION = "1.0"
+# 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
+RESULTS_SCHEMA_VERSION = "1.1"
 
 
 class _Model(BaseModel):
@@ -161,8 +165,20 @@ def write_study_json(study_dir: Path, result: StudyResult) -> dict[str, Any]:
 
 
 # -- results.parquet ------------------------------------------------------------------------
-_METRICS: list[tuple[str, Any]] = [
+# What ran and on what, in every file whether swept or not; null where unknown (a run that
+# did not complete has no environment snapshot; no GPU: gpu_count 0, the rest null).
+_CONTEXT: list[tuple[str, Any]] = [
     ("model", pa.string()),
+    ("precision", pa.string()),
+    ("batch_size", pa.int64()),
+    ("gpu_name", pa.string()),
+    ("gpu_count", pa.int64()),
+    ("power_limit_w", pa.float64()),
+    ("image_digest", pa.string()),
+    ("harness_version", pa.string()),
+]
+_METRICS: list[tuple[str, Any]] = [
+    *_CONTEXT,
     ("duration_s", pa.float64()),
     ("input_tokens", pa.int64()),
     ("output_tokens", pa.int64()),
@@ -189,6 +205,49 @@ _IDENTITY: list[tuple[str, Any]] = [
     ("state", pa.string()),
     ("config_hash", pa.string()),
 ]
+
+
+def _same(values: list[Any]) -> Any:
+    """The value every GPU shares; null when they differ or one is unknown."""
+    return values[0] if values and None not in values and len(set(values)) == 1 else None
+
+
+def _names(values: list[Any]) -> str | None:
+    """The GPUs' model names, each once ("NVIDIA H200"); null when one is unknown."""
+    if not values or None in values:
+        return None
+    return ", ".join(dict.fromkeys(str(v) for v in values))
+
+
+# The energy reasons that say the run had no NVIDIA GPU (NVML saw none, or there is no
+# driver at all). Any other empty device list (energy_backend: none, NVML failing) leaves
+# the count unknown: null, not 0.
+NO_GPU_REASONS = ("no NVIDIA GPU visible", "NVML Shared Library Not Found", "Driver Not Loaded")
+
+
+def _no_gpu(res: ExperimentResult) -> int | None:
+    reason = res.energy.unavailable_reason or ""
+    return 0 if any(r in reason for r in NO_GPU_REASONS) else None
+
+
+def _context(
+    res: ExperimentResult | None, config: ExperimentConfig | None, digest: str | None
+) -> dict[str, Any]:
+    config = res.config if res is not None else config
+    row: dict[str, Any] = {"image_digest": digest}
+    if config is not None:
+        row |= {"precision": config.precision, "batch_size": config.batch_size}
+    if res is None:
+        return row
+    env = res.environment
+    gpus = [g for g in env.get("gpus") or [] if isinstance(g, dict)]
+    return row | {
+        "gpu_name": _names([g.get("name") for g in gpus]),
+        "gpu_count": len(gpus) if gpus else _no_gpu(res),
+        "power_limit_w": _same([g.get("power_limit_w") for g in gpus]),
+        "image_digest": res.runner.image_digest or env.get("image_digest") or digest,
+        "harness_version": env.get("harness_version"),
+    }
 
 
 def _metrics(run: StudyRun, res: ExperimentResult | None, model: str) -> dict[str, Any]:
@@ -231,21 +290,40 @@ def _swept_column(values: list[Any]) -> tuple[Any, list[Any]]:
     return pa.string(), [None if v is None else json.dumps(v, sort_keys=True) for v in values]
 
 
+def read_configs(study_dir: Path, run_ids: Sequence[str]) -> dict[str, ExperimentConfig]:
+    """The config of each run whose experiment.json can be read."""
+    out: dict[str, ExperimentConfig] = {}
+    for run_id in run_ids:
+        path = study_dir / "runs" / run_id / EXPERIMENT_FILE
+        try:
+            out[run_id] = RunRequest.model_validate_json(path.read_text("utf-8")).config
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
+            continue
+    return out
+
+
 def write_results_parquet(
     path: Path,
     study: StudyResult,
     results: dict[str, ExperimentResult],
     models: Mapping[str, str],
     swept_keys: Sequence[str],
+    configs: Mapping[str, ExperimentConfig] | None = None,
 ) -> None:
-    """One row per run: identity, a `swept.<key>` column per swept key, key metrics."""
+    """One row per run: identity, a `swept.<key>` column per swept key, what ran on what,
+    key metrics. `configs` (by run id) defaults to the runs' experiment.json files beside
+    `path`, for the precision and batch size of runs that did not complete."""
+    if configs is None:
+        configs = read_configs(path.parent, [r.run_id for r in study.runs])
     rows = []
     for run in study.runs:
         res = results.get(run.run_id) if run.state == "completed" else None
+        record = study.runners.get(run.backend)
         rows.append(
             {
                 **{k: getattr(run, k) for k, _ in _IDENTITY},
                 **_metrics(run, res, models[run.run_id]),
+                **_context(res, configs.get(run.run_id), record.image_digest if record else None),
             }
         )
     fields = [pa.field(k, t) for k, t in _IDENTITY]

@@ -4,6 +4,8 @@ the figures that can be drawn without a GPU, and the HTML page that shows them."
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import statistics
@@ -15,7 +17,9 @@ from pathlib import Path
 import pytest
 
 import llem_docker
+import llem_harness
 from llem_docker import ExperimentConfig, ExperimentResult, StudyResult, load_results
+from llem_docker.study_result import NO_GPU_REASONS
 from tests.conftest import TINY_STUDY
 
 EXE = str(Path(sys.executable).with_name("llem-docker"))
@@ -36,6 +40,13 @@ def test_report_of_real_runs(tmp_path: Path) -> None:
     (study_dir,) = tmp_path.iterdir()
     table = load_results(study_dir)
     assert table.num_rows == 6 and "swept.batch_size" in table.column_names
+    for row in table.to_pylist():  # the filter columns, from the real environment snapshot
+        assert (row["precision"], row["batch_size"]) == ("fp32", row["swept.batch_size"])
+        assert row["harness_version"] == llem_harness.__version__
+        assert row["gpu_name"] is None and row["power_limit_w"] is None  # no GPU here
+        assert row["image_digest"] is None  # the local runner has no image
+        no_gpu = any(r in row["energy_unavailable_reason"] for r in NO_GPU_REASONS)
+        assert row["gpu_count"] == (0 if no_gpu else None)  # 0 only when known to be 0
 
     proc = subprocess.run(
         [EXE, "report", str(study_dir), "--format", "json", "--out", str(tmp_path / "fig")],
@@ -68,6 +79,35 @@ def test_report_of_real_runs(tmp_path: Path) -> None:
     png = study_dir / "report" / "throughput.png"
     assert "src='throughput.png'" in page and "energy_per_token.png not drawn" in page
     assert struct.unpack(">II", png.read_bytes()[16:24]) == (800, 500)
+    assert "e+" not in page and "e-0" not in page  # no scientific notation in the cells
+
+    # a second real study, compared with the first: a `study` column everywhere
+    other = {**TINY_STUDY, "name": "report-real-b", "batch_size": 2,
+             "execution": {"n_cycles": 2, "cycle_order": "interleaved"}}  # fmt: skip
+    second = llem_docker.run_study(other, runner="local", results_dir=tmp_path / "b", no_gaps=True)
+    assert second.summary.completed == 2
+    (dir_b,) = (tmp_path / "b").iterdir()
+    proc = subprocess.run([EXE, "report", str(study_dir), str(dir_b), "--format", "csv"],
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [(r["study"], r["runs"]) for r in rows] == [
+        ("report-real", "3"), ("report-real", "3"), ("report-real-b", "2"),
+    ]  # fmt: skip
+    assert rows[2]["energy_per_output_token_j_mean"] == ""  # not measured: empty, not 0
+    assert rows[2]["energy_unavailable_reason"]
+    out = tmp_path / "compare"
+    proc = subprocess.run([EXE, "report", str(study_dir), str(dir_b), "--format", "md",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "report.md").read_text()
+    assert "| study | point |" in md and "| report-real-b | pytorch | 2/2 |" in md
+    assert (out / "throughput.png").is_file()
+    both = load_results([study_dir, dir_b])
+    assert both.num_rows == 8 and set(both.column("study").to_pylist()) == {
+        "report-real", "report-real-b",
+    }  # fmt: skip
 
 
 def test_run_experiment(tmp_path: Path) -> None:

