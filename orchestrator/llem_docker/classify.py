@@ -1,8 +1,13 @@
 """What a finished run produced, read from its run directory and the runner's outcome:
 completed (a valid result.json for this run), interrupted, or failed with a type and message.
 
-Precedence: result.json > interrupt > timeout > OOM kill > error.json > runner failure >
-crash (the log's last lines). Shared by the study loop and the SLURM array task.
+Precedence: result.json > interrupt > timeout > engine lost > OOM kill > killed from outside
+> error.json > runner failure > crash (the log's last lines). Shared by the study loop and the
+SLURM array task.
+
+The engine going away comes before error.json: an engine that stops sends its containers
+SIGTERM, and the harness's `Terminated` would hide the cause. A SIGTERM that llem-docker did
+not send (no timeout, no Ctrl+C) is `KilledExternally`, as is a SIGKILL the runner saw.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llem_docker.manifest import RunError, RunState
-from llem_docker.runners.base import RunOutcome
+from llem_docker.runners.base import ENGINE_LOST, KILLED_EXTERNALLY, RunOutcome
 from llem_harness.contract import ERROR_FILE, LOG_FILE, RESULT_FILE, ErrorInfo, ExperimentResult
 
 LOG_TAIL_LINES = 20
+TERMINATED = "Terminated"  # the harness's error type for SIGTERM (llem_harness.termination)
 
 
 @dataclass
@@ -34,7 +40,8 @@ def _failed(kind: str, message: str, phase: str | None) -> Classified:
 def classify(
     run_id: str, run_dir: Path, outcome: RunOutcome, phase: str | None, timeout: float
 ) -> Classified:
-    """result.json > interrupt > timeout > OOM kill > error.json > runner failure > crash."""
+    """result.json > interrupt > timeout > engine lost > OOM kill > killed from outside >
+    error.json > runner failure > crash."""
     result_path = run_dir / RESULT_FILE
     if result_path.exists():
         try:
@@ -61,8 +68,22 @@ def classify(
             "in the user config, or shrink the experiment"
         )
         return _failed("Timeout", msg, where)
+    if outcome.failure == ENGINE_LOST:
+        return _failed(ENGINE_LOST, outcome.detail or "the engine went away", where)
     if outcome.oom_killed:
         return _failed("OOMKilled", outcome.detail or "killed for lack of memory", where)
+    terminated = info is not None and info.type == TERMINATED
+    if outcome.failure == KILLED_EXTERNALLY and (info is None or terminated):
+        return _failed(KILLED_EXTERNALLY, outcome.detail or "killed from outside", where)
+    if terminated:  # neither our timeout nor Ctrl+C: someone else sent it
+        msg = (
+            "the harness got SIGTERM from something other than llem-docker (`docker stop`, "
+            "`kill`, a scheduler, or the engine shutting down)"
+            + (f" in phase `{where}`" if where else "")
+            + "; it recorded that and stopped. Fix: nothing in the experiment; run it again "
+            "with `llem-docker run STUDY --resume RESULTS_DIR`"
+        )
+        return _failed(KILLED_EXTERNALLY, msg, where)
     if info is not None:
         return _failed(info.type, info.message, info.phase)
     if outcome.failure is not None:

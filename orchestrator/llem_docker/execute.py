@@ -3,19 +3,23 @@ each outcome from the exchange contract, keep manifest.json current, write the S
 
 Skip-and-continue: a failed run is recorded and the next one runs. After
 `execution.max_consecutive_failures` failures in a row the remaining runs are skipped and the
-study is `aborted`. Ctrl+C kills the current run, records everything, then raises
-StudyInterrupted (a KeyboardInterrupt) carrying the partial outcome.
+study is `aborted`. So it is, at once, when the Docker engine goes away (EngineUnavailable):
+every later run would fail too, and the message says how to resume once the engine is back.
+Ctrl+C kills the current run, records everything, then raises StudyInterrupted (a
+KeyboardInterrupt) carrying the partial outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from llem_docker.classify import classify
 from llem_docker.expand import PlannedRun, StudyPlan, gap_before, gap_kind
@@ -28,7 +32,7 @@ from llem_docker.prepare import (
 )
 from llem_docker.progress import StudyDisplay, print_summary
 from llem_docker.resume import reopen
-from llem_docker.runners.base import Runner, RunnerFactory, make_runner
+from llem_docker.runners.base import ENGINE_LOST, Runner, RunnerFactory, make_runner
 from llem_docker.settings import RunnerSpec, Settings
 from llem_docker.study import StudyConfig
 from llem_docker.study_result import (
@@ -107,8 +111,12 @@ def execute_study(
             interrupted = _loop(plan, settings, live, manifest, study_dir, display, results, todo)
     except KeyboardInterrupt:
         interrupted = True
-    except BaseException:
+    except BaseException as exc:
         manifest.state = "failed"
+        for e in manifest.runs:  # never leave a run `running` behind
+            if e.state == "running":
+                e.state, e.ended_at = "failed", utc_now()
+                e.error = RunError(type=type(exc).__name__, message=str(exc) or repr(exc))
         with contextlib.suppress(Exception):  # the original error matters more
             _finish(manifest, study_dir, plan, results, measurement, live, t0)
         raise
@@ -124,6 +132,12 @@ def execute_study(
     outcome = _finish(manifest, study_dir, plan, results, measurement, live, t0)
     if not as_json:
         print_summary(console, outcome.result, str(study_dir))
+    if any(e.error is not None and e.error.type == ENGINE_LOST for e in manifest.runs):
+        Console(stderr=True).print(  # soft wrap: the command stays whole, to copy
+            f"[red]aborted:[/red] {escape(engine_gone(manifest, study_dir))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if interrupted:
         raise StudyInterrupted(outcome)
     return outcome
@@ -166,6 +180,12 @@ def _loop(
 
         outcome = live[run.point.config.backend].run(run_dir, timeout_s=timeout, on_event=on_event)
         got = classify(run.run_id, run_dir, outcome, last_phase[0], timeout)
+        lost = got.error is not None and got.error.type == ENGINE_LOST
+        if lost and got.error is not None:
+            got.error.message += (
+                ". Once `docker info` answers again, finish the study with "
+                f"`{resume_command(manifest, study_dir)}`"
+            )
         manifest.end_run(
             study_dir, run.run_id, got.state, exit_code=outcome.exit_code, error=got.error
         )
@@ -177,20 +197,36 @@ def _loop(
             return True
         failures = failures + 1 if got.state == "failed" else 0
         fatal = outcome.failure in FATAL_FAILURES
-        if (fatal or failures >= max_failures) and pos + 1 < len(runs):
-            reason = RunError(
-                type="CircuitBreaker",
-                message=f"skipped: every run would fail the same way ({outcome.failure})"
+        why = None
+        if lost:  # even after the last run: the study did not end by itself
+            why = f"skipped: {engine_gone(manifest, study_dir)}"
+        elif (fatal or failures >= max_failures) and pos + 1 < len(runs):
+            why = (
+                f"skipped: every run would fail the same way ({outcome.failure})"
                 if fatal
                 else f"skipped after {failures} consecutive failed runs "
-                f"(execution.max_consecutive_failures = {max_failures})",
+                f"(execution.max_consecutive_failures = {max_failures})"
             )
-            manifest.skip_pending(reason)
+        if why is not None:
+            manifest.skip_pending(RunError(type="CircuitBreaker", message=why))
             manifest.state = "aborted"
             manifest.write(study_dir)
-            display.note(f"[red]{reason.message}; the study is aborted[/red]")
+            display.note(f"[red]{escape(why)}; the study is aborted[/red]")
             break
     return False
+
+
+def resume_command(manifest: Manifest, study_dir: Path) -> str:
+    study = shlex.quote(manifest.study_file) if manifest.study_file else "STUDY"
+    return f"llem-docker run {study} --resume {shlex.quote(str(study_dir))}"
+
+
+def engine_gone(manifest: Manifest, study_dir: Path) -> str:
+    """What happened, and what to do, when the engine went away mid-study."""
+    return (
+        "the Docker engine went away, so the study stopped here. Once `docker info` answers "
+        f"again, finish it with `{resume_command(manifest, study_dir)}`"
+    )
 
 
 def _finish(

@@ -7,6 +7,8 @@ that was reached, never a partial write.
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llem_docker.expand import StudyPlan
+from llem_docker.lockfile import exclusive
 from llem_docker.settings import RunnerSpec
 from llem_docker.study import ExecutionConfig
 from llem_harness.contract import atomic_write_json
@@ -28,20 +31,49 @@ Executor = Literal["inline", "slurm"]
 
 
 LOCK_FILE = ".manifest.lock"
+# Where flock() is not supported (some NFS and Lustre mounts): an O_EXCL lock file instead.
+HELD_FILE = ".manifest.lock.held"
+LOCK_TIMEOUT_S = 300.0
+NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 
 @contextlib.contextmanager
-def locked(study_dir: Path) -> Iterator[None]:
+def locked(study_dir: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Serialise read-modify-write of the manifest between `llem-docker status` and a SLURM
-    (re)submission of the same folder (an advisory flock on a file beside it)."""
+    (re)submission of the same folder (an advisory flock on a file beside it).
+
+    Where the filesystem refuses flock (ENOLCK, EOPNOTSUPP: some NFS and Lustre mounts), the
+    lock is an exclusive lock file instead (llem_docker.lockfile), with a warning, once."""
     import fcntl
 
     with (study_dir / LOCK_FILE).open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in NO_FLOCK:
+                raise
+            reason = os.strerror(exc.errno or 0)
+        else:
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            return
+    if "flock" not in _warned:
+        _warned.add("flock")
+        _log.warning(
+            "warning: the filesystem of %s does not support flock() (%s); llem-docker locks "
+            "the manifest with the lock file %s instead. Keep results on a filesystem with "
+            "working locks (NFS mounted with `lock`, Lustre with `-o flock`) to avoid this",
+            study_dir,
+            reason,
+            HELD_FILE,
+        )
+    why = f"the lock file stands in for flock(), which this filesystem refuses: {reason}"
+    with exclusive(study_dir / HELD_FILE, timeout_s=timeout_s, why=why):
+        yield
 
 
 def utc_now() -> str:

@@ -227,3 +227,13 @@ def test_a_relative_sif_is_recorded_absolute(
     monkeypatch.chdir(tmp_path)
     spec = Settings.load({"LLEM_RUNNER_VLLM": "singularity:images/x.sif"}).runner("vllm")
     assert spec.target == str(tmp_path / "images" / "x.sif")
+
+
+def test_a_hub_cache_outside_the_hf_home_is_bound_too(tmp_path: Path) -> None:
+    """$HF_HUB_CACHE on a fast disk: the run sees it through HF_HUB_CACHE, not hf-cache/hub."""
+    argv = apptainer_command(
+        opts(tmp_path, hub_cache_dir=Path("/fast/hub")), tmp_path / "r", host_env={}
+    )
+    assert "/fast/hub:/llem/hf-hub" in argv and "HF_HUB_CACHE=/llem/hf-hub" in argv
+    plain = apptainer_command(opts(tmp_path), tmp_path / "r", host_env={})
+    assert not any("hf-hub" in a for a in plain)

@@ -137,6 +137,7 @@ class FakeContainer:
         self.start_error: Exception | None = behaviour.get("start_error")
         self.hang: bool = behaviour.get("hang", False)
         self.wait_error: Exception | None = behaviour.get("wait_error")
+        self.stop_exit: int = behaviour.get("stop_exit", 143)
         self.stopped = threading.Event()
         self.calls: list[str] = []
         self.attrs: dict[str, Any] = {}
@@ -155,7 +156,7 @@ class FakeContainer:
 
     def stop(self, timeout: int) -> None:
         self.calls.append(f"stop({timeout})")
-        self.exit_code = 143
+        self.exit_code = self.stop_exit
         self.stopped.set()
 
     def kill(self) -> None:
@@ -196,13 +197,35 @@ class FakeContainers:
 
 
 class FakeClient:
-    def __init__(self, make: Any = None, existing: list[FakeContainer] | None = None) -> None:
+    def __init__(
+        self,
+        make: Any = None,
+        existing: list[FakeContainer] | None = None,
+        *,
+        answers: bool = True,
+    ) -> None:
         self.containers = FakeContainers(make, existing)
+        self.answers = answers
+        self.pings = 0
+        self.api = self  # DockerClient.api: the low-level client, a requests.Session
+        self.calls: list[str] = []
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def ping(self) -> bool:
+        self.pings += 1
+        self.calls.append("ping")
+        if not self.answers:
+            import requests
+
+            raise requests.exceptions.ConnectionError("Connection aborted: no such file")
+        return True
 
 
 def go(tmp_path: Path, container: FakeContainer | Exception, **kw: Any) -> Any:
     d = run_dir(tmp_path)
-    client = FakeClient(lambda spec: container)
+    client = FakeClient(lambda spec: container, answers=kw.pop("answers", True))
     events: list[dict[str, Any]] = []
     runner = DockerRunner(client, opts(**kw.pop("opts", {})), grace_s=1, env={})
     outcome = runner.run(d, timeout_s=kw.pop("timeout_s", 30), on_event=events.append)
@@ -256,8 +279,71 @@ def test_engine_lost_mid_run(tmp_path: Path) -> None:
     import requests
 
     c = FakeContainer("x", wait_error=requests.exceptions.ConnectionError("gone"))
+    outcome, _, _ = go(tmp_path, c, answers=False)
+    assert outcome.failure == "EngineUnavailable" and outcome.exit_code is None
+    assert "stopped answering" in outcome.detail and "gone" in outcome.detail
+    assert c.calls == ["start", "remove"]  # the remove is tried; a dead engine refuses it
+
+
+def test_engine_that_answers_but_cannot_say_how_the_run_ended(tmp_path: Path) -> None:
+    c = FakeContainer("x", wait_error=APIError("500 Server Error: boom"))
     outcome, _, _ = go(tmp_path, c)
-    assert outcome.failure == "DockerUnavailable" and "lost the Docker engine" in outcome.detail
+    assert outcome.failure == "DockerError" and "boom" in outcome.detail
+
+
+def test_engine_gone_after_the_container_exited(tmp_path: Path) -> None:
+    # dockerd stopping sends its containers SIGTERM: exit 143, then the engine is gone.
+    outcome, _, _ = go(tmp_path, FakeContainer("x", exit_code=143), answers=False)
+    assert outcome.failure == "EngineUnavailable" and outcome.exit_code == 143
+    assert "exited with code 143" in outcome.detail
+
+
+def test_the_engine_check_uses_a_new_connection(tmp_path: Path) -> None:
+    # A stopping dockerd still answers on connections it has open: drop them, then ping.
+    d = run_dir(tmp_path)
+    client = FakeClient(lambda spec: FakeContainer("x", exit_code=1))
+    outcome = DockerRunner(client, opts(), grace_s=1, env={}).run(d, timeout_s=30, on_event=print)
+    assert outcome.failure is None and outcome.exit_code == 1
+    assert client.calls == ["close", "ping"]
+
+
+def test_engine_gone_before_the_container_starts(tmp_path: Path) -> None:
+    import requests
+
+    err = requests.exceptions.ConnectionError("Connection aborted: FileNotFoundError")
+    outcome, _, log = go(tmp_path, err, answers=False)
+    assert outcome.failure == "EngineUnavailable" and "FileNotFoundError" in outcome.detail
+    assert "stopped answering" in log
+    # the same refusal from an engine that answers is the engine's own error
+    outcome, _, _ = go(tmp_path / "again", err)
+    assert outcome.failure == "DockerError"
+
+
+def test_sigkill_from_outside_is_killed_externally(tmp_path: Path) -> None:
+    outcome, _, _ = go(tmp_path, FakeContainer("x", exit_code=137, oom=False))
+    assert outcome.failure == "KilledExternally" and outcome.exit_code == 137
+    assert not (outcome.timed_out or outcome.interrupted or outcome.oom_killed)
+    for words in ("SIGKILL", "137", "docker kill", "not an OOM kill", "--resume"):
+        assert words in outcome.detail, words
+
+
+def test_our_own_sigkill_on_timeout_is_a_timeout(tmp_path: Path) -> None:
+    # The harness ignored SIGTERM, so the engine SIGKILLed it after the grace: exit 137.
+    c = FakeContainer("x", hang=True, stop_exit=137)
+    outcome, _, _ = go(tmp_path, c, timeout_s=0.3)
+    assert outcome.timed_out and outcome.exit_code == 137 and outcome.failure is None
+
+
+def test_container_removed_from_outside(tmp_path: Path) -> None:
+    outcome, _, _ = go(tmp_path, FakeContainer("x", wait_error=NotFound("No such container")))
+    assert outcome.failure == "KilledExternally" and "docker rm -f" in outcome.detail
+
+
+def test_a_clean_exit_does_not_ping_the_engine(tmp_path: Path) -> None:
+    d = run_dir(tmp_path)
+    client = FakeClient(lambda spec: FakeContainer("x"))
+    DockerRunner(client, opts(), grace_s=1, env={}).run(d, timeout_s=30, on_event=print)
+    assert client.pings == 0
 
 
 def test_reaper_removes_only_containers_of_dead_owners_on_this_host() -> None:
@@ -271,3 +357,12 @@ def test_reaper_removes_only_containers_of_dead_owners_on_this_host() -> None:
     ]
     assert reap_orphans(FakeClient(existing=cs), host="me") == ["dead"]
     assert [c.name for c in cs if "remove" in c.calls] == ["dead"]
+
+
+def test_a_hub_cache_outside_the_hf_home_is_mounted_too(tmp_path: Path) -> None:
+    d = run_dir(tmp_path)
+    spec = container_spec(opts(hub_cache_dir=Path("/fast/hub")), d, env={}, owner_pid=1)
+    assert spec["volumes"]["/fast/hub"] == {"bind": "/llem/hf-hub", "mode": "rw"}
+    assert spec["environment"]["HF_HUB_CACHE"] == "/llem/hf-hub"
+    plain = container_spec(opts(), d, env={}, owner_pid=1)
+    assert "HF_HUB_CACHE" not in plain["environment"]

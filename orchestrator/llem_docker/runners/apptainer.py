@@ -32,8 +32,10 @@ from llem_docker.runners.docker_engine import (
     ENGINE_MOUNT,
     HARNESS_COMMAND,
     HF_MOUNT,
+    HUB_MOUNT,
     PASSTHROUGH_ENV,
     RUN_MOUNT,
+    cache_dirs,
     parse_gpus,
 )
 from llem_docker.runners.process import run_process
@@ -61,6 +63,7 @@ class ApptainerOptions:
     hf_cache_dir: Path
     engine_cache_dir: Path
     hf_hub_offline: bool
+    hub_cache_dir: Path | None = None  # output.hub_cache_dir ($HF_HUB_CACHE)
 
 
 def env_prefix(binary: str) -> str:
@@ -80,6 +83,7 @@ def apptainer_command(
         (run_dir.resolve(), RUN_MOUNT),
         (opts.hf_cache_dir, HF_MOUNT),
         (opts.engine_cache_dir, ENGINE_MOUNT),
+        *([(opts.hub_cache_dir, HUB_MOUNT)] if opts.hub_cache_dir is not None else []),
     ):
         argv += ["--bind", f"{src}:{dst}"]
     for spec in opts.binds:
@@ -87,6 +91,8 @@ def apptainer_command(
     env = {"HF_HOME": HF_MOUNT, "LLEM_ENGINE_CACHE": ENGINE_MOUNT, "PYTHONUNBUFFERED": "1"}
     if opts.hf_hub_offline:
         env["HF_HUB_OFFLINE"] = "1"
+    if opts.hub_cache_dir is not None:
+        env["HF_HUB_CACHE"] = HUB_MOUNT
     if opts.gpus is None:
         if host_env.get("CUDA_VISIBLE_DEVICES") is not None:  # e.g. SLURM's allocation
             env["CUDA_VISIBLE_DEVICES"] = host_env["CUDA_VISIBLE_DEVICES"]
@@ -182,12 +188,7 @@ class ApptainerRunner:
             warn.print(f"[yellow]warning:[/yellow] {escape(msg)}; the image is not checked here")
         else:
             _handshake(binary, sif, backend, settings.env, warn)
-        cache, engines = (
-            Path(str(settings.value(f"output.{key}"))).expanduser().absolute()
-            for key in ("model_cache_dir", "engine_cache_dir")
-        )
-        for folder in (cache, engines):  # a bind needs an existing source
-            folder.mkdir(parents=True, exist_ok=True)
+        cache, engines, hub = cache_dirs(settings)  # a bind needs an existing source
         opts = ApptainerOptions(
             binary=binary,
             sif=sif,
@@ -201,6 +202,7 @@ class ApptainerRunner:
             hf_cache_dir=cache,
             engine_cache_dir=engines,
             hf_hub_offline=bool(settings.value("apptainer.hf_hub_offline")),
+            hub_cache_dir=hub,
         )
         return cls(opts, env=dict(settings.env))
 

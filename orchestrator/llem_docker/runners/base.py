@@ -13,6 +13,10 @@ from llem_harness.contract import RunnerInfo
 
 EventHandler = Callable[[dict[str, Any]], None]
 
+# Runner failure types (RunOutcome.failure) that the study loop and classify() act on.
+ENGINE_LOST = "EngineUnavailable"  # the engine stopped answering: the study stops
+KILLED_EXTERNALLY = "KilledExternally"  # stopped by someone else than llem-docker
+
 
 @dataclass
 class RunOutcome:
@@ -55,9 +59,11 @@ def make_runner(spec: RunnerSpec, settings: Settings) -> Runner:
     if spec.kind == "local":
         from llem_docker.runners.local import LocalRunner
 
+        hub = settings.value("output.hub_cache_dir")
         return LocalRunner(
             model_cache_dir=str(settings.value("output.model_cache_dir")),
             engine_cache_dir=str(settings.value("output.engine_cache_dir")),
+            hub_cache_dir=None if hub is None else str(hub),
         )
     if spec.kind == "docker":
         from llem_docker.runners.docker import DockerRunner

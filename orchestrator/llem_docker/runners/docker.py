@@ -5,6 +5,10 @@ and the HF cache mounted. Its output streams into container.log and the host dis
 timeout or Ctrl+C stops the container itself (SIGTERM through docker-init, then SIGKILL), and
 `finally` removes it, so no run leaves a container behind; containers of orchestrators that
 died anyway are reaped at the next start.
+
+Every call to the engine has a time limit (ENGINE_TIMEOUT_S; a stop adds its grace), so an
+engine that goes away never blocks a study: the run fails with EngineUnavailable and the
+study loop stops there. A container that someone else kills or removes is KilledExternally.
 """
 
 from __future__ import annotations
@@ -21,12 +25,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from llem_docker.images import check_image, inspect_image
-from llem_docker.runners.base import EventHandler, RunOutcome
+from llem_docker.runners.base import ENGINE_LOST, KILLED_EXTERNALLY, EventHandler, RunOutcome
 from llem_docker.runners.docker_engine import (
     NO_GPU_DRIVER,
     ContainerOptions,
+    cache_dirs,
     connect,
     container_spec,
+    first_line,
     parse_gpus,
     reap_orphans,
 )
@@ -35,6 +41,10 @@ from llem_docker.settings import RunnerSpec, Settings
 from llem_harness.contract import LOG_FILE, RunnerInfo
 
 READER_JOIN_S = 5.0
+ENGINE_TIMEOUT_S = 60.0  # each call to the engine (the log stream aside, which ends with it)
+WAIT_S = 60  # for the exit status, once the log stream has ended
+SIGKILL_EXIT = 137  # 128 + SIGKILL: what the engine reports for `docker kill`
+RESUME_FIX = "run it again with `llem-docker run STUDY --resume RESULTS_DIR`"
 
 
 class DockerRunner:
@@ -59,17 +69,12 @@ class DockerRunner:
         """Connect, reap, check the image's handshake labels: each a clear error before
         anything runs."""
         assert spec.target is not None
-        client = connect()
+        client = connect(ENGINE_TIMEOUT_S)
         reap_orphans(client)
         warning = check_image(client, spec.target, spec.backend or "backend", settings.env)
         if warning:
             Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}")
-        cache, engines = (
-            Path(str(settings.value(f"output.{key}"))).expanduser().absolute()
-            for key in ("model_cache_dir", "engine_cache_dir")
-        )
-        for folder in (cache, engines):  # else the engine creates them, owned by root
-            folder.mkdir(parents=True, exist_ok=True)
+        cache, engines, hub = cache_dirs(settings)
         opts = ContainerOptions(
             image=spec.target,
             gpus=parse_gpus(settings.value("docker.gpus"), source=settings.source("docker.gpus")),
@@ -79,14 +84,16 @@ class DockerRunner:
             hf_hub_offline=bool(settings.value("docker.hf_hub_offline")),
             engine_cache_dir=engines,
             user=f"{os.getuid()}:{os.getgid()}",
+            hub_cache_dir=hub,
         )
         return cls(client, opts, env=dict(settings.env))
 
     def info(self) -> RunnerInfo:
         if self._digest is None:
             from docker.errors import DockerException
+            from requests.exceptions import RequestException
 
-            with contextlib.suppress(DockerException):
+            with contextlib.suppress(DockerException, RequestException):  # the engine is gone
                 self._digest = inspect_image(self.client, self.opts.image).digest
         return RunnerInfo(type="docker", image=self.opts.image, image_digest=self._digest)
 
@@ -169,22 +176,16 @@ class DockerRunner:
         from requests.exceptions import RequestException
 
         try:
-            status = container.wait(timeout=60)
+            status = container.wait(timeout=WAIT_S)
             container.reload()
         except (DockerException, RequestException) as exc:
-            return RunOutcome(
-                exit_code=None,
-                timed_out=timed_out,
-                interrupted=interrupted,
-                failure="DockerUnavailable",
-                detail=f"lost the Docker engine while the run was going: {exc}",
-            )
+            return self._no_status(exc, timed_out=timed_out, interrupted=interrupted)
         state = container.attrs.get("State", {})
         code = int(status.get("StatusCode", state.get("ExitCode", -1)))
         oom = bool(state.get("OOMKilled"))
         if not interrupted:
             drain(events, on_event)
-        detail = None
+        detail = failure = None
         if timed_out:
             detail = f"timed out after {timeout_s:g} s; container stopped"
         elif interrupted:
@@ -195,13 +196,69 @@ class DockerRunner:
                 f"the container was OOM-killed (exit {code}): it needed more than {limit}. "
                 "Fix: raise docker.memory in the user config, or shrink the batch or model"
             )
+        elif code != 0 and not self._answers():  # the engine stopped it on its way down
+            failure = ENGINE_LOST
+            detail = self._gone(f"the container exited with code {code}, then no answer")
+        elif code == SIGKILL_EXIT:  # llem-docker kills only on timeout or Ctrl+C (above)
+            failure = KILLED_EXTERNALLY
+            detail = (
+                f"the container was killed with SIGKILL (exit code {code}) by something other "
+                "than llem-docker (`docker kill`, `docker rm -f`, or `kill -9` of its "
+                "processes); it was not an OOM kill: the engine reports OOMKilled = false "
+                "(had the host itself run out of memory, `dmesg` would show the kernel's OOM "
+                f"killer). Fix: nothing in the experiment; {RESUME_FIX}"
+            )
         return RunOutcome(
             exit_code=code,
             timed_out=timed_out,
             interrupted=interrupted,
             oom_killed=oom,
             detail=detail,
+            failure=failure,
             process_s=_seconds_between(state.get("StartedAt"), state.get("FinishedAt")),
+        )
+
+    def _no_status(self, exc: Exception, *, timed_out: bool, interrupted: bool) -> RunOutcome:
+        """The engine could not say how the container ended: it was removed under us, the
+        engine went away, or it refused."""
+        from docker.errors import NotFound
+
+        if isinstance(exc, NotFound):
+            failure = KILLED_EXTERNALLY
+            detail = (
+                "the run's container was removed by something other than llem-docker "
+                "(`docker rm -f`, a cleanup script) while it ran, so how it ended is unknown. "
+                f"Fix: nothing in the experiment; {RESUME_FIX}"
+            )
+        elif timed_out or interrupted or self._answers():  # (our own stop decides the type)
+            failure = "DockerError"
+            detail = f"the Docker engine could not report how the run ended: {first_line(exc)}"
+        else:
+            failure, detail = ENGINE_LOST, self._gone(first_line(exc))
+        return RunOutcome(
+            exit_code=None,
+            timed_out=timed_out,
+            interrupted=interrupted,
+            failure=failure,
+            detail=detail,
+        )
+
+    def _answers(self) -> bool:
+        """Does the engine answer a ping on a new connection (within ENGINE_TIMEOUT_S)?
+
+        A stopping dockerd closes its socket first but still serves the connections it has
+        open: a kept-alive one would answer for an engine that is going away."""
+        try:
+            self.client.api.close()  # drop kept-alive connections; new ones are made on use
+            return bool(self.client.ping())
+        except Exception:
+            return False
+
+    def _gone(self, what: str) -> str:
+        where = self.env.get("DOCKER_HOST") or "the default socket"
+        return (
+            f"the Docker engine ({where}) stopped answering during the run: it was stopped or "
+            f"restarted (last error: {what})"
         )
 
     def _start_failure(self, exc: Exception, log: IO[str]) -> RunOutcome:
@@ -224,6 +281,8 @@ class DockerRunner:
                 "Toolkit, or run on the CPU with `docker.gpus: none` in the user config "
                 "(or --gpus none)"
             )
+        elif not self._answers():
+            failure, detail = ENGINE_LOST, self._gone(f"the container could not start: {text}")
         else:
             failure = "DockerError"
             detail = f"the Docker engine refused the run: {text}"

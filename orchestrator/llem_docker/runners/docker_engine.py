@@ -19,6 +19,7 @@ from llem_docker.errors import ConfigError, LlemError
 
 RUN_MOUNT = "/llem/run"
 HF_MOUNT = "/llem/hf-cache"
+HUB_MOUNT = "/llem/hf-hub"  # only when the host's hub cache lies outside the HF home
 ENGINE_MOUNT = "/llem/engine-cache"
 HARNESS_COMMAND = ("llem-harness", "run", RUN_MOUNT)
 LABEL_STUDY, LABEL_RUN, LABEL_OWNER, LABEL_HOST = (
@@ -56,7 +57,7 @@ def connect(timeout_s: float = 120.0) -> Any:
     except DockerException as exc:
         where = os.environ.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
         raise DockerUnavailable(
-            f"cannot reach the Docker engine at {where}: {_first_line(exc)}. Nothing was run. "
+            f"cannot reach the Docker engine at {where}: {first_line(exc)}. Nothing was run. "
             "Fix: start it (`sudo systemctl start docker`, or `dockerd &`), check that you may "
             "use it (`docker info`), or run without containers: --runner local"
         ) from None
@@ -97,6 +98,22 @@ class ContainerOptions:
     hf_hub_offline: bool
     engine_cache_dir: Path
     user: str  # uid:gid
+    hub_cache_dir: Path | None = None  # output.hub_cache_dir ($HF_HUB_CACHE)
+
+
+def cache_dirs(settings: Any) -> tuple[Path, Path, Path | None]:
+    """The HF home, the engine cache and the HF hub cache (None: under the HF home), made to
+    exist so that no engine creates them owned by root."""
+    paths = [
+        None if (v := settings.value(f"output.{key}")) is None else Path(str(v)).expanduser()
+        for key in ("model_cache_dir", "engine_cache_dir", "hub_cache_dir")
+    ]
+    for p in paths:
+        if p is not None:
+            p.absolute().mkdir(parents=True, exist_ok=True)
+    hf, engines, hub = (None if p is None else p.absolute() for p in paths)
+    assert hf is not None and engines is not None
+    return hf, engines, hub
 
 
 def container_name(study_id: str, run_id: str) -> str:
@@ -125,6 +142,8 @@ def container_spec(
     }
     if opts.hf_hub_offline:
         environment["HF_HUB_OFFLINE"] = "1"
+    if opts.hub_cache_dir is not None:
+        environment["HF_HUB_CACHE"] = HUB_MOUNT
     for name in PASSTHROUGH_ENV:
         if env.get(name):
             environment[name] = env[name]
@@ -152,6 +171,11 @@ def container_spec(
             str(run_dir.resolve()): {"bind": RUN_MOUNT, "mode": "rw"},
             str(opts.hf_cache_dir): {"bind": HF_MOUNT, "mode": "rw"},
             str(opts.engine_cache_dir): {"bind": ENGINE_MOUNT, "mode": "rw"},
+            **(
+                {str(opts.hub_cache_dir): {"bind": HUB_MOUNT, "mode": "rw"}}
+                if opts.hub_cache_dir is not None
+                else {}
+            ),
         },
         "device_requests": requests,
         "init": True,  # signals reach the harness; Ctrl+C and timeouts stop it cleanly
@@ -199,6 +223,6 @@ def reap_orphans(client: Any, *, host: str | None = None) -> list[str]:
     return removed
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

@@ -1,0 +1,166 @@
+"""Faults outside llem-docker, through real engines: a run's container killed with `docker
+kill`, and the Docker engine itself stopping mid-study. Each ends recorded, with a message
+that says what happened, and `--resume` completes the study afterwards.
+
+The engine-stop test never touches the shared engine: it starts a private second dockerd
+(tests/docker/second_engine.py), loads the test image into it once per session, and points
+the CLI at it with DOCKER_HOST.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llem_docker.runners.docker_engine import container_name
+from tests.docker.conftest import (
+    EXE,
+    LABEL,
+    cli_env,
+    manifest,
+    run_cli,
+    tiny_study,
+    user_config,
+    wait_for,
+    write_study,
+)
+from tests.docker.second_engine import SecondEngine, unavailable
+
+pytestmark = pytest.mark.docker
+
+
+def _start(tmp_path: Path, name: str, **env: str) -> tuple[subprocess.Popen[str], Path, dict]:
+    """A two-run study (each run ~10 s on a CPU), started in the background."""
+    study = write_study(tmp_path / "s.yaml", tiny_study(name, sweep={"batch_size": [1, 4]}))
+    cli = cli_env(user_config(tmp_path), **env)
+    proc = subprocess.Popen(
+        [EXE, "run", str(study)], env=cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return proc, study, cli
+
+
+def _wait_loading(tmp_path: Path, proc: subprocess.Popen[str]) -> tuple[Path, str]:
+    """Until the first run's harness is loading its model (seconds before it can finish):
+    the study folder and that run's id."""
+    results = tmp_path / "results"
+    seen: list[Path] = []
+
+    def loading() -> bool:
+        assert proc.poll() is None, "the study ended before its first run got going"
+        logs = sorted(results.glob("*/runs/*/container.log")) if results.exists() else []
+        if logs and '"phase": "load"' in logs[0].read_text():
+            seen.append(logs[0])
+            return True
+        return False
+
+    wait_for(loading, 240, "the first run to load its model")
+    run_dir = seen[0].parent
+    return run_dir.parent.parent, run_dir.name
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        msg = f"llem-docker still running after {timeout} s:\n{err[-3000:]}"
+        raise AssertionError(msg) from None
+
+
+def _resume_completes(study: Path, study_dir: Path, env: dict[str, str]) -> None:
+    done = run_cli(["run", str(study), "--resume", str(study_dir)], env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    man = manifest(study_dir)
+    assert man["state"] == "completed" and len(man["resumed_at"]) == 1
+    assert [r["state"] for r in man["runs"]] == ["completed", "completed"]
+
+
+def test_docker_kill_fails_the_run_the_study_goes_on_and_resume_completes(
+    tmp_path: Path, engine: Any, test_image: str
+) -> None:
+    proc, study, env = _start(tmp_path, "killed")
+    try:
+        study_dir, run_id = _wait_loading(tmp_path, proc)
+        engine.containers.get(container_name(study_dir.name, run_id)).kill()  # `docker kill`
+        out, err = _finish(proc, 300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err
+    man = manifest(study_dir)
+    killed, second = man["runs"]
+    assert killed["run_id"] == run_id and killed["state"] == "failed"
+    assert killed["error"]["type"] == "KilledExternally" and killed["exit_code"] == 137
+    message = killed["error"]["message"]
+    for words in ("SIGKILL", "exit code 137", "docker kill", "not an OOM kill", "--resume"):
+        assert words in message, words
+    assert second["state"] == "completed"  # the study went on
+    assert man["state"] == "failed"
+    _resume_completes(study, study_dir, env)
+
+
+@pytest.fixture(scope="session")
+def second_engine(test_image: str) -> Iterator[SecondEngine]:
+    """A private dockerd holding the test image, for the whole session."""
+    why = unavailable()
+    if why is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"cannot start a second Docker engine: {why}")
+        pytest.skip(f"cannot start a second Docker engine: {why}")
+    second = SecondEngine()
+    try:
+        second.start()
+        second.load(test_image)
+        yield second
+    finally:
+        second.destroy()
+
+
+@pytest.fixture
+def private_engine(second_engine: SecondEngine) -> SecondEngine:
+    if not second_engine.running:  # an earlier test left it stopped
+        second_engine.start()
+    return second_engine
+
+
+def test_engine_stop_aborts_the_study_and_resume_completes(
+    tmp_path: Path, private_engine: SecondEngine
+) -> None:
+    proc, study, env = _start(tmp_path, "engine-stop", DOCKER_HOST=private_engine.host)
+    try:
+        study_dir, run_id = _wait_loading(tmp_path, proc)
+        t0 = time.monotonic()
+        private_engine.terminate()  # dockerd gets SIGTERM mid-run
+        out, err = _finish(proc, 90)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    assert took < 60, f"the study took {took:.0f} s to stop"
+    assert "Traceback" not in err
+    man = manifest(study_dir)
+    assert man["state"] == "aborted"
+    assert all(r["state"] not in ("running", "pending") for r in man["runs"])
+    lost, rest = man["runs"]
+    assert lost["run_id"] == run_id and lost["state"] == "failed"
+    assert lost["error"]["type"] == "EngineUnavailable"
+    resume = f"llem-docker run {study} --resume {study_dir}"
+    assert resume in lost["error"]["message"] and "docker info" in lost["error"]["message"]
+    assert rest["state"] == "skipped" and "went away" in rest["error"]["message"]
+    said = " ".join(err.split())
+    assert "went away" in said and resume in said and "docker info" in said
+
+    private_engine.wait_stopped()
+    private_engine.start()  # the engine comes back, on the same data root
+    _resume_completes(study, study_dir, env)
+    left = private_engine.client().containers.list(all=True, filters={"label": LABEL})
+    assert not left, [c.name for c in left]
