@@ -62,6 +62,23 @@ def parse_runner(value: str, *, origin: str, fix_where: str) -> tuple[RunnerKind
     raise ConfigError(f"unknown runner `{value}`", source=origin, fix=fix)
 
 
+# The package each backend's engine needs in the harness's Python (looked up, never imported).
+ENGINE_PACKAGES = {
+    "pytorch": ("torch", "transformers"),
+    "vllm": ("vllm",),
+    "tensorrt": ("tensorrt_llm",),
+}
+
+
+def engine_installed(backend: str) -> bool:
+    """Whether this Python environment has the backend's engine: several backends may share
+    the `local` runner only where one environment holds them all (a vLLM install, say, which
+    brings torch and transformers)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(p) is not None for p in ENGINE_PACKAGES[backend])
+
+
 @dataclass
 class Settings:
     """Everything the orchestrator needs to know about this machine, with sources."""
@@ -203,13 +220,16 @@ class Settings:
     def runners(self, backends: tuple[str, ...] | list[str] = BACKENDS) -> dict[str, RunnerSpec]:
         out = {b: self.runner(b) for b in backends}
         local = [b for b, r in out.items() if r.kind == "local"]
-        if len(local) > 1:
+        missing = [b for b in local if not engine_installed(b)]
+        if len(local) > 1 and missing:
             detail = "; ".join(f"{b} from {out[b].source}" for b in local)
             raise ConfigError(
                 f"backends {', '.join(local)} all resolve to the `local` runner ({detail}), "
-                "but their engines cannot share one Python environment",
+                f"but this Python environment lacks the engine of {', '.join(missing)}, and "
+                "engines rarely share one environment",
                 source="runner resolution",
                 fix=f"keep `local` for one backend and give the others a container, e.g. "
-                f"`export LLEM_RUNNER_{local[-1].upper()}=docker`, or split the study by backend",
+                f"`export LLEM_RUNNER_{missing[-1].upper()}=docker`, or split the study by "
+                "backend",
             )
         return out

@@ -210,3 +210,20 @@ def test_local_runner_keeps_the_users_hf_home(
     monkeypatch.setenv("HF_HUB_CACHE", "/fast/hub")
     runner = make_runner(RunnerSpec("local", None, "--runner"), Settings.load())
     assert isinstance(runner, LocalRunner) and runner.env["HF_HUB_CACHE"] == "/fast/hub"
+
+
+def test_several_backends_may_share_local_where_one_environment_has_every_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vLLM install brings torch and transformers: pytorch and vllm can both run locally
+    there (the lent GPU machine); where an engine is missing it stays an error naming it."""
+    import llem_docker.settings as settings_mod
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "none")}
+    monkeypatch.setattr(settings_mod, "engine_installed", lambda backend: True)
+    both = Settings.load(env=env, cli_runner="local").runners(["pytorch", "vllm"])
+    assert {r.kind for r in both.values()} == {"local"}
+    monkeypatch.setattr(settings_mod, "engine_installed", lambda backend: backend != "vllm")
+    with pytest.raises(ConfigError, match="lacks the engine of vllm") as info:
+        Settings.load(env=env, cli_runner="local").runners(["pytorch", "vllm"])
+    assert "LLEM_RUNNER_VLLM=docker" in str(info.value)
