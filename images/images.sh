@@ -38,9 +38,10 @@ case "$action" in
     for b in "${BACKENDS[@]}"; do
       ctx=.build/images/$b
       rm -rf "$ctx" && mkdir -p "$ctx/wheels"
-      # Only the harness wheel: its dependencies come from the index during the build.
+      # Only the harness wheel: its dependencies come from the index during the build. The
+      # context stays in the Dockerfile's install stage; the image gets the installed files.
       "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$ctx/wheels" ./harness
-      cp images/install-harness.sh "$ctx/"
+      cp images/install-harness.py "$ctx/"
       echo "==> $REPO/$b:$VERSION (images/$b/Dockerfile)"
       docker build -f "images/$b/Dockerfile" \
         --build-arg LLEM_VERSION="$VERSION" \

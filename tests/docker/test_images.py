@@ -55,6 +55,78 @@ def test_every_backend_dockerfile_builds_with_its_labels(engine: Any, test_image
         assert out.decode().strip() == f"llem-harness {__version__}"
 
 
+# What the harness layer may add to each CPU test image's engine base (measured in
+# docs/images.md: pytorch 218 MB, vllm 107 MB, tensorrt 119 MB).
+LAYER_BOUND_MB = {"pytorch": 250, "vllm": 125, "tensorrt": 140}
+BASE_LABEL = "org.opencontainers.image.base.name"
+
+# Bytes on disk per installed distribution: the files its RECORD names, and the bytecode
+# next to them.
+DIST_SIZES = """
+import importlib.metadata as md, importlib.util, json, os, re
+sizes = {}
+for dist in md.distributions():
+    files = set()
+    for entry in dist.files or []:
+        path = os.path.realpath(dist.locate_file(entry))
+        if os.path.isfile(path):
+            files.add(path)
+            pyc = importlib.util.cache_from_source(path) if path.endswith(".py") else ""
+            if os.path.isfile(pyc):
+                files.add(pyc)
+    name = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+    sizes[name] = sum(os.path.getsize(f) for f in files)
+print(json.dumps(sizes))
+"""
+
+
+def _dist_sizes(engine: Any, ref: str) -> dict[str, int]:
+    out = engine.containers.run(
+        ref, ["python3", "-B", "-c", DIST_SIZES], network_disabled=True, remove=True
+    )
+    sizes: dict[str, int] = json.loads(out)
+    return sizes
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "vllm", "tensorrt"])
+def test_the_harness_layer_is_the_installed_harness_and_nothing_else(
+    engine: Any, backend: str
+) -> None:
+    subprocess.run(
+        ["make", "-s", "test-images", f"BACKENDS={backend}"], cwd=REPO, check=True, timeout=2400
+    )
+    check_harness_layer(engine, f"llem-test/{backend}:cpu", LAYER_BOUND_MB[backend])
+
+
+def check_harness_layer(engine: Any, ref: str, bound_mb: int) -> None:
+    """What the image adds to its engine base, as the engine counts it, is the packages the
+    harness installed, byte for byte (to 1 MB): no wheel folder, build context or cache in any
+    layer, not even in one whose files a later layer deletes. And it stays under its bound."""
+    image = engine.images.get(ref)
+    base = engine.images.get(image.labels[BASE_LABEL])
+    base_layers = base.attrs["RootFS"]["Layers"]
+    assert image.attrs["RootFS"]["Layers"][: len(base_layers)] == base_layers
+    added = image.attrs["Size"] - base.attrs["Size"]
+
+    engine_sizes, sizes = _dist_sizes(engine, base.id), _dist_sizes(engine, image.id)
+    assert {n: b for n, b in sizes.items() if n in engine_sizes} == engine_sizes  # untouched
+    harness = {n: b for n, b in sizes.items() if n not in engine_sizes}
+    assert "llem-harness" in harness
+    assert abs(added - sum(harness.values())) < 1_000_000, (
+        f"the layers above {base.tags} hold {added / 1e6:.1f} MB, the installed packages "
+        f"{sum(harness.values()) / 1e6:.1f} MB: something else stayed in a layer"
+    )
+    assert added < bound_mb * 1_000_000, f"{added / 1e6:.1f} MB"
+
+    leftovers = engine.containers.run(
+        image.id,
+        ["sh", "-c", "ls -d /tmp/llem* 2>/dev/null; find / -xdev -name '*llem_harness*.whl'"],
+        network_disabled=True,
+        remove=True,
+    )
+    assert leftovers.decode().split() == []
+
+
 def test_a_mismatching_image_is_refused_before_anything_runs(
     tmp_path: Path, engine: Any, test_image: str
 ) -> None:
