@@ -5,6 +5,7 @@ One directory per run, mounted at /llem/run:
   result.json         (harness, atomic) ExperimentResult
   error.json          (harness, atomic) ErrorInfo
   timeseries.parquet  (harness) one row per power sample
+  requests.parquet    (harness) per-request timeline of the measured pass, where timed
   container.log       (orchestrator) the process's stdout+stderr
 Progress goes to stdout as JSON lines: {"event": "phase", "phase": "load", ...}.
 See docs/exchange-contract.md.
@@ -25,11 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_harness.config import ExperimentConfig
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 TIMESERIES_FILE = "timeseries.parquet"
+REQUESTS_FILE = "requests.parquet"
 LOG_FILE = "container.log"
 Phase = Literal["config", "baseline", "load", "warmup", "measure", "write"]
 
@@ -51,7 +53,7 @@ class MeasurementSettings(_Model):
     )
     baseline_seconds: float = Field(5.0, ge=0.0, le=600.0)
     # whole: the window spans every prompt. steady_state: also report the window in which
-    # max_num_seqs requests are in flight (continuous-batching engines; see steady.py).
+    # the engine runs saturated, ramp and drain excluded (continuous batching; steady.py).
     window: Literal["whole", "steady_state"] = "whole"
 
 
@@ -155,6 +157,24 @@ class SteadyState(_Model):
     unavailable_reason: str | None = None
 
 
+class Timing(_Model):
+    """Wall seconds per phase of the run (added in 1.2). `startup_s` runs from the process's
+    start to the harness's (interpreter, harness imports); `imports_s` is the engine's imports
+    (torch, transformers, vllm…), timed apart from `load_s` (model build, engine start,
+    compilation). `harness_s` is the harness's own time, up to the final result.json write."""
+
+    startup_s: float | None = None
+    startup_unavailable_reason: str | None = None
+    config_s: float | None = None
+    baseline_s: float | None = None
+    imports_s: float | None = None
+    load_s: float | None = None
+    warmup_s: float | None = None
+    measure_s: float | None = None
+    write_s: float | None = None
+    harness_s: float | None = None
+
+
 class ExperimentResult(_Model):
     """Content of result.json."""
 
@@ -182,6 +202,9 @@ class ExperimentResult(_Model):
     measurement: MeasurementSettings
     timeseries: dict[str, Any] = Field(default_factory=dict)
     steady_state: SteadyState | None = None  # with measurement.window: steady_state
+    # {file, rows, clock} of requests.parquet, with measurement.window: steady_state (1.2)
+    requests: dict[str, Any] | None = None
+    timing: Timing | None = None  # 1.2
     environment: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

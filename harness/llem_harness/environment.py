@@ -28,7 +28,10 @@ def snapshot(
     backend_version: str | None,
     runner: RunnerInfo,
     measurement: MeasurementSettings,
+    compile_caches: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """What ran, on what. `compile_caches` is caches.configure_compile_caches()'s record:
+    which cache folders this run read and filled (they change the load time, not results)."""
     torch_info: dict[str, Any] = {}
     if "torch" in sys.modules:
         import torch
@@ -61,4 +64,5 @@ def snapshot(
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "carbon_intensity_gco2_kwh": measurement.carbon_intensity_gco2_kwh,
         "datacenter_pue": measurement.datacenter_pue,
+        "compile_caches": compile_caches,
     }

@@ -1,7 +1,9 @@
 """`llem-harness run RUN_DIR`: one experiment, start to finish, under the exchange contract.
 
-Phases: config -> baseline (idle power, before the model loads) -> load -> warmup (full-length
-passes until throughput settles) -> measure (synchronised window) -> write.
+Phases: config -> baseline (idle power, before the model loads) -> load (engine imports, then
+the model) -> warmup (full-length passes until throughput settles) -> measure (synchronised
+window) -> write. Each phase's wall time goes into the result's `timing` block; persistent
+compile caches are set up first, before any engine is imported (caches.py).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from llem_harness.backends.base import (
     PassResult,
     get_backend,
     gpus_needed,
+    import_engine,
     max_concurrency,
 )
+from llem_harness.caches import configure_compile_caches
 from llem_harness.contract import (
     CO2,
     ERROR_FILE,
     EXPERIMENT_FILE,
+    REQUESTS_FILE,
     RESULT_FILE,
     TIMESERIES_FILE,
     Energy,
@@ -56,8 +61,9 @@ from llem_harness.energy import (
     write_timeseries,
 )
 from llem_harness.environment import snapshot
-from llem_harness.steady import measure_steady
+from llem_harness.steady import measure_steady, write_requests
 from llem_harness.termination import Terminated, check_terminated
+from llem_harness.timing import PhaseClock
 
 SHORT_WINDOW_S = 10.0
 CV_WINDOW = 3  # warmup settles when the CV of the last 3 passes is under the threshold
@@ -108,9 +114,12 @@ class Harness:
         self.phase: Phase = "config"
         self.meter: EnergyMeter | None = None
         self.backend: Backend | None = None
+        self.clock = PhaseClock()
+        self.caches: dict[str, Any] = {}
 
     def set_phase(self, phase: Phase, **fields: Any) -> None:
         check_terminated()
+        self.clock.lap(self.phase)
         self.phase = phase
         emit("phase", phase=phase, **fields)
 
@@ -119,6 +128,7 @@ class Harness:
             (self.run_dir / stale).unlink(missing_ok=True)
         previous = termination.install()
         try:
+            self.caches = configure_compile_caches()  # before any engine import
             self._run()
             return 0
         except BaseException as exc:  # every failure leaves an error.json behind
@@ -166,6 +176,8 @@ class Harness:
         baseline_w = meter.measure_baseline(req.measurement.baseline_seconds)
 
         self.set_phase("load", model=cfg.model, weights=cfg.weights)
+        import_engine(cfg.backend)
+        self.clock.lap("imports")  # the engine's imports, apart from the model's load
         backend.load(cfg, self.run_dir)
         prompts = load_prompt_ids(cfg, backend.tokenize, backend.vocab_size, self.run_dir)
 
@@ -180,7 +192,7 @@ class Harness:
             meter.begin_window()
             if tracker is not None:
                 tracker.start()
-            t0 = time.perf_counter()
+            t0, t0_mono = time.perf_counter(), time.monotonic()
             measured = backend.generate(prompts, timed=True)
             backend.synchronize()
             duration = time.perf_counter() - t0
@@ -192,6 +204,16 @@ class Harness:
         result = self._result(
             req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
         )
+        if req.measurement.window == "steady_state" and measured.spans:
+            n = write_requests(
+                self.run_dir / REQUESTS_FILE, measured.spans, measured.submitted, t0_mono
+            )
+            result.requests = {
+                "file": REQUESTS_FILE,
+                "rows": n,
+                "clock": "seconds since the measured window opened "
+                "(timeseries t_s = timeseries.window_start_s + these)",
+            }
         if tracker is not None:
             result.co2 = CO2(
                 kg=co2_tracked,
@@ -201,6 +223,8 @@ class Harness:
                 if co2_tracked is not None
                 else "CodeCarbon measured nothing",
             )
+        self.clock.lap("write")
+        result.timing = self.clock.timing()
         check_terminated()  # the last chance: a result after SIGTERM would read as completed
         atomic_write_json(self.run_dir / RESULT_FILE, result.model_dump(mode="json"))
         emit(
@@ -344,7 +368,9 @@ class Harness:
                 meter.samples(),
                 meter.clock_origin(),
             ),
-            environment=snapshot(meter.devices(), cfg.backend, version, req.runner, ms),
+            environment=snapshot(
+                meter.devices(), cfg.backend, version, req.runner, ms, self.caches
+            ),
             warnings=warnings,
         )
 

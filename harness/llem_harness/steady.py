@@ -1,36 +1,52 @@
-"""The steady-state window (`measurement.window: steady_state`), after ML.ENERGY's rule.
+"""The steady-state window (`measurement.window: steady_state`) and the per-request timeline.
 
-A continuously batching engine starts with a ramp (requests getting their first token) and
-ends with a drain (the last requests finishing with a half-empty batch). The steady window
-runs from the moment `concurrency` requests are in flight (each has its first token and is
-not finished) until the in-flight count first drops below it. Tokens are counted inside that
-window, each request's tokens spread evenly between its first and last token; energy is the
-integral of the sampled power over the same window.
+A continuously batching engine given every prompt at once runs in three stretches: a ramp
+(the first `concurrency` requests getting their first token), a saturated middle (every slot
+busy, requests waiting in the queue for a slot), and a drain (the queue is empty and the
+batch empties as the last requests finish). The steady window is the saturated middle:
+
+    start = the moment the first `concurrency` requests all have their first token
+            (the `concurrency`-th earliest first token)
+    end   = the moment the last request gets its first token: from then on nothing waits,
+            and the drain begins
+
+Why not "while `concurrency` requests are in flight" (ML.ENERGY's rule, used here before):
+with a fixed output length, a whole wave of `max_num_seqs` requests starts on one step and
+finishes on one step, so the in-flight count dips below the cap at every wave boundary even
+though the engine is saturated (the next wave is already waiting). That rule closed the window
+at the first boundary: 0.55-0.66 s of a 20 s run on an H200. The queue-based rule is not
+fooled by wave boundaries, and it needs only each request's first-token time.
+
+Tokens are counted inside the window, each request's tokens spread evenly between its first
+and last token; energy is the integral of the sampled power over the same window.
+
+The per-request timeline of the measured pass is also written next to result.json
+(`requests.parquet`, `write_requests`), so that a window can be recomputed or audited.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 from llem_harness.contract import SteadyState
 from llem_harness.energy.base import Sample
 from llem_harness.energy.timeseries import power_integral_j
 
 Span = tuple[float, float, int]  # first token, last token (monotonic s), tokens
+REQUEST_COLUMNS = ("request", "submit_s", "first_token_s", "last_token_s", "output_tokens")
 
 
 def steady_window(spans: list[Span], concurrency: int) -> tuple[float, float] | None:
-    """(start, end) on the spans' clock, or None when `concurrency` is never reached."""
-    events = sorted([(f, 1) for f, _, _ in spans] + [(last, -1) for _, last, _ in spans])
-    in_flight, start = 0, None
-    for t, step in events:
-        in_flight += step
-        if start is None and in_flight >= concurrency:
-            start = t
-        elif start is not None and in_flight < concurrency:
-            return (start, t) if t > start else None
-    return None
+    """(start, end) on the spans' clock, or None when the engine never ran saturated: when no
+    request ever waited (no more requests than `concurrency`), or the window is empty."""
+    if concurrency < 1 or len(spans) <= concurrency:
+        return None
+    firsts = sorted(first for first, _, _ in spans)
+    start, end = firsts[concurrency - 1], firsts[-1]
+    return (start, end) if end > start else None
 
 
 def tokens_within(spans: Iterable[Span], t0: float, t1: float) -> int:
@@ -66,7 +82,8 @@ def measure_steady(
     if window is None:
         return SteadyState(
             concurrency=concurrency,
-            unavailable_reason=f"never {concurrency} requests in flight at once "
+            unavailable_reason=f"the engine never ran saturated: {len(spans)} requests for "
+            f"{concurrency} slots, so none waited once {concurrency} had started "
             "(more prompts than max_num_seqs are needed for a steady state)",
         )
     t0, t1 = window
@@ -88,3 +105,39 @@ def measure_steady(
         energy_per_output_token_j=energy / tokens if energy is not None and tokens else None,
         unavailable_reason=reason,
     )
+
+
+def write_requests(path: Path, spans: list[Span], submitted: list[float], t0: float) -> int:
+    """The measured pass's per-request timeline as Parquet, times in seconds since the
+    measured window opened (`t0` on the spans' clock). Returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    subs = submitted if len(submitted) == len(spans) else [math.nan] * len(spans)
+    table = pa.table(
+        {
+            "request": pa.array(range(len(spans)), pa.int32()),
+            "submit_s": pa.array([s - t0 for s in subs], pa.float64()),
+            "first_token_s": pa.array([f - t0 for f, _, _ in spans], pa.float64()),
+            "last_token_s": pa.array([last - t0 for _, last, _ in spans], pa.float64()),
+            "output_tokens": pa.array([n for _, _, n in spans], pa.int32()),
+        }
+    )
+    pq.write_table(table, path)
+    return len(spans)
+
+
+def read_requests(path: Path) -> list[Span]:
+    """Spans from a `requests.parquet` (as written above) or a JSON list of
+    [first_s, last_s, n_tokens] triples: recorded timelines for tests and audits."""
+    if path.suffix == ".json":
+        return [(float(f), float(last), int(n)) for f, last, n in json.loads(path.read_text())]
+    import pyarrow.parquet as pq
+
+    cols = pq.read_table(path, columns=list(REQUEST_COLUMNS[2:])).to_pydict()
+    return [
+        (float(f), float(last), int(n))
+        for f, last, n in zip(
+            cols["first_token_s"], cols["last_token_s"], cols["output_tokens"], strict=True
+        )
+    ]

@@ -60,7 +60,7 @@ def test_pytorch_and_vllm_see_the_same_tokens(tmp_path: Path, vllm_image: str) -
     pt, vl = results["pytorch"], results["vllm"]
     assert pt.tokens == vl.tokens  # identical prompts, input and output lengths
     assert vl.tokens.output == 12 * 8
-    assert vl.latency.mode == "vllm_request_stats" and vl.latency.ttft_ms is not None
+    assert vl.latency.mode == "vllm_engine_step_ts" and vl.latency.ttft_ms is not None
     assert vl.latency.ttft_ms.n == 12 and vl.throughput_tokens_per_s > 0
     assert vl.backend_version and vl.energy.total_j is None and vl.energy.unavailable_reason
     # The steady window: tokens and time on the CPU; energy null (no NVML) with its reason.

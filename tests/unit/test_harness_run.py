@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from llem_harness.caches import CACHE_DIRS
 from llem_harness.contract import (
     ErrorInfo,
     ExperimentResult,
@@ -74,6 +75,14 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert res.backend_details["cache_implementation"] == "static"
     assert res.environment["python"] and res.environment["backend_version"]
     assert any("short measurement window" in w for w in res.warnings)
+    # Per-phase timing; in-process (pytest), the process's start is not this run's.
+    t = res.timing
+    assert t is not None and t.startup_s is None and t.startup_unavailable_reason
+    for phase in ("config_s", "baseline_s", "imports_s", "load_s", "warmup_s", "measure_s"):
+        assert (getattr(t, phase) or -1) >= 0, phase
+    assert t.measure_s is not None and t.measure_s >= res.duration_s
+    assert t.harness_s is not None and t.harness_s >= t.load_s + t.measure_s  # type: ignore[operator]
+    assert res.requests is None  # only with window: steady_state and per-request times
     table = pq.read_table(tmp_path / "timeseries.parquet")
     assert table.column_names == [
         "t_s",
@@ -283,3 +292,32 @@ def test_pretrained_weights_load_from_a_local_model(tmp_path: Path) -> None:
     assert run_experiment(run_dir) == 0, (run_dir / "error.json").read_text()
     res = json.loads((run_dir / "result.json").read_text())
     assert res["tokens"]["output"] == 32 and res["config"]["weights"] == "pretrained"
+
+
+def test_a_fresh_process_times_its_startup_and_uses_the_engine_cache(tmp_path: Path) -> None:
+    """As the runners start it: `python -m llem_harness.cli run`, with $LLEM_ENGINE_CACHE."""
+    run_dir, cache = tmp_path / "run", tmp_path / "engines"
+    write_request(run_dir, warmup_max_runs=1, warmup_runs=1, n_prompts=2)
+    # torch, imported by earlier in-process tests, may have set its cache variables here
+    inherited = {k: v for k, v in os.environ.items() if k not in CACHE_DIRS}
+    proc = subprocess.run(
+        [sys.executable, "-m", "llem_harness.cli", "run", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**inherited, "LLEM_ENGINE_CACHE": str(cache), "TRITON_CACHE_DIR": "/x/mine"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+    assert res.schema_version == "1.2"
+    assert res.timing is not None and res.timing.startup_s is not None
+    assert 0 < res.timing.startup_s < 120 and res.timing.startup_unavailable_reason is None
+    caches = res.environment["compile_caches"]
+    assert caches["root"] == str(cache)
+    assert caches["vars"]["TORCHINDUCTOR_CACHE_DIR"] == {
+        "value": str(cache / "inductor"),
+        "source": "harness",
+    }
+    assert caches["vars"]["TRITON_CACHE_DIR"] == {"value": "/x/mine", "source": "user"}
+    assert (cache / "inductor").is_dir() and (cache / "vllm").is_dir()

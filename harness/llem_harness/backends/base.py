@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +23,8 @@ class PassResult:
     # Per request: (first token, last token, tokens), on time.monotonic(). Backends that
     # schedule requests continuously (vllm) fill it; the steady-state window needs it.
     spans: list[tuple[float, float, int]] = field(default_factory=list)
+    # Per request, aligned with `spans`: when it was handed to the engine (time.monotonic()).
+    submitted: list[float] = field(default_factory=list)
 
 
 class Backend(Protocol):
@@ -71,6 +74,24 @@ def max_concurrency(cfg: ExperimentConfig) -> int:
     if cfg.backend == "tensorrt":
         return (cfg.tensorrt.max_batch_size if cfg.tensorrt else None) or 256
     return cfg.batch_size
+
+
+# The engine's heavy imports, timed apart from model loading (result.timing.imports_s).
+ENGINE_MODULES: dict[str, tuple[str, ...]] = {
+    "pytorch": ("torch", "transformers"),
+    "vllm": ("torch", "vllm"),
+    "tensorrt": ("torch", "tensorrt_llm"),
+}
+
+
+def import_engine(name: str) -> None:
+    """Import the backend's engine now, so that its import time is not counted as load
+    time. A missing module is left for `load` to report in its own words."""
+    for module in ENGINE_MODULES.get(name, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return
 
 
 def get_backend(name: str) -> Backend:

@@ -1,16 +1,43 @@
 """vLLM backend: the offline `LLM` API, every prompt submitted at once.
 
-`weights: dummy` writes the model's config to a temporary folder and loads it with
-`load_format="dummy"` (random weights, no download). Prompts go in as token ids, so no
-tokenizer is needed for dummy models, and pytorch and vllm see the very same ids. Latency comes
-from vLLM's per-request stats (engine timestamps, on the host's monotonic clock).
+`weights: dummy` writes the model's config to a folder and loads it with `load_format="dummy"`
+(random weights, no download). With a persistent engine cache ($LLEM_ENGINE_CACHE) the folder
+has a stable path there, because vLLM's compile cache is keyed on the model path among other
+things (`ModelConfig.compute_hash`): a fresh temporary name would miss it on every run.
+Prompts go in as token ids, so no tokenizer is needed for dummy models, and pytorch and vllm
+see the very same ids.
+
+**Latency without vLLM's request statistics.** vLLM's per-request statistics (`log_stats`,
+`RequestOutput.metrics`) can cost throughput: one H200 measurement gave a plain `LLM.generate`
+loop 21.9k tok/s with `disable_log_stats=True` and 17.9k tok/s with it False (a rerun with
+both engines in one process did not show the gap: bench/README.md). With stats on, the
+scheduler records events per request, the engine core builds `SchedulerStats` every step, and
+the front end updates `IterationStats` per request and per token and feeds the stat loggers
+(`vllm/v1/engine/llm_engine.py` `step`, `output_processor.py` `_update_stats_from_output`).
+`log_stats` is fixed when the engine core is built and cannot be toggled at run time. So the
+engine runs with stats off, as users run it, and the measured pass is a plain
+`LLM.generate`. The token times come from a tap on the engine's `OutputProcessor`, installed
+on the instance for the measured pass only:
+
+- `add_request(request, ...)`: the request's internal id, its external id and the host's
+  `time.monotonic()` when it enters the engine (vLLM's own arrival stamp is taken there too);
+- `process_outputs(outputs, engine_core_timestamp=...)`: the engine core stamps every step's
+  outputs (`EngineCoreOutputs.timestamp`, `time.monotonic()` in the engine process, set
+  whether or not stats are on) and passes the stamp here. A request's first output is its
+  first token, its output with a `finish_reason` its last: the very values vLLM's stats store
+  as `first_token_ts`/`last_token_ts`. The tap adds one pass over the step's outputs (a dict
+  lookup each) to vLLM's own per-output loop. Should a vLLM version stop passing the stamp,
+  the host's clock is used and `latency.mode` says so.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +48,63 @@ from llem_harness.models import dummy_model_dir, tokenize
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Room above input + output tokens in the default max_model_len (BOS and rounding).
 LEN_SLACK = 8
+ENGINE_TS_MODE = "vllm_engine_step_ts"
+HOST_TS_MODE = "vllm_host_step_ts"
+
+
+class TokenTimeTap:
+    """Per-request submit / first-token / last-token times, read off an OutputProcessor.
+
+    Installed as instance attributes (shadowing the class's methods) and removed by `remove`,
+    so warmup and every other engine call run vLLM's code untouched."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        self.submitted: dict[str, float] = {}  # internal request id -> host monotonic
+        self.external: dict[str, str] = {}  # internal -> external (RequestOutput.request_id)
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.engine_clock = True
+        add, process = processor.add_request, processor.process_outputs
+
+        def add_request(request: Any, *args: Any, **kwargs: Any) -> Any:
+            self.submitted[request.request_id] = time.monotonic()
+            self.external[request.request_id] = str(
+                getattr(request, "external_req_id", None) or request.request_id
+            )
+            return add(request, *args, **kwargs)
+
+        def process_outputs(outputs: Any, *args: Any, **kwargs: Any) -> Any:
+            ts = kwargs.get("engine_core_timestamp", args[0] if args else None)
+            if not ts:
+                ts, self.engine_clock = time.monotonic(), False
+            first, last = self.first, self.last
+            for out in outputs:
+                rid = out.request_id
+                if rid not in first:
+                    first[rid] = ts
+                if out.finish_reason is not None:
+                    last[rid] = ts
+            return process(outputs, *args, **kwargs)
+
+        processor.add_request = add_request
+        processor.process_outputs = process_outputs
+
+    def remove(self) -> None:
+        for name in ("add_request", "process_outputs"):
+            self.processor.__dict__.pop(name, None)
+
+    def by_external_id(self) -> dict[str, tuple[float, float, float]]:
+        """External request id -> (submitted, first token, last token)."""
+        return {
+            self.external[rid]: (self.submitted[rid], first, self.last[rid])
+            for rid, first in self.first.items()
+            if rid in self.last and rid in self.submitted
+        }
 
 
 class VLLMBackend:
     name = "vllm"
-    latency_mode = "vllm_request_stats"
 
     def __init__(self) -> None:
         self.cfg: ExperimentConfig | None = None
@@ -34,6 +113,9 @@ class VLLMBackend:
         self._tokenizer: Any = None
         self._vocab = 0
         self._tmp: str | None = None
+        self._model_dir: str | None = None
+        self.engine_args: dict[str, Any] = {}
+        self.latency_mode = ENGINE_TS_MODE
 
     def version(self) -> str | None:
         import vllm
@@ -55,18 +137,49 @@ class VLLMBackend:
             "enable_prefix_caching": opts.enable_prefix_caching,
             "max_model_len": opts.max_model_len
             or cfg.max_input_tokens + cfg.max_output_tokens + LEN_SLACK,
-            "disable_log_stats": False,  # per-request stats: the latency figures
+            # The engine as users run it: stats cost throughput (module docstring).
+            "disable_log_stats": True,
         }
         if cfg.weights == "dummy":
-            self._tmp = tempfile.mkdtemp(prefix="llem-vllm-model-")
-            model, self._vocab = dummy_model_dir(cfg.model, Path(self._tmp))
+            model, self._vocab = self._dummy_model(cfg.model)
+            self._model_dir = str(model)
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
         else:
             kwargs.update(model=cfg.model)
+        self.engine_args = dict(kwargs)  # for benchmarks that build a twin engine
         self.llm = LLM(**kwargs)
         if cfg.weights != "dummy":
             self._tokenizer = self.llm.get_tokenizer()
             self._vocab = int(self.llm.llm_engine.model_config.get_vocab_size())
+
+    def _dummy_model(self, model_id: str) -> tuple[Path, int]:
+        """The dummy model's folder: stable under $LLEM_ENGINE_CACHE (named by a hash of its
+        config.json, so that vLLM's compile cache hits), else a temporary folder."""
+        cache = os.environ.get("LLEM_ENGINE_CACHE")
+        models = Path(cache) / "vllm-models" if cache else None
+        try:  # staged beside its final place: the rename below must not cross filesystems
+            if models is not None:
+                models.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models))
+            staging.chmod(0o755)  # mkdtemp makes it private; other runs read it
+        except OSError:  # a read-only cache
+            models, staging = None, Path(tempfile.mkdtemp(prefix="llem-vllm-model-"))
+        folder, vocab = dummy_model_dir(model_id, staging)
+        if models is None:
+            self._tmp = str(staging)
+            return folder, vocab
+        digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
+        stable = models / f"{model_id.replace('/', '--')}-{digest}"
+        try:
+            if not (stable / "config.json").exists():
+                os.replace(staging, stable)  # atomic: a concurrent run sees all or nothing
+        except OSError:
+            pass  # another run won the rename
+        if (stable / "config.json").exists():
+            shutil.rmtree(staging, ignore_errors=True)
+            return stable, vocab
+        self._tmp = str(staging)
+        return folder, vocab
 
     def tokenize(self, text: str) -> list[int]:
         return tokenize(text, self._tokenizer, self._vocab)
@@ -78,13 +191,12 @@ class VLLMBackend:
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         return [prompts]  # the measured pass: every prompt at once
 
-    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+    def _params(self) -> Any:
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
         assert self.cfg is not None
         n_out, d = self.cfg.max_output_tokens, self.cfg.decoding
-        params = SamplingParams(
+        return SamplingParams(
             n=1,
             max_tokens=n_out,
             min_tokens=n_out,
@@ -95,18 +207,33 @@ class VLLMBackend:
             repetition_penalty=d.repetition_penalty,
             seed=self.cfg.random_seed if d.temperature > 0 else None,
         )
-        outs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
-        )
+
+    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+        from vllm.inputs import TokensPrompt
+
+        assert self.cfg is not None
+        n_out = self.cfg.max_output_tokens
+        params = self._params()
+        tap = TokenTimeTap(self.llm.llm_engine.output_processor) if timed else None
+        try:
+            outs = self.llm.generate(
+                [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
+            )
+        finally:
+            if tap is not None:
+                tap.remove()
         result = PassResult(input_tokens=0, output_tokens=0)
+        times = tap.by_external_id() if tap is not None else {}
         for out in outs:
             produced = len(out.outputs[0].token_ids)
             if produced != n_out:
                 raise RuntimeError(f"vLLM produced {produced} tokens for a request, not {n_out}")
             result.input_tokens += len(out.prompt_token_ids)
             result.output_tokens += produced
-            if timed:
-                _add_latency(result, out.metrics, produced)
+            if str(out.request_id) in times:
+                _add_latency(result, times[str(out.request_id)], produced)
+        if tap is not None:
+            self.latency_mode = ENGINE_TS_MODE if tap.engine_clock else HOST_TS_MODE
         return result
 
     def synchronize(self) -> None:
@@ -127,7 +254,10 @@ class VLLMBackend:
             "enforce_eager": o.enforce_eager,
             "max_model_len": o.max_model_len,
             "enable_prefix_caching": o.enable_prefix_caching,
-            "submission": "all prompts at once",
+            "submission": "all prompts at once (LLM.generate)",
+            "log_stats": False,
+            "token_times": "engine step timestamps, tapped from the OutputProcessor",
+            "model_dir": self._model_dir,
         }
 
     def close(self) -> None:
@@ -144,14 +274,12 @@ class VLLMBackend:
             self._tmp = None
 
 
-def _add_latency(result: PassResult, stats: Any, produced: int) -> None:
-    """TTFT, mean inter-token gap and request time from vLLM's RequestStateStats."""
-    if stats is None or not getattr(stats, "first_token_ts", 0.0):
-        return
-    first, last = float(stats.first_token_ts), float(stats.last_token_ts)
-    ttft_s = float(stats.first_token_latency)
-    result.ttft_ms.append(ttft_s * 1000)
+def _add_latency(result: PassResult, times: tuple[float, float, float], produced: int) -> None:
+    """TTFT (submit to first token), mean inter-token gap, request time (submit to last)."""
+    submitted, first, last = times
+    result.ttft_ms.append((first - submitted) * 1000)
     if produced > 1:
         result.itl_ms.append((last - first) * 1000 / (produced - 1))
-    result.request_ms.append((ttft_s + last - first) * 1000)
+    result.request_ms.append((last - submitted) * 1000)
     result.spans.append((first, last, produced))
+    result.submitted.append(submitted)

@@ -1,0 +1,66 @@
+"""Persistent compile caches for runs that are fresh processes (containers, local runs).
+
+Every run is a new process, so without a persistent cache each run pays TorchInductor's and
+Triton's compilation and vLLM's `torch.compile` of the model again (tens of seconds on a GPU).
+The runners mount a persistent engine cache and set `LLEM_ENGINE_CACHE` (docker, apptainer,
+local alike); the harness points the compilers' caches into it. The isolation of a fresh
+process per run is kept: only compiled artefacts, keyed by the compilers' own hashes of the
+code, the configuration and the toolchain, are shared.
+
+This must run before torch, triton or vllm is imported: they read these variables once.
+A variable the user already set wins, and the record says so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+ENGINE_CACHE_ENV = "LLEM_ENGINE_CACHE"
+
+# variable -> (sub-folder of the engine cache, or a fixed value)
+CACHE_DIRS: dict[str, str] = {
+    "TORCHINDUCTOR_CACHE_DIR": "inductor",  # TorchInductor's FX graph and kernel caches
+    "TRITON_CACHE_DIR": "triton",  # compiled Triton kernels
+    "VLLM_CACHE_ROOT": "vllm",  # vLLM's torch_compile_cache (it nests its own inductor dir)
+}
+CACHE_FLAGS: dict[str, str] = {
+    "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",  # on by default in recent torch; explicit here
+    "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",  # AOTAutograd's cache: inference graphs too
+}
+
+
+def configure_compile_caches(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Set the cache variables in `env` (os.environ by default) under $LLEM_ENGINE_CACHE and
+    return what was used, for the result's environment: `{root, vars: {NAME: {value,
+    source}}}` with source `harness` or `user`, or `{root: None, reason}` without a cache."""
+    target = os.environ if env is None else env
+    root = target.get(ENGINE_CACHE_ENV) or None
+    used: dict[str, dict[str, str]] = {}
+    for name in (*CACHE_DIRS, *CACHE_FLAGS):
+        if target.get(name):
+            used[name] = {"value": target[name], "source": "user"}
+    if root is None:
+        return {
+            "root": None,
+            "vars": used,
+            "reason": f"${ENGINE_CACHE_ENV} is not set (the runners set it to the mounted "
+            "engine cache): compile caches are the libraries' defaults, lost with the "
+            "container",
+        }
+    for name, sub in CACHE_DIRS.items():
+        if name in used:
+            continue
+        path = Path(root) / sub
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue  # a read-only cache: leave the library default in place
+        target[name] = str(path)
+        used[name] = {"value": str(path), "source": "harness"}
+    for name, value in CACHE_FLAGS.items():
+        if name not in used:
+            target[name] = value
+            used[name] = {"value": value, "source": "harness"}
+    return {"root": root, "vars": used}
