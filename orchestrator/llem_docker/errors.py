@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 
 class LlemError(Exception):
@@ -74,3 +78,38 @@ class ConfigErrors(ConfigError):
         if self.more:
             lines.append(f"  … only the first {len(self.problems)} are shown")
         return "\n".join(lines)
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr() for messages, cut short: a huge scalar must not flood the terminal."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
+
+
+def describe_error(err: ErrorDetails) -> tuple[str, str]:
+    """Turn one pydantic error into (message, fix)."""
+    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return "unknown key", "remove it or correct its spelling"
+    if kind == "missing":
+        return "required key is missing", "add it"
+    if kind == "literal_error":
+        return (
+            f"{short_repr(got)} is not allowed: {msg.lower()}",
+            f"use one of {ctx.get('expected', '')}",
+        )
+    for bound, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx and kind.startswith(("greater", "less")):
+            return (
+                f"{short_repr(got)} is out of range ({msg.lower()})",
+                f"use a value {word} {ctx[bound]}",
+            )
+    if kind.endswith(("_type", "_parsing")):
+        return (
+            f"wrong type: {msg.lower()} (got {type(got).__name__} {short_repr(got)})",
+            "write a value of the expected type",
+        )
+    if kind == "string_too_short":
+        return "must not be empty", "give a non-empty value"
+    return msg, "correct the value"

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from llem_docker.errors import ConfigError, ConfigErrors
+from llem_docker.errors import ConfigError, ConfigErrors, describe_error, short_repr
 from llem_docker.secrets import check_no_secrets
 from llem_docker.study import (
     EXPERIMENT_FIELDS,
@@ -225,7 +225,7 @@ def _axis(problems: Problems, key: str, values: Any, backends: list[str]) -> Axi
         problems.add(
             where,
             "a sweep axis must be a list",
-            f"write `{key}: [{_short(values)}]` or move it out of `sweep:`",
+            f"write `{key}: [{short_repr(values)}]` or move it out of `sweep:`",
         )
     elif not values:
         problems.add(
@@ -335,35 +335,6 @@ def _add_pydantic(
     problems.add(key, message, fix)
 
 
-def describe_error(err: ErrorDetails) -> tuple[str, str]:
-    """Turn one pydantic error into (message, fix)."""
-    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
-    msg = err["msg"].removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        return "unknown key", "remove it or correct its spelling"
-    if kind == "missing":
-        return "required key is missing", "add it"
-    if kind == "literal_error":
-        return (
-            f"{_short(got)} is not allowed: {msg.lower()}",
-            f"use one of {ctx.get('expected', '')}",
-        )
-    for bound, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-        if bound in ctx and kind.startswith(("greater", "less")):
-            return (
-                f"{_short(got)} is out of range ({msg.lower()})",
-                f"use a value {word} {ctx[bound]}",
-            )
-    if kind.endswith(("_type", "_parsing")):
-        return (
-            f"wrong type: {msg.lower()} (got {type(got).__name__} {_short(got)})",
-            "write a value of the expected type",
-        )
-    if kind == "string_too_short":
-        return "must not be empty", "give a non-empty value"
-    return msg, "correct the value"
-
-
 def _unknown(problems: Problems, key: Key, valid: list[str]) -> None:
     name = str(key[-1])
     if name in MISPLACED:
@@ -374,12 +345,6 @@ def _unknown(problems: Problems, key: Key, valid: list[str]) -> None:
     hint = _suggest(name, valid)
     fix = f"did you mean `{hint}`?" if hint else "remove it; see the study grammar in the README"
     problems.add(key, "unknown key", fix)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """repr() for messages, cut short: a huge scalar must not flood the terminal."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
 
 
 def _suggest(name: str, valid: list[str]) -> str | None:

@@ -61,6 +61,7 @@ def read_holder(path: Path) -> Holder | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with that pid runs (someone else's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -122,7 +122,7 @@ def load_user_config(path: Path, *, required: bool = False) -> tuple[UserConfig,
     try:
         config = UserConfig.model_validate(data)
     except ValidationError as exc:
-        from llem_docker.loader import describe_error
+        from llem_docker.errors import describe_error
 
         err = exc.errors()[0]
         key = tuple(err["loc"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llem_docker.errors import ConfigError, LlemError
+from llem_docker.lockfile import pid_alive
 
 RUN_MOUNT = "/llem/run"
 HF_MOUNT = "/llem/hf-cache"
@@ -191,16 +192,6 @@ def container_spec(
         spec["mem_limit"] = opts.memory
         spec["memswap_limit"] = opts.memory  # no swap: over the limit is an OOM kill
     return spec
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def reap_orphans(client: Any, *, host: str | None = None) -> list[str]:
