@@ -79,7 +79,12 @@ def _execute(
         results_dir=None if results_dir is None else str(results_dir),
         no_gaps=no_gaps,
     )
-    plan = plan_study(config, execution)
+    plan = plan_study(
+        config,
+        execution,
+        max_runs=int(settings.value("execution.max_runs")),
+        limit_source=str(settings.config_path),
+    )
     return execute_study(
         plan,
         config,

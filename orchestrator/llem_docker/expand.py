@@ -164,8 +164,9 @@ def check_size(study: StudyConfig, n_cycles: int, max_runs: int, *, where: str) 
         parts.append(f"{b}: {sizes} = {study.grid_size(b):,}")
     if study.experiments:
         parts.append(f"listed experiments: {len(study.experiments)}")
+    cycles = f"{n_cycles} cycle" + "s" * (n_cycles != 1)
     raise ConfigError(
-        f"the study expands to {total:,} runs ({'; '.join(parts)}; × {n_cycles} cycles), "
+        f"the study expands to {total:,} runs ({'; '.join(parts)}; × {cycles}), "
         f"more than the limit of {max_runs:,}",
         source=study.source,
         key="sweep" if study.axes else None,

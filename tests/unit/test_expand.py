@@ -269,3 +269,17 @@ def test_size_is_counted_before_anything_is_expanded(tmp_path: Path) -> None:
     assert "--max-runs" in msg and "execution.max_runs" in msg
     small = plan_study(study.model_copy(update={"axes": study.axes[:2]}), max_runs=100)
     assert len(small.runs) == 100  # at the limit is allowed
+
+
+def test_the_library_api_keeps_the_same_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llem_docker
+    from llem_docker.errors import ConfigError
+
+    (tmp_path / "c.yaml").write_text("execution: {max_runs: 3}\n")
+    monkeypatch.setenv("LLEM_CONFIG", str(tmp_path / "c.yaml"))
+    study = {"name": "x", "model": "m", "backend": "pytorch", "sweep": {"batch_size": [1, 2, 3, 4]}}
+    with pytest.raises(ConfigError, match=r"4 runs .* limit of 3"):
+        llem_docker.run_study(study, runner="local", results_dir=tmp_path / "res")
+    assert not (tmp_path / "res").exists()
