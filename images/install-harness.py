@@ -17,9 +17,9 @@ the build context reaches the image, and the harness is one layer.
    families). The modules named by --warm, and the harness's own, are imported once, so the
    ones a run imports start from .pyc: the containers run as an unknown user and cannot write
    bytecode into the image.
-4. The result is checked in place: `llem-harness --version`, and a Parquet round trip through
-   the harness's own timeseries writer. Then every file that appeared under the install's
-   folders must be one DIR carries.
+4. The result is checked in place: `llem-harness --version`, and a timeseries file written by
+   the harness's own Parquet writer (the image has no pyarrow to read it back). Then every file
+   that appeared under the install's folders must be one DIR carries.
 """
 
 from __future__ import annotations
@@ -68,11 +68,13 @@ for name in sys.argv[1:]:
         print(f"warning: --warm {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
 import llem_harness.cli, llem_harness.run
 from llem_harness.energy.base import Sample
-from llem_harness.energy.timeseries import read_timeseries, write_timeseries
-with tempfile.TemporaryDirectory() as tmp:
+from llem_harness.energy.timeseries import write_timeseries
+with tempfile.TemporaryDirectory() as tmp:  # the harness's own Parquet writer (no pyarrow)
     path = Path(tmp) / "timeseries.parquet"
     rows = [Sample(0.5, 0, 100.0, 1.0, 40.0, 1.0, 50.0, 0)]
-    assert write_timeseries(rows, path) == 1 and read_timeseries(path) == rows
+    assert write_timeseries(rows, path) == 1
+    data = path.read_bytes()
+    assert data[:4] == data[-4:] == b"PAR1" and len(data) > 100, "not a Parquet file"
 """
 
 

@@ -110,21 +110,18 @@ def measure_steady(
 def write_requests(path: Path, spans: list[Span], submitted: list[float], t0: float) -> int:
     """The measured pass's per-request timeline as Parquet, times in seconds since the
     measured window opened (`t0` on the spans' clock). Returns the row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from llem_harness import __version__
+    from llem_harness.parquet import Column, write_parquet
 
     subs = submitted if len(submitted) == len(spans) else [math.nan] * len(spans)
-    table = pa.table(
-        {
-            "request": pa.array(range(len(spans)), pa.int32()),
-            "submit_s": pa.array([s - t0 for s in subs], pa.float64()),
-            "first_token_s": pa.array([f - t0 for f, _, _ in spans], pa.float64()),
-            "last_token_s": pa.array([last - t0 for _, last, _ in spans], pa.float64()),
-            "output_tokens": pa.array([n for _, _, n in spans], pa.int32()),
-        }
-    )
-    pq.write_table(table, path)
-    return len(spans)
+    columns = [
+        Column("request", "int32", list(range(len(spans)))),
+        Column("submit_s", "double", [s - t0 for s in subs]),
+        Column("first_token_s", "double", [f - t0 for f, _, _ in spans]),
+        Column("last_token_s", "double", [last - t0 for _, last, _ in spans]),
+        Column("output_tokens", "int32", [n for _, _, n in spans]),
+    ]
+    return write_parquet(path, columns, created_by=f"llem-harness {__version__}")
 
 
 def read_requests(path: Path) -> list[Span]:

@@ -56,8 +56,8 @@ def test_every_backend_dockerfile_builds_with_its_labels(engine: Any, test_image
 
 
 # What the harness layer may add to each CPU test image's engine base (measured in
-# docs/images.md: pytorch 218 MB, vllm 107 MB, tensorrt 119 MB).
-LAYER_BOUND_MB = {"pytorch": 250, "vllm": 125, "tensorrt": 140}
+# docs/images.md).
+LAYER_BOUND_MB = {"pytorch": 130, "vllm": 100, "tensorrt": 100}
 BASE_LABEL = "org.opencontainers.image.base.name"
 
 # Bytes on disk per installed distribution: the files its RECORD names, and the bytecode

@@ -1,7 +1,8 @@
 """The power timeseries: Parquet I/O, and the window analysis the meters share (trapezoid
 power integral, throttling, warnings).
 
-pyarrow is imported only inside the Parquet functions, so the analysis works without it.
+The harness writes the file with its own small writer (llem_harness.parquet), so the images
+carry no pyarrow; reading it back (tests, the host) uses pyarrow.
 """
 
 from __future__ import annotations
@@ -42,34 +43,27 @@ COLUMNS = (
 )
 
 
-def _schema() -> Any:
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            pa.field("t_s", pa.float64(), nullable=False),
-            pa.field("gpu_index", pa.int32(), nullable=False),
-            pa.field("power_w", pa.float64()),
-            pa.field("energy_mj", pa.float64()),
-            pa.field("temperature_c", pa.float64()),
-            pa.field("memory_used_mb", pa.float64()),
-            pa.field("sm_util_pct", pa.float64()),
-            pa.field("throttle_reasons", pa.int64()),
-        ]
-    )
+# Column types as written: float64 unless named here; t_s and gpu_index are never null.
+_TYPES = {"gpu_index": "int32", "throttle_reasons": "int64"}
+_REQUIRED = {"t_s", "gpu_index"}
 
 
 def write_timeseries(samples: list[Sample], path: Path) -> int:
     """Write one Parquet row per sample (an empty file with the schema if none); row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from llem_harness import __version__
+    from llem_harness.parquet import Column, write_parquet
 
     ordered = sorted(samples, key=lambda s: (s.t_s, s.gpu_index))
-    columns = {name: [getattr(s, name) for s in ordered] for name in COLUMNS}
-    table = pa.Table.from_pydict(columns, schema=_schema())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
-    return int(table.num_rows)
+    columns = [
+        Column(
+            name,
+            _TYPES.get(name, "double"),
+            [getattr(s, name) for s in ordered],
+            nullable=name not in _REQUIRED,
+        )
+        for name in COLUMNS
+    ]
+    return write_parquet(path, columns, created_by=f"llem-harness {__version__}")
 
 
 def read_timeseries(path: Path) -> list[Sample]:
