@@ -48,14 +48,19 @@ def _fixed_point(x: float) -> bool:
     return x == 0 or LOW <= abs(x) < HIGH
 
 
-def num(x: float | None, sig: int = 4) -> str:
-    """A lone value: `sig` significant figures, whole part kept, trailing zeros dropped."""
+def _special(x: float | None) -> str | None:
+    """The text of a missing, infinite or zero value; None for any other number."""
     if x is None or math.isnan(x):
         return NA
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
+    return "0" if x == 0 else None
+
+
+def num(x: float | None, sig: int = 4) -> str:
+    """A lone value: `sig` significant figures, whole part kept, trailing zeros dropped."""
+    if (text := _special(x)) is not None or x is None:
+        return text or NA
     if not _fixed_point(x):
         return _trim(f"{x:.{sig - 1}e}")
     return _trim(_fixed(x, max(0, sig - 1 - _exponent(x, sig))))
@@ -64,12 +69,8 @@ def num(x: float | None, sig: int = 4) -> str:
 def spread(x: float | None, mean: float | None = None) -> str:
     """An sd or a CI half-width: two significant figures, zeros kept. Beside a `mean`, the
     notation is the one `interval` gives that mean (no `0.0000101 ± … (sd 1.0e-07)`)."""
-    if x is None or math.isnan(x):
-        return NA
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if x == 0:
-        return "0"
+    if (text := _special(x)) is not None or x is None:
+        return text or NA
     scale = max(abs(x), abs(mean) if mean is not None and math.isfinite(mean) else 0.0)
     return _two_figures(x) if _fixed_point(scale) else f"{x:.1e}"
 
