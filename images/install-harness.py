@@ -1,11 +1,21 @@
 """Install the harness into an engine image: the install stage of images/<backend>/Dockerfile.
 
-    python3 install-harness.py --layer DIR [--warm "MODULE ..."] REQUIREMENT [PIP_ARGS ...]
+    python3 install-harness.py --layer DIR [--engine] [--warm "MODULE ..."] \
+        REQUIREMENT [PIP_ARGS ...]
 
 The build context (this script and wheels/) is at /tmp/llem in the install stage, and stays
 there: the Dockerfile's final stage copies only DIR, which holds the files this install added,
 at their absolute paths, onto a fresh copy of the engine image. So no wheel, cache or script of
 the build context reaches the image, and the harness is one layer.
+
+With --engine, REQUIREMENT is a pinned part of the engine that the upstream image lacks (the
+pytorch backend's transformers): it gets a layer of its own, below the harness's, and only the
+warm-up imports are checked. The harness install that follows then finds it installed, so the
+harness layer holds the harness and its own dependencies only.
+
+Each layer lists what it holds in LAYERS/<name>.json (name "engine" or "harness"): the
+distributions it added, with their versions, and its size. Provenance for the image, and what
+tests/docker/test_images.py checks each layer against.
 
 1. The engine stays as it is. Every package already installed is a pip constraint, so the
    engine's torch/CUDA stack (and everything else) cannot be replaced: a real conflict fails the
@@ -38,6 +48,7 @@ from pathlib import Path
 WHEELS = "/tmp/llem/wheels"
 PINS = "/tmp/llem/engine-pins.txt"
 MARKER = "/tmp/llem/.install-started"
+LAYERS = Path("/usr/local/share/llem-docker/layers")
 
 # Paths of the installed packages' files (as their RECORD names them) that no run loads.
 PRUNE = [
@@ -58,14 +69,18 @@ PRUNE = [
     )
 ]
 
-CHECK = """
-import importlib, sys, tempfile
-from pathlib import Path
+WARM = """
+import importlib, sys
 for name in sys.argv[1:]:
     try:
         importlib.import_module(name)
     except Exception as exc:  # only costs start-up time: warn, do not fail the build
         print(f"warning: --warm {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+"""
+
+CHECK = """
+import tempfile
+from pathlib import Path
 import llem_harness.cli, llem_harness.run
 from llem_harness.energy.base import Sample
 from llem_harness.energy.timeseries import write_timeseries
@@ -187,10 +202,24 @@ def stage(files: list[Path], layer: Path) -> int:
     return total
 
 
+def record(layer: Path, name: str, packages: dict[str, str], files: int, size: int) -> None:
+    """Write LAYERS/<name>.json into the layer (folders 0755, owned by root)."""
+    path = layer / LAYERS.relative_to("/") / f"{name}.json"
+    for folder in reversed(path.parents):
+        if folder != layer and layer in folder.parents:
+            folder.mkdir(mode=0o755, exist_ok=True)
+    text = {"layer": name, "packages": packages, "files": files, "bytes": size}
+    path.write_text(json.dumps(text, indent=1, sort_keys=True) + "\n")
+    path.chmod(0o644)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layer", required=True, type=Path, help="where the added files go")
     parser.add_argument("--warm", default="", help="modules to import once, for their .pyc")
+    parser.add_argument(
+        "--engine", action="store_true", help="a pinned engine part, in a layer of its own"
+    )
     parser.add_argument("requirement")
     parser.add_argument("pip_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
@@ -215,12 +244,13 @@ def main() -> int:
     for p in pruned:
         p.unlink(missing_ok=True)
 
-    warm = args.warm.split()
-    subprocess.run([sys.executable, "-c", CHECK, *warm], check=True, env=env)
-    harness = shutil.which("llem-harness")
-    if harness is None:
-        sys.exit("error: no llem-harness on PATH after the install")
-    subprocess.run([harness, "--version"], check=True, env=env)
+    subprocess.run([sys.executable, "-c", WARM, *args.warm.split()], check=True, env=env)
+    if not args.engine:
+        subprocess.run([sys.executable, "-c", CHECK], check=True, env=env)
+        harness = shutil.which("llem-harness")
+        if harness is None:
+            sys.exit("error: no llem-harness on PATH after the install")
+        subprocess.run([harness, "--version"], check=True, env=env)
 
     files = with_bytecode(keep)
     stray = unaccounted(roots, set(files))
@@ -228,8 +258,10 @@ def main() -> int:
         listed = "\n  ".join(map(str, stray[:20]))
         sys.exit(f"error: the install wrote files outside its packages' RECORDs:\n  {listed}")
     size = stage(files, args.layer)
+    name = "engine" if args.engine else "harness"
+    record(args.layer, name, {n: after[n] for n in added}, len(files), size)
     print(
-        f"harness layer: {len(added)} packages, {len(files)} files, {size / 1e6:.1f} MB "
+        f"{name} layer: {len(added)} packages, {len(files)} files, {size / 1e6:.1f} MB "
         f"({len(pruned)} files, {pruned_bytes / 1e6:.1f} MB left out)"
     )
     return 0

@@ -51,10 +51,13 @@ engine_requirements() {
     *) echo "error: no CPU engine recipe for backend '$1'" >&2; return 1 ;;
   esac
 }
-harness_extras() {
+# What the harness build context holds beside the harness wheel and its dependencies: for
+# pytorch, the transformers release its Dockerfile pins for the engine layer (the other
+# engines bring their own transformers).
+context_extras() {
   case "$1" in
-    pytorch) echo "measure,pytorch" ;;
-    *) echo "measure" ;;  # the engine brings transformers
+    pytorch) echo "transformers==$(sed -n 's/^ARG TRANSFORMERS_VERSION=//p' images/pytorch/Dockerfile)" ;;
+    *) echo "" ;;
   esac
 }
 
@@ -89,9 +92,11 @@ for backend in "${BACKENDS[@]}"; do
 
   say "harness image llem-test/$backend:cpu (images/$backend/Dockerfile on $engine_tag)"
   rm -rf "$CTX/$backend-harness" && mkdir -p "$CTX/$backend-harness/wheels"
-  # The harness wheel and its dependencies; the engine's packages are already in the base.
+  # The harness wheel and its dependencies (the engine's packages are already in the base),
+  # and the engine parts the Dockerfile installs as a layer of their own.
+  # shellcheck disable=SC2046
   "$PYTHON" -m pip wheel --quiet --wheel-dir "$CTX/$backend-harness/wheels" \
-    "./harness[$(harness_extras "$backend")]"
+    "./harness[measure]" $(context_extras "$backend")
   cp images/install-harness.py "$CTX/$backend-harness/"
   docker build --quiet --network none -f "images/$backend/Dockerfile" \
     --build-arg BASE_IMAGE="$engine_tag" \
@@ -100,5 +105,5 @@ for backend in "${BACKENDS[@]}"; do
     -t "llem-test/$backend:cpu" "$CTX/$backend-harness"
   docker run --rm --network none "llem-test/$backend:cpu" llem-harness --version
   size() { docker image inspect -f '{{.Size}}' "$1"; }
-  echo "harness layer: $(( ($(size "llem-test/$backend:cpu") - $(size "$engine_tag")) / 1000000 )) MB over $engine_tag"
+  echo "layers: $(( ($(size "llem-test/$backend:cpu") - $(size "$engine_tag")) / 1000000 )) MB over $engine_tag"
 done
