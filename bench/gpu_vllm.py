@@ -1,6 +1,7 @@
 """vLLM on a GPU: the harness's cost against a plain `LLM.generate` loop, and its timeline.
 
     python3 bench/gpu_vllm.py --out DIR [--sections harness,overhead] [--rounds 3]
+                              [--variants plain_off,harness,plain_on]
 
 Needs an NVIDIA GPU with NVML and vLLM; runs natively (no Docker). About 8 minutes on an
 H200 with the defaults (harness ~2.5 min, overhead ~5.5 min). Writes DIR/gpu_vllm.json as
@@ -15,10 +16,13 @@ Sections:
             interleaved rounds (the order rotates each round) of:
               plain_off  `LLM.generate` on the harness's own engine (disable_log_stats=True)
               harness    the harness's measured pass on that engine (VLLMBackend.generate,
-                         timed: its token-time tap installed)
+                         timed: its token-time tap installed; the cyclic GC off during
+                         the pass and collected outside the energy window, as run.py does.
+                         The first lease of 2026-11-30 collected inside the window, twice)
               plain_on   `LLM.generate` on a twin engine with disable_log_stats=False (what
                          the harness used before, to get per-request stats)
-            Each pass is one NVML energy window. Target: harness / plain_off >= 0.98 for
+            `--variants` picks which (plain_on's twin engine is only built when it is
+            picked). Each pass is one NVML energy window. Target: harness / plain_off >= 0.98 for
             tok/s and within 2% for J/token. The last harness pass's per-request timeline
             goes to DIR/requests.parquet (+ requests_meta.json), with the steady window by
             the old in-flight rule and by the new queue rule.
@@ -29,6 +33,7 @@ Model: Llama-3.2-1B shapes with random weights, bf16, 3200 synthetic prompts of 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -121,7 +126,7 @@ def inflight_window(spans: list[Span], concurrency: int) -> tuple[float, float] 
     return None
 
 
-def section_overhead(out: dict[str, Any], dest: Path, rounds: int) -> None:
+def section_overhead(out: dict[str, Any], dest: Path, rounds: int, picked: list[str]) -> None:
     from vllm import LLM
     from vllm.inputs import TokensPrompt
 
@@ -134,7 +139,11 @@ def section_overhead(out: dict[str, Any], dest: Path, rounds: int) -> None:
     backend = VLLMBackend()
     backend.load(cfg, dest)
     prompts = load_prompt_ids(cfg, backend.tokenize, backend.vocab_size, dest)
-    twin = LLM(**(backend.engine_args | {"disable_log_stats": False}))
+    twin = (
+        LLM(**(backend.engine_args | {"disable_log_stats": False}))
+        if "plain_on" in picked
+        else None
+    )
     params = backend._params()
     token_prompts = [TokensPrompt(prompt_token_ids=p) for p in prompts]
     last_pass: dict[str, Any] = {}
@@ -144,16 +153,16 @@ def section_overhead(out: dict[str, Any], dest: Path, rounds: int) -> None:
         return sum(len(o.outputs[0].token_ids) for o in outs)
 
     def harness() -> int:
-        with quiet_gc():  # as the harness's measured pass runs
-            res = backend.generate(prompts, timed=True)
+        res = backend.generate(prompts, timed=True)
         last_pass["res"] = res
         return res.output_tokens
 
-    variants: dict[str, Callable[[], int]] = {
+    every: dict[str, Callable[[], int]] = {
         "plain_off": lambda: plain(backend.llm),
         "harness": harness,
         "plain_on": lambda: plain(twin),
     }
+    variants = {name: every[name] for name in picked}
     for fn in variants.values():  # warm every path once (CUDA graphs, allocator)
         fn()
     meter = NvmlMeter([0], sample_interval_ms=100)
@@ -161,12 +170,16 @@ def section_overhead(out: dict[str, Any], dest: Path, rounds: int) -> None:
     rows: dict[str, list[dict[str, float]]] = {k: [] for k in variants}
     names = list(variants)
     for r in range(rounds):
-        for name in names[r % 3 :] + names[: r % 3]:  # rotate: no variant always first
-            meter.begin_window()
-            t0 = time.perf_counter()
-            tokens = variants[name]()
-            seconds = time.perf_counter() - t0
-            reading = meter.end_window()
+        k = r % len(names)
+        for name in names[k:] + names[:k]:  # rotate: no variant always first
+            # As run.py measures: the harness's pass runs with the cyclic GC off, collected
+            # just before the window opens and after it closes (outside it).
+            with quiet_gc() if name == "harness" else contextlib.nullcontext():
+                meter.begin_window()
+                t0 = time.perf_counter()
+                tokens = variants[name]()
+                seconds = time.perf_counter() - t0
+                reading = meter.end_window()
             joules = reading.total_j or float("nan")
             rows[name].append(
                 {"tok_s": tokens / seconds, "j_tok": joules / tokens, "seconds": seconds}
@@ -209,7 +222,7 @@ def section_overhead(out: dict[str, Any], dest: Path, rounds: int) -> None:
     (dest / "requests_meta.json").write_text(json.dumps(timeline, indent=2))
     summary["timeline"] = timeline
     out["overhead"] = summary
-    twin_core = getattr(twin.llm_engine, "engine_core", None)
+    twin_core = getattr(twin.llm_engine, "engine_core", None) if twin is not None else None
     if twin_core is not None:
         twin_core.shutdown()
     backend.close()
@@ -234,6 +247,8 @@ def table(out: dict[str, Any]) -> str:
         o = out["overhead"]
         lines += ["", f"{'variant':<10} {'tok/s':>9} {'CV':>6} {'J/token':>9} {'CV':>6}"]
         for name in ("plain_off", "harness", "plain_on"):
+            if name not in o:
+                continue
             v = o[name]
             lines.append(
                 f"{name:<10} {v['tok_s_median']:>9.0f} {v['tok_s_cv']:>6.2%} "
@@ -259,6 +274,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sections", default="harness,overhead")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default="plain_off,harness,plain_on")
     parser.add_argument(
         "--engine-cache",
         type=Path,
@@ -276,7 +292,10 @@ def main() -> None:
         if name == "harness":
             section_harness(out, args.out)
         elif name == "overhead":
-            section_overhead(out, args.out, args.rounds)
+            picked = args.variants.split(",")
+            if not {"plain_off", "harness"} <= set(picked) <= {"plain_off", "harness", "plain_on"}:
+                raise SystemExit("--variants: plain_off and harness, and optionally plain_on")
+            section_overhead(out, args.out, args.rounds, picked)
         else:
             raise SystemExit(f"unknown section {name}")
         out["section_seconds"][name] = round(time.perf_counter() - t0, 1)

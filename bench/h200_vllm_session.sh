@@ -5,12 +5,20 @@
 #   study       (carry .whl)      examples/gpu-vllm-vs-pytorch.yaml through `llem-docker run --runner local`,
 #                                 stopped cleanly (SIGINT) before the call's limit
 #   resume      (carry .whl)      --resume the same study folder, then report it
+#   tp2         (after bench)     examples/gpu-vllm-tp2.yaml (needs two GPUs: nvidia-h200-x2)
+#   before      (carry .before .whl)  examples/gpu-batch-sweep.yaml on the checkout before the
+#                                 compile caches and timing (.before: `bench/h200_vllm_session.sh
+#                                 prepare-before` here), each process with empty compile caches,
+#                                 as every fresh container had them
+#   after       (carry .whl)      the same study on this checkout
+# The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # Results go to /tmp/h200 (kept while the machine stays warm) and, tarred, to $OUT.
 set -uo pipefail
 step=$1; shift
 OUT=${OUT:-/tmp/out}; W=/tmp/h200; mkdir -p "$W" "$OUT"
 env_setup() {
-  [ -d /tmp/site/vllm ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/vw/*.whl .whl/*.whl
+  [ -d /tmp/site/vllm ] || [ ! -d /tmp/vw ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/vw/*.whl .whl/*.whl
+  [ -d /tmp/site/docker ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD/orchestrator:$PWD/harness VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
   printf 'measurement: {window: steady_state, baseline_seconds: 2}\nexecution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/results}\n' "$W" > "$W/llem.yaml"
   export LLEM_CONFIG=$W/llem.yaml
@@ -21,8 +29,33 @@ case "$step" in
   bench)
     cp .v6/* /tmp/vch/ && cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
     env_setup; python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)'
-    timeout -s INT "${BENCH_LIMIT_S:-450}" python3 bench/gpu_vllm.py --out "$W/bench" --sections overhead,harness --rounds "${ROUNDS:-2}" 2>&1 | tail -40
+    timeout -s INT "${BENCH_LIMIT_S:-450}" python3 bench/gpu_vllm.py --out "$W/bench" \
+      --sections "${SECTIONS:-overhead,harness}" --variants "${VARIANTS:-plain_off,harness,plain_on}" \
+      --rounds "${ROUNDS:-2}" 2>&1 | tail -40
     pack bench ;;
+  tp2)
+    env_setup; nvidia-smi -L
+    timeout -s INT "${STUDY_LIMIT_S:-500}" python3 -m llem_docker.cli run examples/gpu-vllm-tp2.yaml --runner local --yes 2>&1 | tail -25
+    mv "$W/results" "$W/tp2"; python3 bench/measured_share.py "$W"/tp2/*/
+    pack tp2 ;;
+  prepare-before)  # here, not on the device: the checkout before the caches, plus sitecustomize
+    rm -rf .before && mkdir .before && git archive "${BEFORE:-cc17d2a}" | tar -x -C .before
+    mkdir -p .before/fresh && cat > .before/fresh/sitecustomize.py <<'PY'
+# Every process starts with empty compile caches, as each fresh container did before the
+# runners mounted a persistent one.
+import os, tempfile
+for name in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+    os.environ[name] = tempfile.mkdtemp(prefix="fresh-" + name.lower() + "-")
+PY
+    grep -qx '/.before/' .git/info/exclude || echo /.before/ >> .git/info/exclude ;;
+  before|after)
+    env_setup; study=$PWD/${STUDY:-examples/gpu-batch-sweep.yaml}
+    printf 'execution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/%s, engine_cache_dir: /tmp/llem-engines-%s}\n' "$W" "$step" "$step" > "$W/llem.yaml"
+    if [ "$step" = before ]; then cd .before && export PYTHONPATH=$PWD/fresh:/tmp/site:$PWD/orchestrator:$PWD/harness; fi
+    timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run "$study" --runner local --yes 2>&1 | tail -15
+    cd "$OLDPWD" 2>/dev/null || true
+    python3 bench/measured_share.py "$W/$step"/*/ --json "$W/share-$step.json"
+    pack "$step" ;;
   study)
     env_setup
     timeout -s INT "${STUDY_LIMIT_S:-480}" python3 -m llem_docker.cli run examples/gpu-vllm-vs-pytorch.yaml --runner local --yes 2>&1 | tail -25

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_harness.config import ExperimentConfig
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
@@ -161,7 +161,9 @@ class Timing(_Model):
     """Wall seconds per phase of the run (added in 1.2). `startup_s` runs from the process's
     start to the harness's (interpreter, harness imports); `imports_s` is the engine's imports
     (torch, transformers, vllm…), timed apart from `load_s` (model build, engine start,
-    compilation). `harness_s` is the harness's own time, up to the final result.json write."""
+    compilation). `harness_s` is the harness's own time, up to the final result.json write.
+    Since 1.3 the idle baseline runs while the engine imports: `overlapped_s` is how long both
+    ran at once, so the phases add up to `harness_s` + `overlapped_s`."""
 
     startup_s: float | None = None
     startup_unavailable_reason: str | None = None
@@ -173,6 +175,7 @@ class Timing(_Model):
     measure_s: float | None = None
     write_s: float | None = None
     harness_s: float | None = None
+    overlapped_s: float | None = None
 
 
 class ExperimentResult(_Model):

@@ -1,9 +1,10 @@
 """`llem-harness run RUN_DIR`: one experiment, start to finish, under the exchange contract.
 
-Phases: config -> baseline (idle power, before the model loads) -> load (engine imports, then
-the model) -> warmup (full-length passes until throughput settles) -> measure (synchronised
-window) -> write. Each phase's wall time goes into the result's `timing` block; persistent
-compile caches are set up first, before any engine is imported (caches.py).
+Phases: config -> baseline (idle power, before the model loads, while the engine imports:
+baseline.py) -> load (the model) -> warmup (full-length passes until throughput settles) ->
+measure (synchronised window) -> write. Each phase's wall time goes into the result's
+`timing` block; persistent compile caches are set up first, before any engine is imported
+(caches.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from llem_harness.backends.base import (
     import_engine,
     max_concurrency,
 )
+from llem_harness.baseline import baseline_beside_imports
 from llem_harness.caches import configure_compile_caches
 from llem_harness.contract import (
     CO2,
@@ -116,6 +118,7 @@ class Harness:
         self.backend: Backend | None = None
         self.clock = PhaseClock()
         self.caches: dict[str, Any] = {}
+        self.notes: list[str] = []  # warnings for result.json from phases before the result
 
     def set_phase(self, phase: Phase, **fields: Any) -> None:
         check_terminated()
@@ -173,11 +176,16 @@ class Harness:
         self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
         meter = self.meter = make_meter(req.measurement, _gpu_indices(gpus_needed(cfg)))
         meter.start()
-        baseline_w = meter.measure_baseline(req.measurement.baseline_seconds)
+        base = baseline_beside_imports(
+            meter, req.measurement.baseline_seconds, lambda: import_engine(cfg.backend)
+        )
+        baseline_w = base.power_w
+        self.notes += [base.warning] if base.warning else []
+        self.clock.assign(
+            baseline=base.baseline_s, imports=base.imports_s, overlapped=base.overlapped_s
+        )
 
         self.set_phase("load", model=cfg.model, weights=cfg.weights)
-        import_engine(cfg.backend)
-        self.clock.lap("imports")  # the engine's imports, apart from the model's load
         backend.load(cfg, self.run_dir)
         prompts = load_prompt_ids(cfg, backend.tokenize, backend.vocab_size, self.run_dir)
 
@@ -291,7 +299,7 @@ class Harness:
         rows: int,
     ) -> ExperimentResult:
         cfg, ms = req.config, req.measurement
-        warnings = list(reading.warnings) + meter.device_warnings()
+        warnings = list(reading.warnings) + meter.device_warnings() + self.notes
         if cfg.warmup_max_runs > 0 and not warmup.converged:
             why = (
                 f"CV {warmup.final_cv:.4f} > {warmup.threshold}"

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from llem_docker.expand import PlannedRun, StudyPlan, gap_before
 from llem_docker.settings import RunnerSpec
+from llem_harness.backends.base import max_concurrency
 
 MAX_TABLE_ROWS = 200
 # Assumptions behind the rough per-run estimate; shown beside it so nobody mistakes it for data.
@@ -41,15 +42,18 @@ def estimate(
     prev: PlannedRun | None = None
     for run in plan.runs:
         gaps += gap_before(prev, run, plan.execution.cycle_order, config_gap_s, cycle_gap_s)
-        busy += run_estimate_s(run, runners[run.point.config.backend])
+        # A run never outlasts its timeout: the rough figure is capped there.
+        busy += min(run_estimate_s(run, runners[run.point.config.backend]), timeout_s)
         prev = run
     return Estimate(gaps, busy, gaps + timeout_s * len(plan.runs))
 
 
 def run_estimate_s(run: PlannedRun, runner: RunnerSpec) -> float:
-    """Container start + (warmups + measured pass) x decode steps x an assumed step time."""
+    """Container start + (warmups + measured pass) x decode steps x an assumed step time. The
+    prompts go through in waves of the engine's concurrency (pytorch's batch size, vLLM's
+    max_num_seqs, TensorRT-LLM's max_batch_size)."""
     cfg = run.point.config
-    batches = -(-cfg.n_prompts // cfg.batch_size)
+    batches = -(-cfg.n_prompts // max_concurrency(cfg))
     passes = cfg.warmup_runs + 1
     return STARTUP_S[runner.kind] + passes * batches * cfg.max_output_tokens * DECODE_STEP_S
 
@@ -129,10 +133,15 @@ def print_plan(
     console.print(
         f"estimated wall time: ~{human_s(est.total_s)} = gaps {human_s(est.gaps_s)} "
         f"(config gap {config_gap_s:g}s, cycle gap {cycle_gap_s:g}s) + runs ~{human_s(est.runs_s)} "
-        f"[dim](rough: assumes {STARTUP_S['docker']:g}s container start and "
-        f"{DECODE_STEP_S * 1000:g} ms per decode step)[/dim]; "
-        f"upper bound with timeouts {human_s(est.timeout_bound_s)}"
+        f"[dim](rough: assumes {_startups(runners, counts)} and "
+        f"{DECODE_STEP_S * 1000:g} ms per decode step, each run capped at its timeout)[/dim]; "
+        f"at most {human_s(est.timeout_bound_s)} (every run stopped at its timeout)"
     )
+
+
+def _startups(runners: dict[str, RunnerSpec], counts: dict[str, Any]) -> str:
+    kinds = sorted({runners[b].kind for b in counts})
+    return ", ".join(f"{STARTUP_S[k]:g}s start per {k} run" for k in kinds)
 
 
 def _cell(value: Any) -> str:

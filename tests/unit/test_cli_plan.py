@@ -191,3 +191,26 @@ def test_slurm_dry_run_prints_the_sbatch_script(
     assert "#!/bin/bash" in r.out and "#SBATCH --array=0-38%4" in r.out
     assert "#SBATCH --partition=gpu" in r.out and "-m llem_docker.slurm.task" in r.out
     assert not (tmp_path / "res").exists()  # nothing written, nothing submitted
+
+
+def test_the_estimate_uses_the_engines_concurrency_and_never_passes_the_timeouts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """vLLM runs its prompts in waves of max_num_seqs (not batch_size 1), and the rough figure
+    cannot pass the bound that the timeouts set."""
+    monkeypatch.setenv("COLUMNS", "300")
+    study = REPO / "examples" / "gpu-vllm-tp2.yaml"
+    r = invoke(
+        capsys, monkeypatch, "run", str(study), "--dry-run", "--runner", "local", "--no-gaps"
+    )
+    assert r.code == 0, r.err
+    # 2 runs x (10 s start + 2 passes x 16 waves x 128 steps x 25 ms) = 3m 45s
+    assert "runs ~3m 45s" in r.out and "10s start per local run" in r.out
+    one = tmp_path / "one.yaml"  # one request at a time: 2 x 2 x 1024 x 128 steps x 25 ms
+    one.write_text(study.read_text().replace("max_num_seqs: 64", "max_num_seqs: 1"))
+    r = invoke(capsys, monkeypatch, "run", str(one), "--dry-run", "--runner", "local", "--no-gaps")
+    assert r.code == 0, r.err
+    line = " ".join(r.out.split())
+    total = line.split("estimated wall time: ~")[1].split(" =")[0]
+    bound = line.split("at most ")[1].split(" (")[0]
+    assert total == bound, line  # each run capped at its timeout

@@ -82,6 +82,7 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
         assert (getattr(t, phase) or -1) >= 0, phase
     assert t.measure_s is not None and t.measure_s >= res.duration_s
     assert t.harness_s is not None and t.harness_s >= t.load_s + t.measure_s  # type: ignore[operator]
+    assert t.overlapped_s is not None and 0 <= t.overlapped_s <= t.imports_s + 0.01  # type: ignore[operator]
     assert res.requests is None  # only with window: steady_state and per-request times
     table = pq.read_table(tmp_path / "timeseries.parquet")
     assert table.column_names == [
@@ -310,7 +311,7 @@ def test_a_fresh_process_times_its_startup_and_uses_the_engine_cache(tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
-    assert res.schema_version == "1.2"
+    assert res.schema_version == "1.3"
     assert res.timing is not None and res.timing.startup_s is not None
     assert 0 < res.timing.startup_s < 120 and res.timing.startup_unavailable_reason is None
     caches = res.environment["compile_caches"]
