@@ -6,20 +6,22 @@
 #                                 stopped cleanly (SIGINT) before the call's limit
 #   resume      (carry .whl)      --resume the same study folder, then report it
 #   tp2         (after bench)     examples/gpu-vllm-tp2.yaml (needs two GPUs: nvidia-h200-x2)
-#   before      (carry .before .whl)  examples/gpu-batch-sweep.yaml on the checkout before the
+#   before      (carry .before .whl .pyd)  examples/gpu-batch-sweep.yaml on the checkout before the
 #                                 compile caches and timing (.before: `bench/h200_vllm_session.sh
 #                                 prepare-before` here), each process with empty compile caches,
 #                                 as every fresh container had them
-#   after       (carry .whl)      the same study on this checkout
+#   after       (carry .whl .pyd) the same study on this checkout
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # Results go to /tmp/h200 (kept while the machine stays warm) and, tarred, to $OUT.
 set -uo pipefail
 step=$1; shift
 OUT=${OUT:-/tmp/out}; W=/tmp/h200; mkdir -p "$W" "$OUT"
 env_setup() {
-  [ -d /tmp/site/vllm ] || [ ! -d /tmp/vw ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/vw/*.whl .whl/*.whl
-  [ -d /tmp/site/docker ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD/orchestrator:$PWD/harness VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
+  # With the vLLM wheels (they bring pydantic): /tmp/site; without: /tmp/site-base, from .pyd
+  # (pydantic, which the machine lacks) and .whl (the docker SDK).
+  if [ -d /tmp/vw ]; then SITE=/tmp/site; [ -d $SITE/vllm ] || python3 -m pip install -q --no-index --no-deps --no-compile --target $SITE /tmp/vw/*.whl .whl/*.whl
+  else SITE=/tmp/site-base; [ -d $SITE/pydantic ] || python3 -m pip install -q --no-index --no-deps --no-compile --target $SITE .whl/*.whl .pyd/*.whl; fi
+  export PYTHONPATH=$SITE:$PWD/orchestrator:$PWD/harness VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
   printf 'measurement: {window: steady_state, baseline_seconds: 2}\nexecution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/results}\n' "$W" > "$W/llem.yaml"
   export LLEM_CONFIG=$W/llem.yaml
 }
@@ -51,9 +53,10 @@ PY
   before|after)
     env_setup; study=$PWD/${STUDY:-examples/gpu-batch-sweep.yaml}
     printf 'execution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/%s, engine_cache_dir: /tmp/llem-engines-%s}\n' "$W" "$step" "$step" > "$W/llem.yaml"
-    if [ "$step" = before ]; then cd .before && export PYTHONPATH=$PWD/fresh:/tmp/site:$PWD/orchestrator:$PWD/harness; fi
-    timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run "$study" --runner local --yes 2>&1 | tail -15
-    cd "$OLDPWD" 2>/dev/null || true
+    (
+      if [ "$step" = before ]; then cd .before && export PYTHONPATH=$PWD/fresh:$SITE:$PWD/orchestrator:$PWD/harness; fi
+      timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run "$study" --runner local --yes 2>&1 | tail -15
+    )
     python3 bench/measured_share.py "$W/$step"/*/ --json "$W/share-$step.json"
     pack "$step" ;;
   study)

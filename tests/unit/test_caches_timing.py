@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,3 +50,30 @@ def test_phase_clock_laps_and_startup(monkeypatch: pytest.MonkeyPatch) -> None:
     assert t.load_s is not None and t.load_s < t.config_s and t.warmup_s is None
     monkeypatch.setattr(timing, "harness_is_main", lambda: True)
     assert timing.PhaseClock().startup_s is not None
+
+
+@pytest.mark.parametrize("full_exit", ["", "1"])
+def test_the_harness_process_skips_the_interpreters_teardown(
+    tmp_path: Path, full_exit: str
+) -> None:
+    """`llem-harness run` ends with os._exit once its files are written, so atexit handlers
+    (the engines' teardown) do not run, unless LLEM_HARNESS_FULL_EXIT=1; the exit code and
+    error.json are those of the run either way. Called as a function, main() returns."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "experiment.json").write_text("{not json")
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('teardown ran', flush=True)); "
+        "from llem_harness.cli import main; sys.argv = ['llem-harness', 'run', sys.argv[1]]; "
+        "raise SystemExit(main())"
+    )
+    env = {**os.environ, "LLEM_HARNESS_FULL_EXIT": full_exit}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2, proc.stderr  # a config error
+    assert (run_dir / "error.json").exists()
+    assert ("teardown ran" in proc.stdout) == (full_exit == "1")
+    from llem_harness.cli import main
+
+    assert main(["run", str(run_dir)]) == 2  # in-process: returns, no exit

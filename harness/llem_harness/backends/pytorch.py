@@ -44,6 +44,7 @@ class PyTorchBackend:
         self.opts = PyTorchOptions()
         self.model: Any = None
         self.device: Any = None
+        self.load_breakdown: dict[str, float] = {}
         self._tokenizer: Any = None
         self._vocab = 0
         self._pad = PAD_ID
@@ -62,6 +63,10 @@ class PyTorchBackend:
         self.opts = cfg.pytorch or PyTorchOptions()
         torch.manual_seed(cfg.random_seed)
         self.device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        t0 = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.empty(1, device=self.device)  # the CUDA context, timed apart
+        t1 = time.perf_counter()
         dtype = getattr(torch, DTYPES[cfg.precision])
         kwargs: dict[str, Any] = {"attn_implementation": self.opts.attn_implementation}
         if cfg.weights == "dummy":
@@ -90,6 +95,7 @@ class PyTorchBackend:
             self._pad = self._tokenizer.pad_token_id
             if self._pad is None:
                 self._pad = self._tokenizer.eos_token_id or 0
+        t2 = time.perf_counter()
         model.eval()
         model.to(self.device)
         if self.opts.torch_compile:
@@ -97,6 +103,13 @@ class PyTorchBackend:
         self.model = model
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        # Where load_s goes (seconds): the device context, the model's build (random init or
+        # the checkpoint's read), and the move to the device with torch.compile's wrapping.
+        self.load_breakdown = {
+            "device_init_s": t1 - t0,
+            "build_s": t2 - t1,
+            "to_device_s": time.perf_counter() - t2,
+        }
 
     def tokenize(self, text: str) -> list[int]:
         return tokenize(text, self._tokenizer, self._vocab)
@@ -191,6 +204,7 @@ class PyTorchBackend:
             "cache_implementation": self.opts.cache_implementation,
             "torch_compile": self.opts.torch_compile,
             "padding_side": "left",
+            "load_breakdown": self.load_breakdown,
         }
 
     def close(self) -> None:
