@@ -47,7 +47,7 @@ test-images: setup
 
 # docs/schemas/*.schema.json from the models (a test fails when they are stale).
 schemas: setup
-	$(BIN)/python -m llem_docker.schemas docs/schemas
+	$(BIN)/python -m llem_docker.store.schemas docs/schemas
 
 # A single-node SLURM cluster on this machine (Debian's slurm-wlm + munge; root or sudo), for
 # tests/slurm and for trying `--executor slurm` without a cluster.

@@ -28,11 +28,11 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from llem_docker.execute import execute_study
-from llem_docker.expand import plan_study
-from llem_docker.loader import load_study
-from llem_docker.runners.base import RunOutcome, make_runner
-from llem_docker.settings import RunnerSpec, Settings
+from llem_docker.config.settings import RunnerSpec, Settings
+from llem_docker.execution.loop import execute_study
+from llem_docker.execution.runners import RunOutcome, make_runner
+from llem_docker.study.loader import load_study
+from llem_docker.study.plan import plan_study
 
 
 def bare_docker_run(image: str, n: int) -> list[float]:

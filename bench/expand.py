@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from llem_docker.expand import plan_study
-from llem_docker.loader import load_study
+from llem_docker.study.loader import load_study
+from llem_docker.study.plan import plan_study
 
 STUDY = """\
 name: bench-10k

@@ -23,10 +23,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem_harness import termination
+from llem_harness.backends import get_backend
 from llem_harness.backends.base import (
     Backend,
     PassResult,
-    get_backend,
     gpus_needed,
     import_engine,
     max_concurrency,
@@ -392,7 +392,7 @@ def _gpu_indices(n: int) -> list[int] | None:
     """NVML indices of CUDA ordinals 0..n-1, or None to let the meter decide."""
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # ordinals in NVML (PCI) order
     try:
-        from llem_harness.energy.nvml import visible_gpu_indices
+        from llem_harness.energy.nvml_device import visible_gpu_indices
 
         visible = visible_gpu_indices()
     except Exception:

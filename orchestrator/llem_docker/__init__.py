@@ -14,17 +14,17 @@ from llem_harness import ExperimentConfig, __version__
 
 if TYPE_CHECKING:
     from llem_docker.api import run_experiment, run_study
-    from llem_docker.results import load_results
-    from llem_docker.study import StudyConfig
-    from llem_docker.study_result import StudyResult
+    from llem_docker.store.load import load_results
+    from llem_docker.store.study_result import StudyResult
+    from llem_docker.study.model import StudyConfig
     from llem_harness.contract import ExperimentResult
 
 _LAZY = {
     "run_experiment": "llem_docker.api",
     "run_study": "llem_docker.api",
-    "load_results": "llem_docker.results",
-    "StudyConfig": "llem_docker.study",
-    "StudyResult": "llem_docker.study_result",
+    "load_results": "llem_docker.store.load",
+    "StudyConfig": "llem_docker.study.model",
+    "StudyResult": "llem_docker.store.study_result",
     "ExperimentResult": "llem_harness.contract",
 }
 

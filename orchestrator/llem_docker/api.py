@@ -19,15 +19,15 @@ from typing import Any
 
 from rich.console import Console
 
+from llem_docker.config.secrets import check_no_secrets
+from llem_docker.config.settings import Settings
+from llem_docker.config.yamlsrc import Document
 from llem_docker.errors import LlemError
-from llem_docker.execute import StudyOutcome, execute_study
-from llem_docker.expand import plan_study
-from llem_docker.loader import load_study, study_from_document
-from llem_docker.secrets import check_no_secrets
-from llem_docker.settings import Settings
-from llem_docker.study import ExecutionConfig, StudyConfig
-from llem_docker.study_result import StudyResult
-from llem_docker.yamlsrc import Document
+from llem_docker.execution.loop import StudyOutcome, execute_study
+from llem_docker.store.study_result import StudyResult
+from llem_docker.study.loader import load_study, study_from_document
+from llem_docker.study.model import ExecutionConfig, StudyConfig
+from llem_docker.study.plan import plan_study
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import RESULT_FILE, ExperimentResult
 

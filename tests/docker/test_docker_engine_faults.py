@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from llem_docker.runners.docker_engine import container_name
+from llem_docker.execution.runners.docker_engine import container_name
 from tests.docker.conftest import (
     EXE,
     LABEL,

@@ -14,8 +14,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from llem_docker.runners.docker import DockerRunner
-from llem_docker.runners.docker_engine import ContainerOptions
+from llem_docker.execution.runners.docker import DockerRunner
+from llem_docker.execution.runners.docker_engine import ContainerOptions
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult, standalone_request
 from tests.docker.conftest import (

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llem_docker.images import LABEL_FINGERPRINT, LABEL_HARNESS, LABEL_VERSION
+from llem_docker.execution.images import LABEL_FINGERPRINT, LABEL_HARNESS, LABEL_VERSION
 from llem_harness import __version__
 from llem_harness.contract import schema_fingerprint
 from tests.conftest import REPO

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from llem_docker.images import LABEL_FINGERPRINT, LABEL_HARNESS
+from llem_docker.execution.images import LABEL_FINGERPRINT, LABEL_HARNESS
 from llem_harness import __version__
 from llem_harness.contract import ExperimentResult, schema_fingerprint
 from tests.conftest import TINY_STUDY

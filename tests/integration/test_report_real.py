@@ -19,7 +19,7 @@ import pytest
 import llem_docker
 import llem_harness
 from llem_docker import ExperimentConfig, ExperimentResult, StudyResult, load_results
-from llem_docker.study_result import NO_GPU_REASONS
+from llem_docker.store.study_result import NO_GPU_REASONS
 from tests.conftest import TINY_STUDY
 
 EXE = str(Path(sys.executable).with_name("llem-docker"))

@@ -141,7 +141,7 @@ def test_sbatch_refusal_is_a_clear_error(cluster: None, tmp_path: Path) -> None:
 def test_apptainer_runner_inside_array_tasks(cluster: None, tmp_path: Path) -> None:
     """The cluster path: each task runs its run through `apptainer exec` (the stand-in, on
     the PATH that sbatch exports to the task)."""
-    from llem_docker.images import LABEL_FINGERPRINT, LABEL_HARNESS
+    from llem_docker.execution.images import LABEL_FINGERPRINT, LABEL_HARNESS
     from llem_harness import __version__
     from llem_harness.contract import schema_fingerprint
     from tests.standins import install_apptainer, write_sif

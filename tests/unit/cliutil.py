@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from llem_docker.cli import main
+from llem_docker.cli.app import main
 
 
 @dataclass

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from llem_docker.images import LABEL_FINGERPRINT, LABEL_HARNESS, ImageMismatch
-from llem_docker.runners import make_runner
-from llem_docker.runners.apptainer import (
+from llem_docker.config.settings import RunnerSpec, Settings
+from llem_docker.execution.images import LABEL_FINGERPRINT, LABEL_HARNESS, ImageMismatch
+from llem_docker.execution.runners import make_runner
+from llem_docker.execution.runners.apptainer import (
     ApptainerOptions,
     ApptainerRunner,
     ApptainerUnavailable,
     apptainer_command,
     process_env,
 )
-from llem_docker.settings import RunnerSpec, Settings
 from llem_harness import __version__
 from llem_harness.contract import schema_fingerprint
 from tests.standins import install_apptainer, write_sif
@@ -194,7 +194,7 @@ def test_timeout_kills_the_contained_processes(tmp_path: Path) -> None:
 
 
 def test_doctor_checks_the_sif(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llem_docker.doctor import _sif
+    from llem_docker.cli.doctor import _sif
 
     monkeypatch.setenv("PATH", f"{install_apptainer(tmp_path / 'bin')}:{os.environ['PATH']}")
     good = write_sif(tmp_path / "good.sif", good_labels())

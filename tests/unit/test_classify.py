@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llem_docker.classify import classify
-from llem_docker.runners.base import ENGINE_LOST, KILLED_EXTERNALLY, RunOutcome
+from llem_docker.execution.classify import classify
+from llem_docker.execution.runners.base import ENGINE_LOST, KILLED_EXTERNALLY, RunOutcome
 
 RUN = "001_c1_pytorch_abcdef12"
 

@@ -189,7 +189,7 @@ def test_slurm_dry_run_prints_the_sbatch_script(
     )  # fmt: skip
     assert r.code == 0, r.err
     assert "#!/bin/bash" in r.out and "#SBATCH --array=0-38%4" in r.out
-    assert "#SBATCH --partition=gpu" in r.out and "-m llem_docker.slurm.task" in r.out
+    assert "#SBATCH --partition=gpu" in r.out and "-m llem_docker.execution.slurm.task" in r.out
     assert not (tmp_path / "res").exists()  # nothing written, nothing submitted
 
 

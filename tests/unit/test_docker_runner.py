@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from docker.errors import APIError, ImageNotFound, NotFound
 
+from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
-from llem_docker.runners.docker import DockerRunner
-from llem_docker.runners.docker_engine import (
+from llem_docker.execution.runners.docker import DockerRunner
+from llem_docker.execution.runners.docker_engine import (
     ContainerOptions,
     container_name,
     container_spec,
     parse_gpus,
     reap_orphans,
 )
-from llem_docker.settings import Settings
 
 
 def opts(**over: Any) -> ContainerOptions:

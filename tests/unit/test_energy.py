@@ -25,7 +25,11 @@ from llem_harness.energy import (
     read_timeseries,
     write_timeseries,
 )
-from llem_harness.energy.nvml import NvmlSession, parse_visible_devices, visible_gpu_indices
+from llem_harness.energy.nvml_device import (
+    NvmlSession,
+    parse_visible_devices,
+    visible_gpu_indices,
+)
 from llem_harness.energy.timeseries import COLUMNS, power_integral_per_gpu
 from llem_harness.energy.zeus import ZEUS_MISSING
 

@@ -19,13 +19,14 @@ import pytest
 import yaml
 from rich.console import Console
 
+from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError, LlemError
-from llem_docker.execute import StudyInterrupted, StudyOutcome, execute_study
-from llem_docker.expand import plan_study
-from llem_docker.loader import load_study
-from llem_docker.manifest import Manifest
-from llem_docker.runners import LocalRunner, Runner, RunnerFactory
-from llem_docker.settings import RunnerSpec, Settings
+from llem_docker.execution.loop import StudyInterrupted, StudyOutcome, execute_study
+from llem_docker.execution.runners import Runner, RunnerFactory
+from llem_docker.execution.runners.local import LocalRunner
+from llem_docker.store.manifest import Manifest
+from llem_docker.study.loader import load_study
+from llem_docker.study.plan import plan_study
 from llem_harness.contract import RunRequest
 from tests.unit.cliutil import invoke
 from tests.unit.fakeharness import install
@@ -314,7 +315,7 @@ def test_cli_run_json(
 ) -> None:
     s = Study(tmp_path, ["fake/ok", "fake/error"])
     s.write()
-    monkeypatch.setattr("llem_docker.runners.local.DEFAULT_COMMAND", tuple(s.command))
+    monkeypatch.setattr("llem_docker.execution.runners.local.DEFAULT_COMMAND", tuple(s.command))
     for k, v in s.env().items():
         monkeypatch.setenv(k, v)
     r = invoke(capsys, monkeypatch, "run", str(s.path), "--runner", "local", "--json")
@@ -330,7 +331,7 @@ def test_cli_run_table(
 ) -> None:
     s = Study(tmp_path, ["fake/ok"])
     s.write()
-    monkeypatch.setattr("llem_docker.runners.local.DEFAULT_COMMAND", tuple(s.command))
+    monkeypatch.setattr("llem_docker.execution.runners.local.DEFAULT_COMMAND", tuple(s.command))
     monkeypatch.setenv("LLEM_CONFIG", str(tmp_path / "config.yaml"))
     monkeypatch.setenv("COLUMNS", "200")
     r = invoke(capsys, monkeypatch, "run", str(s.path), "--runner", "local")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from llem_docker.manifest import Manifest
-from llem_docker.runners import Runner, RunnerFactory
-from llem_docker.runners.base import ENGINE_LOST, RunOutcome
-from llem_docker.settings import RunnerSpec, Settings
+from llem_docker.config.settings import RunnerSpec, Settings
+from llem_docker.execution.runners import Runner, RunnerFactory
+from llem_docker.execution.runners.base import ENGINE_LOST, RunOutcome
+from llem_docker.store.manifest import Manifest
 from tests.unit.test_execute import Study
 
 GONE = "the Docker engine (unix:///x.sock) stopped answering during the run (gone)"

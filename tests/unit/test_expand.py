@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llem_docker.expand import count_runs, design_hash, expand_points, plan_study, schedule
-from llem_docker.loader import load_study
-from llem_docker.study import Axis, ExecutionConfig, StudyConfig
+from llem_docker.study.loader import load_study
+from llem_docker.study.model import Axis, ExecutionConfig, StudyConfig
+from llem_docker.study.plan import count_runs, design_hash, expand_points, plan_study, schedule
 from tests.conftest import REPO
 
 DESIGN = REPO / "examples" / "design-example.yaml"
@@ -85,8 +85,8 @@ def test_library_default_is_one_cycle(tmp_path: Path) -> None:
 
 
 def test_json_plan_round_trips() -> None:
-    from llem_docker.plan_view import plan_json
-    from llem_docker.settings import Settings
+    from llem_docker.config.settings import Settings
+    from llem_docker.study.view import plan_json
 
     plan = plan_study(load_study(DESIGN))
     runners = Settings.load(env={}).runners(["pytorch", "vllm"])

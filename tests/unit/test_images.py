@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from llem_docker.doctor import _apptainer, run_checks
-from llem_docker.images import (
+from llem_docker.cli.doctor import _apptainer, run_checks
+from llem_docker.config.settings import Settings
+from llem_docker.execution.images import (
     LABEL_FINGERPRINT,
     LABEL_HARNESS,
     ImageInfo,
@@ -17,7 +18,6 @@ from llem_docker.images import (
     check_image,
     handshake_problem,
 )
-from llem_docker.settings import Settings
 from llem_harness.contract import schema_fingerprint
 
 GOOD = {LABEL_FINGERPRINT: schema_fingerprint(), LABEL_HARNESS: "0.1.0"}
@@ -88,7 +88,7 @@ def test_doctor_apptainer_row() -> None:
 def test_compose_services_use_the_orchestrators_default_tags() -> None:
     import yaml
 
-    from llem_docker.settings import default_image
+    from llem_docker.config.settings import default_image
     from llem_harness import __version__
     from llem_harness.config import BACKENDS
     from tests.conftest import REPO

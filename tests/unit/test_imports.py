@@ -8,7 +8,7 @@ import sys
 
 def test_no_engine_imported() -> None:
     code = (
-        "import sys, llem_docker, llem_docker.cli, llem_harness, llem_harness.cli\n"
+        "import sys, llem_docker, llem_docker.cli.app, llem_harness, llem_harness.cli\n"
         "bad = [m for m in ('torch', 'vllm', 'tensorrt_llm', 'transformers') if m in sys.modules]\n"
         "print(','.join(bad))"
     )

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import LlemError
-from llem_docker.runners import LocalRunner, make_runner
-from llem_docker.runners.local import DEFAULT_COMMAND
-from llem_docker.settings import RunnerSpec, Settings
+from llem_docker.execution.runners import make_runner
+from llem_docker.execution.runners.local import DEFAULT_COMMAND, LocalRunner
 from llem_harness.contract import ExperimentResult
 from tests.unit.fakeharness import install
 

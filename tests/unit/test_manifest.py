@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llem_docker.expand import plan_study
-from llem_docker.manifest import MANIFEST_FILE, Manifest, RunError
-from llem_docker.settings import RunnerSpec
-from llem_docker.study import ExecutionConfig, StudyConfig
-from llem_docker.study_result import build_study_result
+from llem_docker.config.settings import RunnerSpec
+from llem_docker.store.manifest import MANIFEST_FILE, Manifest, RunError
+from llem_docker.store.study_result import build_study_result
+from llem_docker.study.model import ExecutionConfig, StudyConfig
+from llem_docker.study.plan import plan_study
 from llem_harness.contract import MeasurementSettings, RunnerInfo
 
 

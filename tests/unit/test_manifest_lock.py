@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from llem_docker import manifest as manifest_mod
-from llem_docker.lockfile import LockTimeout, read_holder
-from llem_docker.manifest import HELD_FILE, locked
+from llem_docker.store import manifest as manifest_mod
+from llem_docker.store.lockfile import LockTimeout, read_holder
+from llem_docker.store.manifest import HELD_FILE, locked
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_three_processes_exclude_each_other(
     stale = {"pid": _dead_pid(), "host": socket.gethostname(), "token": "t0", "since": "x"}
     (tmp_path / HELD_FILE).write_text(json.dumps(stale))  # all three race to take it over
     fork = multiprocessing.get_context("fork")  # the children keep the refusing flock
-    with caplog.at_level(logging.WARNING, logger="llem_docker.manifest"):
+    with caplog.at_level(logging.WARNING, logger="llem_docker.store.manifest"):
         procs = [fork.Process(target=_worker, args=(str(tmp_path), str(log), 15)) for _ in "ab"]
         for p in procs:
             p.start()

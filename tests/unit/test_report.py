@@ -12,17 +12,17 @@ from typing import Any
 
 import pytest
 
-from llem_docker.collect import assemble
-from llem_docker.expand import plan_study
-from llem_docker.loader import load_study
-from llem_docker.manifest import Manifest, RunError
-from llem_docker.prepare import prepare_run
+from llem_docker.config.settings import RunnerSpec
+from llem_docker.execution.prepare import prepare_run
+from llem_docker.execution.runners.local import LocalRunner
 from llem_docker.report.plots import draw
 from llem_docker.report.points import build_report
 from llem_docker.report.render import html_page, markdown
 from llem_docker.report.stats import summarize, t_975
-from llem_docker.runners.local import LocalRunner
-from llem_docker.settings import RunnerSpec
+from llem_docker.store.collect import assemble
+from llem_docker.store.manifest import Manifest, RunError
+from llem_docker.study.loader import load_study
+from llem_docker.study.plan import plan_study
 from llem_harness.contract import (
     CO2,
     Energy,

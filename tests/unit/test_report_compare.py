@@ -15,7 +15,7 @@ import pytest
 from llem_docker.report.plots import draw
 from llem_docker.report.points import build_report, build_reports
 from llem_docker.report.render import as_csv, html_page, markdown
-from llem_docker.results import _concat, load_results, study_labels
+from llem_docker.store.load import _concat, load_results, study_labels
 from tests.unit.cliutil import invoke
 from tests.unit.test_report import OUTPUT_TOKENS, make_study
 

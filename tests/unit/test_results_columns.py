@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from llem_docker.results import load_results
-from llem_docker.study_result import (
+from llem_docker.store.load import load_results
+from llem_docker.store.study_result import (
     RESULTS_FILE,
     RESULTS_SCHEMA_VERSION,
     StudyResult,

@@ -16,7 +16,7 @@ def _cli(
     s: Study, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
 ) -> Any:
     s.write()
-    monkeypatch.setattr("llem_docker.runners.local.DEFAULT_COMMAND", tuple(s.command))
+    monkeypatch.setattr("llem_docker.execution.runners.local.DEFAULT_COMMAND", tuple(s.command))
     for k, v in s.env().items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("COLUMNS", "200")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llem_docker.schemas import MODELS, schema_text
+from llem_docker.store.schemas import MODELS, schema_text
 from tests.conftest import REPO
 
 
@@ -18,6 +18,6 @@ def test_published_schema_is_current(name: str) -> None:
 
 
 def test_write(tmp_path: Path) -> None:
-    from llem_docker.schemas import write
+    from llem_docker.store.schemas import write
 
     assert sorted(p.name for p in write(tmp_path)) == sorted(f"{n}.schema.json" for n in MODELS)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from llem_docker.config.settings import Settings, default_image, parse_runner
+from llem_docker.config.user import user_config_path
 from llem_docker.errors import ConfigError
-from llem_docker.settings import Settings, default_image, parse_runner
-from llem_docker.user_config import user_config_path
 from tests.unit.cliutil import invoke
 
 
@@ -196,9 +196,9 @@ def test_local_runner_keeps_the_users_hf_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """It once overwrote HF_HOME with ~/.cache/huggingface."""
-    from llem_docker.runners.base import make_runner
-    from llem_docker.runners.local import LocalRunner
-    from llem_docker.settings import RunnerSpec
+    from llem_docker.config.settings import RunnerSpec
+    from llem_docker.execution.runners import make_runner
+    from llem_docker.execution.runners.local import LocalRunner
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "none"))
     monkeypatch.delenv("LLEM_CONFIG", raising=False)
@@ -217,7 +217,7 @@ def test_several_backends_may_share_local_where_one_environment_has_every_engine
 ) -> None:
     """A vLLM install brings torch and transformers: pytorch and vllm can both run locally
     there (the lent GPU machine); where an engine is missing it stays an error naming it."""
-    import llem_docker.settings as settings_mod
+    import llem_docker.config.settings as settings_mod
 
     env = {"XDG_CONFIG_HOME": str(tmp_path / "none")}
     monkeypatch.setattr(settings_mod, "engine_installed", lambda backend: True)

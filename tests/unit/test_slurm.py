@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
-from llem_docker.expand import plan_study
-from llem_docker.loader import load_study
-from llem_docker.manifest import Manifest, Submission
-from llem_docker.settings import RunnerSpec, Settings
-from llem_docker.slurm import scheduler
-from llem_docker.slurm.script import (
+from llem_docker.execution.slurm import scheduler
+from llem_docker.execution.slurm.script import (
     SlurmOptions,
     format_time,
     options_from,
     render_script,
     time_to_s,
 )
-from llem_docker.slurm.status import refresh
-from llem_docker.slurm.task import TASK_FILE
+from llem_docker.execution.slurm.status import refresh
+from llem_docker.execution.slurm.task import TASK_FILE
+from llem_docker.store.manifest import Manifest, Submission
+from llem_docker.study.loader import load_study
+from llem_docker.study.plan import plan_study
 
 SECRET = "hf_" + "NeverInTheScript000000000000"
 
@@ -86,7 +86,7 @@ def test_script(tmp_path: Path) -> None:
                  f"#SBATCH --output={tmp_path}/s 1/slurm/submit-1-%A_%a.out"):  # fmt: skip
         assert want in lines
     assert lines[-1] == (
-        f"exec /opt/venv/bin/python -m llem_docker.slurm.task '{tmp_path}/s 1' "
+        f"exec /opt/venv/bin/python -m llem_docker.execution.slurm.task '{tmp_path}/s 1' "
         f"'{tmp_path}/s 1/slurm/submit-1.runs'"
     )
     cpu = render_script(SlurmOptions(gpus_per_run=0, exclusive=False, time="10"),
@@ -208,7 +208,7 @@ def test_a_late_record_corrects_a_lost_run_and_squeue_beats_a_record(
 def test_submit_needs_sbatch_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llem_docker.slurm.submit import SlurmSubmitError, submit_study
+    from llem_docker.execution.slurm.submit import SlurmSubmitError, submit_study
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     s = settings(tmp_path, f"output: {{results_dir: {tmp_path}/results}}\n")

@@ -1,4 +1,17 @@
-"""Backend protocol: load a model, run full-length passes over token-id prompts."""
+"""Backend protocol: load a model, run full-length passes over token-id prompts.
+
+A backend's life inside one run, as run.py drives it:
+
+1. `get_backend(name)` (the registry in `backends/__init__.py`) builds it, empty.
+2. `load(cfg, run_dir)` builds the engine (the engine's imports came before, in
+   `import_engine`); then `tokenize` and `vocab_size` work, and `version()` and `details()`
+   describe it.
+3. `warmup_batches(prompts)` names the prompt groups of one warmup pass, and
+   `generate(group, timed=False)` runs them until throughput settles.
+4. `synchronize()`, `generate(prompts, timed=True)`, `synchronize()`: the measured pass,
+   between the energy window's edges. `timed=True` asks for per-request times.
+5. `peak_memory_mb()` for the result, then `close()`, on every path out.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +41,8 @@ class PassResult:
 
 
 class Backend(Protocol):
+    """One inference engine (transformers, vLLM, TensorRT-LLM). Life cycle: module docstring."""
+
     name: str
     latency_mode: str  # how ttft/itl were timed, recorded in the result
 
@@ -92,20 +107,3 @@ def import_engine(name: str) -> None:
             importlib.import_module(module)
         except ImportError:
             return
-
-
-def get_backend(name: str) -> Backend:
-    """Import a backend only when it runs."""
-    if name == "pytorch":
-        from llem_harness.backends.pytorch import PyTorchBackend
-
-        return PyTorchBackend()
-    if name == "vllm":
-        from llem_harness.backends.vllm import VLLMBackend
-
-        return VLLMBackend()
-    if name == "tensorrt":
-        from llem_harness.backends.tensorrt import TensorRTBackend
-
-        return TensorRTBackend()
-    raise ValueError(f"backend `{name}` is not available in this harness build")

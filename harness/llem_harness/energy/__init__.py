@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from llem_harness.energy.base import EnergyMeter, Sample, WindowReading
 from llem_harness.energy.co2 import CodeCarbonTracker, co2_kg
 from llem_harness.energy.null import NullMeter
-from llem_harness.energy.nvml import NvmlMeter, NvmlSession, visible_gpu_indices
+from llem_harness.energy.nvml import NvmlMeter
+from llem_harness.energy.nvml_device import NvmlSession, visible_gpu_indices
 from llem_harness.energy.timeseries import power_integral_j, read_timeseries, write_timeseries
 from llem_harness.energy.zeus import ZEUS_MISSING, ZeusMeter
 

@@ -1,134 +1,31 @@
 """NVML energy meter: the total-energy counter at the window edges, plus a sampler thread.
 
-pynvml (package nvidia-ml-py) is imported only when a session opens; every NVML-using
-object accepts an `nvml` module argument so that tests can drive it with a fake.
+The device layer it stands on (the NVML session, visible GPUs, guarded queries) is
+energy/nvml_device.py. Every NVML-using object accepts an `nvml` module argument so that
+tests can drive it with a fake.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from llem_harness.energy.base import Sample, WindowReading
+from llem_harness.energy.nvml_device import (
+    MIB,
+    DeviceQueries,
+    NvmlSession,
+    device_facts,
+    scaled,
+)
 from llem_harness.energy.timeseries import (
     power_integral_per_gpu,
     throttle_bits,
     window_warnings,
 )
-
-MIB = 1024.0 * 1024.0
-# nvmlValueType_t -> member of the nvmlValue_t union
-_FIELD_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
-_UNSUPPORTED_ERRORS = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound")
-
-
-class NvmlSession:
-    """The process's single owner of NVML: a refcounted nvmlInit/nvmlShutdown."""
-
-    _lock = threading.Lock()
-    _refs = 0
-    _module: Any = None
-
-    @classmethod
-    def acquire(cls, nvml: Any = None) -> Any:
-        """nvmlInit on first use; returns the NVML module. Raises what nvmlInit raises."""
-        with cls._lock:
-            if nvml is None:
-                nvml = cls._module
-                if nvml is None:
-                    import pynvml
-
-                    nvml = pynvml
-            if cls._refs == 0:
-                nvml.nvmlInit()
-                cls._module = nvml
-            elif nvml is not cls._module:
-                raise RuntimeError("NVML is already open through another module object")
-            cls._refs += 1
-            return nvml
-
-    @classmethod
-    def release(cls) -> None:
-        with cls._lock:
-            if cls._refs == 0:
-                return
-            cls._refs -= 1
-            if cls._refs == 0:
-                module, cls._module = cls._module, None
-                _call(module, "nvmlShutdown")
-
-    @classmethod
-    def refs(cls) -> int:
-        return cls._refs
-
-
-@contextmanager
-def nvml_session(nvml: Any = None) -> Iterator[Any]:
-    module = NvmlSession.acquire(nvml)
-    try:
-        yield module
-    finally:
-        NvmlSession.release()
-
-
-def _call(module: Any, fn: str, *args: Any) -> Any:
-    """One guarded NVML call: None when it fails or the function does not exist."""
-    try:
-        return getattr(module, fn)(*args)
-    except Exception:
-        return None
-
-
-def _scaled(value: Any, factor: float = 1.0) -> float | None:
-    return None if value is None else float(value) * factor
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def parse_visible_devices(spec: str, uuids: list[str]) -> list[int]:
-    """NVML indices named by a CUDA_VISIBLE_DEVICES value, given every device's UUID.
-
-    Follows CUDA: tokens are indices or (prefixes of) GPU UUIDs, and the list ends at the
-    first token naming no device. Integer tokens are taken as NVML (PCI bus) order, which is
-    CUDA's order only with CUDA_DEVICE_ORDER=PCI_BUS_ID or on a machine of one GPU model.
-    """
-    out: list[int] = []
-    for token in (t.strip() for t in spec.split(",")):
-        if token.startswith("MIG-"):
-            raise ValueError(f"CUDA_VISIBLE_DEVICES names a MIG instance ({token}): unsupported")
-        if token.isdigit():
-            if int(token) >= len(uuids):
-                break
-            index = int(token)
-        else:
-            matches = [i for i, u in enumerate(uuids) if token and u.startswith(token)]
-            if not token.startswith("GPU-") or len(matches) != 1:
-                break
-            index = matches[0]
-        if index not in out:
-            out.append(index)
-    return out
-
-
-def visible_gpu_indices(nvml: Any = None, env: Mapping[str, str] | None = None) -> list[int]:
-    """NVML indices of the GPUs this process may use: CUDA_VISIBLE_DEVICES, or all if unset."""
-    spec = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES")
-    with nvml_session(nvml) as m:
-        count = int(m.nvmlDeviceGetCount())
-        if spec is None:
-            return list(range(count))
-        handles = [m.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        uuids = [_text(m.nvmlDeviceGetUUID(h)) or "" for h in handles]
-    return parse_visible_devices(spec, uuids)
 
 
 def _delta_j(begin_mj: float | None, end_mj: float | None) -> float | None:
@@ -159,12 +56,11 @@ class NvmlMeter:
         self._nvml_arg, self._nvml = nvml, None
         self._clock, self._sleep, self._background = clock, sleep, background
         self._t0 = 0.0
-        self._handles: dict[int, Any] = {}
+        self._devices = DeviceQueries()
         self._samples: list[Sample] = []
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unsupported: dict[tuple[int, str], str] = {}  # (gpu, NVML function) -> error
         self._window: tuple[float, dict[int, float | None]] | None = None
 
     def start(self) -> None:
@@ -172,7 +68,7 @@ class NvmlMeter:
             return
         m = NvmlSession.acquire(self._nvml_arg)
         try:
-            self._handles = {i: m.nvmlDeviceGetHandleByIndex(i) for i in self.gpu_indices}
+            self._devices.open(m, self.gpu_indices)
         except Exception:
             NvmlSession.release()
             raise
@@ -202,33 +98,6 @@ class NvmlMeter:
     def _now(self) -> float:
         return self._clock() - self._t0
 
-    def _query(self, gpu: int, fn: str, *args: Any) -> Any:
-        """One guarded per-device query; an unsupported one is remembered and not retried."""
-        if (gpu, fn) in self._unsupported:
-            return None
-        try:
-            return getattr(self._nvml, fn)(self._handles[gpu], *args)
-        except Exception as exc:
-            kinds = tuple(getattr(self._nvml, n, None) for n in _UNSUPPORTED_ERRORS)
-            if isinstance(exc, AttributeError) or any(
-                isinstance(k, type) and isinstance(exc, k) for k in kinds
-            ):
-                self._unsupported[(gpu, fn)] = str(exc) or type(exc).__name__
-            return None
-
-    def _instant_power_mw(self, gpu: int) -> float | None:
-        """Instantaneous power (NVML_FI_DEV_POWER_INSTANT, mW) where the driver has the field."""
-        field = getattr(self._nvml, "NVML_FI_DEV_POWER_INSTANT", None)
-        if field is None or (gpu, "power_instant") in self._unsupported:
-            return None
-        values = self._query(gpu, "nvmlDeviceGetFieldValues", [field])
-        if not values or values[0].nvmlReturn != 0:
-            self._unsupported[(gpu, "power_instant")] = "field not supported"
-            return None
-        v = values[0]
-        kind = _FIELD_VALUE_MEMBERS.get(int(v.valueType))
-        return None if kind is None else float(getattr(v.value, kind))
-
     def sample_once(self) -> list[Sample]:
         """Read every device now (energy counter first), record and return the rows."""
         if self._nvml is None:
@@ -236,24 +105,24 @@ class NvmlMeter:
         t = self._now()
         rows = []
         for gpu in self.gpu_indices:
-            energy = self._query(gpu, "nvmlDeviceGetTotalEnergyConsumption")
-            power = self._instant_power_mw(gpu)
+            energy = self._devices.query(gpu, "nvmlDeviceGetTotalEnergyConsumption")
+            power = self._devices.instant_power_mw(gpu)
             if power is None:  # averaged over ~1 s on A100/H100: lags the window's edges
-                power = self._query(gpu, "nvmlDeviceGetPowerUsage")
+                power = self._devices.query(gpu, "nvmlDeviceGetPowerUsage")
             temp_sensor = getattr(self._nvml, "NVML_TEMPERATURE_GPU", 0)
-            temp = self._query(gpu, "nvmlDeviceGetTemperature", temp_sensor)
-            mem = self._query(gpu, "nvmlDeviceGetMemoryInfo")
-            util = self._query(gpu, "nvmlDeviceGetUtilizationRates")
-            reasons = self._query(gpu, "nvmlDeviceGetCurrentClocksEventReasons")
+            temp = self._devices.query(gpu, "nvmlDeviceGetTemperature", temp_sensor)
+            mem = self._devices.query(gpu, "nvmlDeviceGetMemoryInfo")
+            util = self._devices.query(gpu, "nvmlDeviceGetUtilizationRates")
+            reasons = self._devices.query(gpu, "nvmlDeviceGetCurrentClocksEventReasons")
             if reasons is None:
-                reasons = self._query(gpu, "nvmlDeviceGetCurrentClocksThrottleReasons")
+                reasons = self._devices.query(gpu, "nvmlDeviceGetCurrentClocksThrottleReasons")
             rows.append(
                 Sample(
                     t,
                     gpu,
-                    _scaled(power, 1e-3),
-                    _scaled(energy),
-                    _scaled(temp),
+                    scaled(power, 1e-3),
+                    scaled(energy),
+                    scaled(temp),
                     None if mem is None else mem.used / MIB,
                     None if util is None else float(util.gpu),
                     None if reasons is None else int(reasons),
@@ -335,32 +204,7 @@ class NvmlMeter:
         return all(s.energy_mj is not None for s in self.sample_once())
 
     def devices(self) -> list[dict[str, Any]]:
-        with nvml_session(self._nvml or self._nvml_arg) as m:
-            driver = _text(_call(m, "nvmlSystemGetDriverVersion"))
-            cuda = _call(m, "nvmlSystemGetCudaDriverVersion")
-            out = []
-            for i in self.gpu_indices:
-                h = _call(m, "nvmlDeviceGetHandleByIndex", i)
-                mem = _call(m, "nvmlDeviceGetMemoryInfo", h)
-                limit = _call(m, "nvmlDeviceGetEnforcedPowerLimit", h)
-                if limit is None:
-                    limit = _call(m, "nvmlDeviceGetPowerManagementLimit", h)
-                persistence = _call(m, "nvmlDeviceGetPersistenceMode", h)
-                out.append(
-                    {
-                        "index": i,
-                        "name": _text(_call(m, "nvmlDeviceGetName", h)),
-                        "uuid": _text(_call(m, "nvmlDeviceGetUUID", h)),
-                        "memory_total_mb": None if mem is None else mem.total / MIB,
-                        "power_limit_w": None if limit is None else limit / 1000.0,
-                        "persistence_mode": None if persistence is None else persistence == 1,
-                        "driver_version": driver,
-                        "cuda_driver_version": (
-                            None if cuda is None else f"{cuda // 1000}.{cuda % 1000 // 10}"
-                        ),
-                    }
-                )
-        return out
+        return device_facts(self.gpu_indices, self._nvml or self._nvml_arg)
 
     def device_warnings(self) -> list[str]:
         out = [
@@ -369,7 +213,7 @@ class NvmlMeter:
             for d in self.devices()
             if d["persistence_mode"] is False
         ]
-        for (gpu, fn), err in sorted(self._unsupported.items()):
+        for (gpu, fn), err in sorted(self._devices.unsupported.items()):
             if fn == "nvmlDeviceGetTotalEnergyConsumption":
                 out.append(
                     f"the NVML energy counter is unsupported on GPU {gpu} ({err}); energy "

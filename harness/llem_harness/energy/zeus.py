@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from llem_harness.energy.base import Sample, WindowReading
-from llem_harness.energy.nvml import NvmlMeter, visible_gpu_indices
+from llem_harness.energy.nvml import NvmlMeter
+from llem_harness.energy.nvml_device import visible_gpu_indices
 from llem_harness.energy.timeseries import window_warnings
 
 ZEUS_MISSING = (

@@ -17,8 +17,8 @@ from typing import Any
 
 from llem_docker.errors import ConfigError
 from llem_docker.report.stats import Summary, summarize
-from llem_docker.results import load_results, study_labels
-from llem_docker.study_result import STUDY_FILE
+from llem_docker.store.load import load_results, study_labels
+from llem_docker.store.study_result import STUDY_FILE
 
 # column in results.parquet → (short label, unit)
 METRICS: dict[str, tuple[str, str]] = {

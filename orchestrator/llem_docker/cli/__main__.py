@@ -1,0 +1,3 @@
+from llem_docker.cli.app import main
+
+main()

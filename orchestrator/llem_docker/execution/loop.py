@@ -1,0 +1,254 @@
+"""The study loop: prepare every run directory, run them in order with thermal gaps, classify
+each outcome from the exchange contract, keep manifest.json current, write the StudyResult.
+
+Skip-and-continue: a failed run is recorded and the next one runs. After
+`execution.max_consecutive_failures` failures in a row the remaining runs are skipped and the
+study is `aborted`. So it is, at once, when the Docker engine goes away (EngineUnavailable):
+every later run would fail too, and the message says how to resume once the engine is back.
+Ctrl+C kills the current run, records everything, then raises StudyInterrupted (a
+KeyboardInterrupt) carrying the partial outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from llem_docker.config.settings import RunnerSpec, Settings
+from llem_docker.execution.classify import classify
+from llem_docker.execution.prepare import (
+    make_study_dir,
+    measurement_settings,
+    prepare_run,
+    resolve_datasets,
+)
+from llem_docker.execution.progress import StudyDisplay, print_summary
+from llem_docker.execution.resume import reopen
+from llem_docker.execution.runners import ENGINE_LOST, Runner, RunnerFactory, make_runner
+from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
+from llem_docker.store.study_result import (
+    RESULTS_FILE,
+    StudyResult,
+    build_study_result,
+    write_results_parquet,
+    write_study_json,
+)
+from llem_docker.study.model import StudyConfig
+from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before, gap_kind
+from llem_harness.contract import ExperimentResult, MeasurementSettings
+
+EXIT_CODES: dict[str, int] = {"completed": 0, "interrupted": 130}
+# Runner failures that no later run can escape: the study stops at the first.
+FATAL_FAILURES = frozenset({"GpuUnavailable"})
+
+
+@dataclass
+class StudyOutcome:
+    state: StudyState
+    study_dir: Path
+    result: StudyResult
+    study_json: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.state, 1)
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl+C during a study: everything is written; `outcome` holds the partial result."""
+
+    def __init__(self, outcome: StudyOutcome) -> None:
+        super().__init__(f"study interrupted; partial results in {outcome.study_dir}")
+        self.outcome = outcome
+
+
+def execute_study(
+    plan: StudyPlan,
+    study: StudyConfig,
+    settings: Settings,
+    runners: dict[str, RunnerSpec],
+    *,
+    console: Console,
+    as_json: bool,
+    runner_factory: RunnerFactory = make_runner,
+    resume: tuple[Path, Manifest] | None = None,
+) -> StudyOutcome:
+    """Run every planned run (with `resume`: every run of that folder without a result);
+    return the outcome, or raise StudyInterrupted on Ctrl+C."""
+    backends = sorted(plan.counts())
+    specs = {b: runners[b] for b in backends}
+    live = {b: runner_factory(spec, settings) for b, spec in specs.items()}
+    datasets = resolve_datasets(plan, study)
+    measurement = measurement_settings(settings)
+    results: dict[str, ExperimentResult] = {}
+    if resume is None:
+        study_dir = make_study_dir(Path(str(settings.value("output.results_dir"))), plan.name)
+        study_file = str(Path(study.source).resolve()) if study.source else None
+        manifest = Manifest.new(plan, study_dir.name, study_file, specs)
+        todo = {r.run_id for r in plan.runs}
+    else:
+        study_dir = resume[0].resolve()
+        manifest, results, again = reopen(study_dir, resume[1], specs)
+        todo = set(again)
+    manifest.write(study_dir)
+    display_console = Console(stderr=True) if as_json else console
+    t0 = time.monotonic()
+    interrupted = False
+    try:
+        for run in plan.runs:  # every experiment.json up front: the folder documents the plan
+            if run.run_id in todo:
+                prepare_run(study_dir, plan, run, live, measurement, datasets)
+        with StudyDisplay(display_console, len(todo)) as display:
+            what = f"{len(todo)} runs" + (f" ({len(results)} already completed)" if resume else "")
+            display.note(f"study {study_dir.name}: {what} → {study_dir}")
+            interrupted = _loop(plan, settings, live, manifest, study_dir, display, results, todo)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException as exc:
+        manifest.state = "failed"
+        for e in manifest.runs:  # never leave a run `running` behind
+            if e.state == "running":
+                e.state, e.ended_at = "failed", utc_now()
+                e.error = RunError(type=type(exc).__name__, message=str(exc) or repr(exc))
+        with contextlib.suppress(Exception):  # the original error matters more
+            _finish(manifest, study_dir, plan, results, measurement, live, t0)
+        raise
+    if interrupted:
+        manifest.state = "interrupted"
+        for e in manifest.runs:
+            if e.state == "running":  # Ctrl+C came between the runner and the manifest
+                e.state, e.ended_at = "interrupted", utc_now()
+                e.error = RunError(type="Interrupted", message="interrupted by Ctrl+C")
+    elif manifest.state == "running":
+        states = {e.state for e in manifest.runs}
+        manifest.state = "completed" if states == {"completed"} else "failed"
+    outcome = _finish(manifest, study_dir, plan, results, measurement, live, t0)
+    if not as_json:
+        print_summary(console, outcome.result, str(study_dir))
+    if any(e.error is not None and e.error.type == ENGINE_LOST for e in manifest.runs):
+        Console(stderr=True).print(  # soft wrap: the command stays whole, to copy
+            f"[red]aborted:[/red] {escape(engine_gone(manifest, study_dir))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if interrupted:
+        raise StudyInterrupted(outcome)
+    return outcome
+
+
+def _loop(
+    plan: StudyPlan,
+    settings: Settings,
+    live: dict[str, Runner],
+    manifest: Manifest,
+    study_dir: Path,
+    display: StudyDisplay,
+    results: dict[str, ExperimentResult],
+    todo: set[str],
+) -> bool:
+    """Run the runs in `todo`, in plan order. True when Ctrl+C stopped it (already recorded
+    in the manifest)."""
+    config_gap = float(settings.value("execution.config_gap_seconds"))
+    cycle_gap = float(settings.value("execution.cycle_gap_seconds"))
+    timeout = float(settings.value("execution.experiment_timeout_seconds"))
+    max_failures = int(settings.value("execution.max_consecutive_failures"))
+    order = plan.execution.cycle_order
+    prev: PlannedRun | None = None
+    failures = 0
+    runs = [r for r in plan.runs if r.run_id in todo]
+    for pos, run in enumerate(runs):
+        gap = gap_before(prev, run, order, config_gap, cycle_gap)
+        if gap > 0:
+            display.gap(gap, f"{gap_kind(prev, run, order)} gap")
+        prev = run
+        run_dir = study_dir / "runs" / run.run_id
+        manifest.start_run(study_dir, run.run_id)
+        display.start_run(run.run_id)
+        last_phase: list[str | None] = [None]
+
+        def on_event(event: dict[str, Any], last: list[str | None] = last_phase) -> None:
+            if event.get("event") == "phase":
+                last[0] = str(event.get("phase"))
+            display.event(event)
+
+        outcome = live[run.point.config.backend].run(run_dir, timeout_s=timeout, on_event=on_event)
+        got = classify(run.run_id, run_dir, outcome, last_phase[0], timeout)
+        lost = got.error is not None and got.error.type == ENGINE_LOST
+        if lost and got.error is not None:
+            got.error.message += (
+                ". Once `docker info` answers again, finish the study with "
+                f"`{resume_command(manifest, study_dir)}`"
+            )
+        manifest.end_run(
+            study_dir, run.run_id, got.state, exit_code=outcome.exit_code, error=got.error
+        )
+        if got.result is not None:
+            results[run.run_id] = got.result
+        err = f"{got.error.type}: {got.error.message.splitlines()[0]}" if got.error else None
+        display.end_run(run.run_id, got.state, got.result, err)
+        if outcome.interrupted:  # even if the run itself got to finish
+            return True
+        failures = failures + 1 if got.state == "failed" else 0
+        fatal = outcome.failure in FATAL_FAILURES
+        why = None
+        if lost:  # even after the last run: the study did not end by itself
+            why = f"skipped: {engine_gone(manifest, study_dir)}"
+        elif (fatal or failures >= max_failures) and pos + 1 < len(runs):
+            why = (
+                f"skipped: every run would fail the same way ({outcome.failure})"
+                if fatal
+                else f"skipped after {failures} consecutive failed runs "
+                f"(execution.max_consecutive_failures = {max_failures})"
+            )
+        if why is not None:
+            manifest.skip_pending(RunError(type="CircuitBreaker", message=why))
+            manifest.state = "aborted"
+            manifest.write(study_dir)
+            display.note(f"[red]{escape(why)}; the study is aborted[/red]")
+            break
+    return False
+
+
+def resume_command(manifest: Manifest, study_dir: Path) -> str:
+    study = shlex.quote(manifest.study_file) if manifest.study_file else "STUDY"
+    return f"llem-docker run {study} --resume {shlex.quote(str(study_dir))}"
+
+
+def engine_gone(manifest: Manifest, study_dir: Path) -> str:
+    """What happened, and what to do, when the engine went away mid-study."""
+    return (
+        "the Docker engine went away, so the study stopped here. Once `docker info` answers "
+        f"again, finish it with `{resume_command(manifest, study_dir)}`"
+    )
+
+
+def _finish(
+    manifest: Manifest,
+    study_dir: Path,
+    plan: StudyPlan,
+    results: dict[str, ExperimentResult],
+    measurement: MeasurementSettings,
+    live: dict[str, Runner],
+    t0: float,
+) -> StudyOutcome:
+    manifest.write(study_dir)
+    info = {b: r.info() for b, r in live.items()}
+    result = build_study_result(
+        manifest,
+        results,
+        measurement,
+        info,
+        ended_at=utc_now(),
+        wall_time_s=time.monotonic() - t0,
+    )
+    data = write_study_json(study_dir, result)
+    models = {r.run_id: r.point.config.model for r in plan.runs}
+    write_results_parquet(study_dir / RESULTS_FILE, result, results, models, plan.swept_keys)
+    return StudyOutcome(manifest.state, study_dir, result, data)

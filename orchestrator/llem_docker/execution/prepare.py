@@ -1,0 +1,109 @@
+"""Everything a study needs on disk before its first run: the results folder, one run
+directory per run with its experiment.json (and dataset copy). Shared by the study loop and
+the SLURM executor, so a folder documents its plan whichever way it runs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from llem_docker.config.settings import Settings
+from llem_docker.errors import ConfigError
+from llem_docker.study.model import StudyConfig
+from llem_docker.study.plan import PlannedRun, StudyPlan
+from llem_harness.contract import (
+    EXPERIMENT_FILE,
+    MeasurementSettings,
+    RunIdentity,
+    RunnerInfo,
+    RunRequest,
+    atomic_write_json,
+)
+
+RUN_DATASET = "dataset.jsonl"
+
+
+class Described(Protocol):
+    """A runner, as far as experiment.json is concerned."""
+
+    def info(self) -> RunnerInfo: ...
+
+
+def measurement_settings(settings: Settings) -> MeasurementSettings:
+    """The user config's `measurement:` with env overrides applied."""
+    return MeasurementSettings.model_validate(
+        {k: settings.value(f"measurement.{k}") for k in MeasurementSettings.model_fields}
+    )
+
+
+def resolve_datasets(plan: StudyPlan, study: StudyConfig) -> dict[str, Path]:
+    """Every .jsonl dataset, resolved against the study file's folder; all checked up front."""
+    base = Path(study.source).resolve().parent if study.source else Path.cwd()
+    found: dict[str, Path] = {}
+    for point in plan.points:
+        name = point.config.dataset
+        if not name.endswith(".jsonl") or name in found:
+            continue
+        path = Path(name).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise ConfigError(
+                f"dataset file `{name}` does not exist (looked for {path})",
+                source=study.source,
+                key="dataset",
+                fix="give a path relative to the study file's folder, or an absolute path",
+            )
+        found[name] = path
+    return found
+
+
+def make_study_dir(results_dir: Path, name: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "study"
+    results_dir = results_dir.expanduser().resolve()  # SLURM tasks run elsewhere
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = results_dir / (f"{safe}_{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        (path / "runs").mkdir()
+        return path
+    raise FileExistsError(f"could not create a results folder for {safe}_{stamp}")
+
+
+def prepare_run(
+    study_dir: Path,
+    plan: StudyPlan,
+    run: PlannedRun,
+    live: Mapping[str, Described],
+    measurement: MeasurementSettings,
+    datasets: dict[str, Path],
+) -> None:
+    run_dir = study_dir / "runs" / run.run_id
+    run_dir.mkdir(parents=True)
+    config = run.point.config
+    if config.dataset in datasets:
+        shutil.copyfile(datasets[config.dataset], run_dir / RUN_DATASET)
+        config = config.model_copy(update={"dataset": RUN_DATASET})
+    request = RunRequest(
+        config=config,
+        run=RunIdentity(
+            study_name=plan.name,
+            study_id=study_dir.name,
+            design_hash=plan.design_hash,
+            run_id=run.run_id,
+            index=run.index,
+            cycle=run.cycle,
+            config_hash=run.point.config_hash,
+        ),
+        measurement=measurement,
+        runner=live[config.backend].info(),
+    )
+    atomic_write_json(run_dir / EXPERIMENT_FILE, request.model_dump(mode="json"))

@@ -1,0 +1,96 @@
+"""`llem-docker run STUDY --resume RESULTS_DIR`: finish a study that stopped part-way.
+
+The results folder must belong to the same study design (its manifest's `design_hash`). The
+plan is rebuilt with the execution settings the manifest recorded, so run ids line up. Runs
+with a valid result.json stay as they are; every other run folder is emptied and run again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from llem_docker.config.settings import RunnerSpec
+from llem_docker.errors import ConfigError
+from llem_docker.store.manifest import MANIFEST_FILE, Manifest, utc_now
+from llem_docker.study.plan import StudyPlan
+from llem_harness.contract import RESULT_FILE, ExperimentResult
+
+FIX_NEW = "run the study without --resume to start a new results folder"
+
+
+def read_prior(results_dir: Path, source: str = "--resume") -> Manifest:
+    """The manifest of the folder to resume, or a ConfigError that says what is wrong."""
+    path = results_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} does not exist",
+            source=source,
+            fix="give the study's results folder, the one that holds manifest.json",
+        )
+    try:
+        return Manifest.read(results_dir)
+    except (ValidationError, ValueError) as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(
+            f"{path} is not a readable llem-docker manifest ({first})",
+            source=source,
+            fix=FIX_NEW,
+        ) from None
+
+
+def check_same_design(prior: Manifest, plan: StudyPlan, study_file: str | Path) -> None:
+    if prior.design_hash != plan.design_hash:
+        raise ConfigError(
+            f"the study file no longer matches the results folder: its design hash is "
+            f"{plan.design_hash[:12]}…, the folder's is {prior.design_hash[:12]}… (the "
+            "experiments were edited since the study started)",
+            source=study_file,
+            fix=f"restore the study file as it was, or {FIX_NEW}",
+        )
+    planned = [r.run_id for r in plan.runs]
+    if planned != [e.run_id for e in prior.runs]:
+        raise ConfigError(
+            "the rebuilt plan's runs differ from the manifest's",
+            source=study_file,
+            fix=FIX_NEW,
+        )
+
+
+def reopen(
+    study_dir: Path, prior: Manifest, runners: dict[str, RunnerSpec]
+) -> tuple[Manifest, dict[str, ExperimentResult], list[str]]:
+    """Keep completed runs (with their results), reset the rest; the ids to run again."""
+    results: dict[str, ExperimentResult] = {}
+    again: list[str] = []
+    for entry in prior.runs:
+        run_dir = study_dir / "runs" / entry.run_id
+        kept = _valid_result(run_dir, entry.run_id) if entry.state == "completed" else None
+        if kept is not None:
+            results[entry.run_id] = kept
+            continue
+        again.append(entry.run_id)
+        entry.state, entry.started_at, entry.ended_at = "pending", None, None
+        entry.exit_code, entry.error, entry.job = None, None, None
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+    manifest = prior.model_copy(
+        update={
+            "state": "running",
+            "owner_pid": os.getpid(),
+            "resumed_at": [*prior.resumed_at, utc_now()],
+            "runners": Manifest.runner_choices(runners),
+        }
+    )
+    return manifest, results, again
+
+
+def _valid_result(run_dir: Path, run_id: str) -> ExperimentResult | None:
+    try:
+        res = ExperimentResult.model_validate_json((run_dir / RESULT_FILE).read_text("utf-8"))
+    except (OSError, ValidationError, ValueError):
+        return None
+    return res if res.run.run_id == run_id else None

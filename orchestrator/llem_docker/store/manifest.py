@@ -1,0 +1,221 @@
+"""manifest.json: the study's state, rewritten atomically at every transition.
+
+A reader (a person, a script, a later resume) always sees a complete file: the last state
+that was reached, never a partial write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llem_docker.config.settings import RunnerSpec
+from llem_docker.store.lockfile import exclusive
+from llem_docker.study.model import ExecutionConfig
+from llem_docker.study.plan import StudyPlan
+from llem_harness.contract import atomic_write_json
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_SCHEMA_VERSION = "1.2"
+StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
+RunState = Literal["pending", "queued", "running", "completed", "failed", "interrupted", "skipped"]
+Executor = Literal["inline", "slurm"]
+
+
+LOCK_FILE = ".manifest.lock"
+# Where flock() is not supported (some NFS and Lustre mounts): an O_EXCL lock file instead.
+HELD_FILE = ".manifest.lock.held"
+LOCK_TIMEOUT_S = 300.0
+NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+@contextlib.contextmanager
+def locked(study_dir: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Serialise read-modify-write of the manifest between `llem-docker status` and a SLURM
+    (re)submission of the same folder (an advisory flock on a file beside it).
+
+    Where the filesystem refuses flock (ENOLCK, EOPNOTSUPP: some NFS and Lustre mounts), the
+    lock is an exclusive lock file instead (llem_docker.store.lockfile), with a warning, once."""
+    import fcntl
+
+    with (study_dir / LOCK_FILE).open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in NO_FLOCK:
+                raise
+            reason = os.strerror(exc.errno or 0)
+        else:
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            return
+    if "flock" not in _warned:
+        _warned.add("flock")
+        _log.warning(
+            "warning: the filesystem of %s does not support flock() (%s); llem-docker locks "
+            "the manifest with the lock file %s instead. Keep results on a filesystem with "
+            "working locks (NFS mounted with `lock`, Lustre with `-o flock`) to avoid this",
+            study_dir,
+            reason,
+            HELD_FILE,
+        )
+    why = f"the lock file stands in for flock(), which this filesystem refuses: {reason}"
+    with exclusive(study_dir / HELD_FILE, timeout_s=timeout_s, why=why):
+        yield
+
+
+def utc_now() -> str:
+    """UTC, ISO 8601, milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunError(_Model):
+    type: str
+    message: str
+    phase: str | None = None
+
+
+class RunnerChoice(_Model):
+    kind: str
+    target: str | None
+    source: str
+
+
+class RunEntry(_Model):
+    index: int
+    cycle: int
+    backend: str
+    run_id: str
+    config_hash: str
+    swept: dict[str, Any] = Field(default_factory=dict)
+    state: RunState = "pending"
+    started_at: str | None = None
+    ended_at: str | None = None
+    exit_code: int | None = None
+    error: RunError | None = None
+    job: str | None = None  # SLURM: <array job id>_<task id>
+
+
+class Submission(_Model):
+    """One `sbatch --array` of some of the study's runs (the first, or a resubmission)."""
+
+    job_id: str | None = None  # None until sbatch answered
+    script: str  # relative to the study folder
+    runs_file: str
+    run_ids: list[str]
+    submitted_at: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float
+    config_gap_s: float
+    cycle_gap_s: float
+    gpus: str | None = None  # --gpus, applied by the tasks too
+
+
+class Manifest(_Model):
+    schema_version: str = MANIFEST_SCHEMA_VERSION
+    study_name: str
+    study_id: str
+    design_hash: str
+    study_file: str | None
+    created_at: str
+    updated_at: str
+    owner_pid: int
+    resumed_at: list[str] = Field(default_factory=list)
+    state: StudyState = "running"
+    executor: Executor = "inline"
+    submissions: list[Submission] = Field(default_factory=list)
+    execution: ExecutionConfig
+    runners: dict[str, RunnerChoice]
+    runs: list[RunEntry]
+
+    @classmethod
+    def new(
+        cls,
+        plan: StudyPlan,
+        study_id: str,
+        study_file: str | None,
+        runners: dict[str, RunnerSpec],
+    ) -> Manifest:
+        now = utc_now()
+        return cls(
+            study_name=plan.name,
+            study_id=study_id,
+            design_hash=plan.design_hash,
+            study_file=study_file,
+            created_at=now,
+            updated_at=now,
+            owner_pid=os.getpid(),
+            execution=plan.execution,
+            runners=cls.runner_choices(runners),
+            runs=[
+                RunEntry(
+                    index=r.index,
+                    cycle=r.cycle,
+                    backend=r.point.config.backend,
+                    run_id=r.run_id,
+                    config_hash=r.point.config_hash,
+                    swept=r.point.swept,
+                )
+                for r in plan.runs
+            ],
+        )
+
+    @staticmethod
+    def runner_choices(runners: dict[str, RunnerSpec]) -> dict[str, RunnerChoice]:
+        return {
+            b: RunnerChoice(kind=s.kind, target=s.target, source=s.source)
+            for b, s in runners.items()
+        }
+
+    def entry(self, run_id: str) -> RunEntry:
+        for e in self.runs:
+            if e.run_id == run_id:
+                return e
+        raise KeyError(run_id)
+
+    def write(self, study_dir: Path) -> None:
+        self.updated_at = utc_now()
+        atomic_write_json(study_dir / MANIFEST_FILE, self.model_dump(mode="json"))
+
+    def start_run(self, study_dir: Path, run_id: str) -> None:
+        e = self.entry(run_id)
+        e.state, e.started_at = "running", utc_now()
+        self.write(study_dir)
+
+    def end_run(
+        self,
+        study_dir: Path,
+        run_id: str,
+        state: RunState,
+        *,
+        exit_code: int | None = None,
+        error: RunError | None = None,
+    ) -> None:
+        e = self.entry(run_id)
+        e.state, e.ended_at, e.exit_code, e.error = state, utc_now(), exit_code, error
+        self.write(study_dir)
+
+    def skip_pending(self, reason: RunError) -> None:
+        for e in self.runs:
+            if e.state == "pending":
+                e.state, e.error = "skipped", reason
+
+    @classmethod
+    def read(cls, study_dir: Path) -> Manifest:
+        return cls.model_validate_json((study_dir / MANIFEST_FILE).read_text(encoding="utf-8"))

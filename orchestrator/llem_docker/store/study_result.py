@@ -1,0 +1,342 @@
+"""StudyResult: study.json (the summary a reviewer reads) and results.parquet (one row per run)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from llem_docker.store.manifest import Manifest, RunError, RunState, StudyState
+from llem_docker.study.model import ExecutionConfig
+from llem_harness import __version__
+from llem_harness.config import ExperimentConfig
+from llem_harness.contract import (
+    EXPERIMENT_FILE,
+    ExperimentResult,
+    MeasurementSettings,
+    RunnerInfo,
+    RunRequest,
+    atomic_write_json,
+)
+
+STUDY_FILE = "study.json"
+RESULTS_FILE = "results.parquet"
+STUDY_SCHEMA_VERSION = "1.0"
+# results.parquet's columns (docs/results.md); kept in the file's schema metadata.
+# 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
+RESULTS_SCHEMA_VERSION = "1.1"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunnerRecord(_Model):
+    kind: str
+    target: str | None
+    source: str
+    image_digest: str | None
+
+
+class StudySummary(_Model):
+    runs: int
+    completed: int
+    failed: int
+    interrupted: int
+    skipped: int
+    pending: int
+    total_energy_j: float | None  # over completed runs with an energy reading; null if none
+    runs_with_energy: int
+    total_output_tokens: int | None  # over completed runs; null if none completed
+    measured_duration_s: float | None  # sum of measurement windows of completed runs
+
+
+class StudyRun(_Model):
+    run_id: str
+    index: int
+    cycle: int
+    backend: str
+    state: RunState
+    swept: dict[str, Any] = Field(default_factory=dict)
+    config_hash: str
+    duration_s: float | None
+    throughput_tokens_per_s: float | None
+    energy_total_j: float | None
+    energy_per_output_token_j: float | None
+    error: RunError | None
+
+
+class StudyResult(_Model):
+    schema_version: str = STUDY_SCHEMA_VERSION
+    llem_version: str = __version__
+    study_name: str
+    study_id: str
+    design_hash: str
+    study_file: str | None
+    state: StudyState
+    started_at: str
+    ended_at: str
+    wall_time_s: float
+    execution: ExecutionConfig
+    measurement: MeasurementSettings
+    runners: dict[str, RunnerRecord]
+    summary: StudySummary
+    runs: list[StudyRun]
+
+
+def build_study_result(
+    manifest: Manifest,
+    results: dict[str, ExperimentResult],
+    measurement: MeasurementSettings,
+    runner_info: dict[str, RunnerInfo],
+    *,
+    ended_at: str,
+    wall_time_s: float,
+) -> StudyResult:
+    runs: list[StudyRun] = []
+    for e in manifest.runs:
+        res = results.get(e.run_id) if e.state == "completed" else None
+        runs.append(
+            StudyRun(
+                run_id=e.run_id,
+                index=e.index,
+                cycle=e.cycle,
+                backend=e.backend,
+                state=e.state,
+                swept=e.swept,
+                config_hash=e.config_hash,
+                duration_s=res.duration_s if res else None,
+                throughput_tokens_per_s=res.throughput_tokens_per_s if res else None,
+                energy_total_j=res.energy.total_j if res else None,
+                energy_per_output_token_j=res.energy_per_output_token_j if res else None,
+                error=e.error,
+            )
+        )
+    done = [results[e.run_id] for e in manifest.runs if e.state == "completed"]
+    energies = [r.energy.total_j for r in done if r.energy.total_j is not None]
+    states = [e.state for e in manifest.runs]
+    summary = StudySummary(
+        runs=len(states),
+        completed=states.count("completed"),
+        failed=states.count("failed"),
+        interrupted=states.count("interrupted"),
+        skipped=states.count("skipped"),
+        pending=sum(states.count(s) for s in ("pending", "queued", "running")),
+        total_energy_j=sum(energies) if energies else None,
+        runs_with_energy=len(energies),
+        total_output_tokens=sum(r.tokens.output for r in done) if done else None,
+        measured_duration_s=sum(r.duration_s for r in done) if done else None,
+    )
+    runners = {
+        b: RunnerRecord(
+            kind=c.kind,
+            target=c.target,
+            source=c.source,
+            image_digest=runner_info[b].image_digest if b in runner_info else None,
+        )
+        for b, c in manifest.runners.items()
+    }
+    return StudyResult(
+        study_name=manifest.study_name,
+        study_id=manifest.study_id,
+        design_hash=manifest.design_hash,
+        study_file=manifest.study_file,
+        state=manifest.state,
+        started_at=manifest.created_at,
+        ended_at=ended_at,
+        wall_time_s=round(wall_time_s, 3),
+        execution=manifest.execution,
+        measurement=measurement,
+        runners=runners,
+        summary=summary,
+        runs=runs,
+    )
+
+
+def write_study_json(study_dir: Path, result: StudyResult) -> dict[str, Any]:
+    data = result.model_dump(mode="json")
+    atomic_write_json(study_dir / STUDY_FILE, data)
+    return data
+
+
+# -- results.parquet ------------------------------------------------------------------------
+# What ran and on what, in every file whether swept or not; null where unknown (a run that
+# did not complete has no environment snapshot; no GPU: gpu_count 0, the rest null).
+_CONTEXT: list[tuple[str, Any]] = [
+    ("model", pa.string()),
+    ("precision", pa.string()),
+    ("batch_size", pa.int64()),
+    ("gpu_name", pa.string()),
+    ("gpu_count", pa.int64()),
+    ("power_limit_w", pa.float64()),
+    ("image_digest", pa.string()),
+    ("harness_version", pa.string()),
+]
+_METRICS: list[tuple[str, Any]] = [
+    *_CONTEXT,
+    ("duration_s", pa.float64()),
+    ("input_tokens", pa.int64()),
+    ("output_tokens", pa.int64()),
+    ("throughput_tokens_per_s", pa.float64()),
+    ("energy_total_j", pa.float64()),
+    ("energy_adjusted_j", pa.float64()),
+    ("energy_baseline_power_w", pa.float64()),
+    ("energy_per_output_token_j", pa.float64()),
+    ("energy_method", pa.string()),
+    ("energy_unavailable_reason", pa.string()),
+    ("co2_kg", pa.float64()),
+    ("peak_memory_mb", pa.float64()),
+    ("ttft_ms_mean", pa.float64()),
+    ("itl_ms_mean", pa.float64()),
+    ("warnings", pa.int64()),
+    ("error_type", pa.string()),
+    ("error_message", pa.string()),
+]
+_IDENTITY: list[tuple[str, Any]] = [
+    ("run_id", pa.string()),
+    ("index", pa.int64()),
+    ("cycle", pa.int64()),
+    ("backend", pa.string()),
+    ("state", pa.string()),
+    ("config_hash", pa.string()),
+]
+
+
+def _same(values: list[Any]) -> Any:
+    """The value every GPU shares; null when they differ or one is unknown."""
+    return values[0] if values and None not in values and len(set(values)) == 1 else None
+
+
+def _names(values: list[Any]) -> str | None:
+    """The GPUs' model names, each once ("NVIDIA H200"); null when one is unknown."""
+    if not values or None in values:
+        return None
+    return ", ".join(dict.fromkeys(str(v) for v in values))
+
+
+# The energy reasons that say the run had no NVIDIA GPU (NVML saw none, or there is no
+# driver at all). Any other empty device list (energy_backend: none, NVML failing) leaves
+# the count unknown: null, not 0.
+NO_GPU_REASONS = ("no NVIDIA GPU visible", "NVML Shared Library Not Found", "Driver Not Loaded")
+
+
+def _no_gpu(res: ExperimentResult) -> int | None:
+    reason = res.energy.unavailable_reason or ""
+    return 0 if any(r in reason for r in NO_GPU_REASONS) else None
+
+
+def _context(
+    res: ExperimentResult | None, config: ExperimentConfig | None, digest: str | None
+) -> dict[str, Any]:
+    config = res.config if res is not None else config
+    row: dict[str, Any] = {"image_digest": digest}
+    if config is not None:
+        row |= {"precision": config.precision, "batch_size": config.batch_size}
+    if res is None:
+        return row
+    env = res.environment
+    gpus = [g for g in env.get("gpus") or [] if isinstance(g, dict)]
+    return row | {
+        "gpu_name": _names([g.get("name") for g in gpus]),
+        "gpu_count": len(gpus) if gpus else _no_gpu(res),
+        "power_limit_w": _same([g.get("power_limit_w") for g in gpus]),
+        "image_digest": res.runner.image_digest or env.get("image_digest") or digest,
+        "harness_version": env.get("harness_version"),
+    }
+
+
+def _metrics(run: StudyRun, res: ExperimentResult | None, model: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": model}
+    if res is not None:
+        row |= {
+            "duration_s": res.duration_s,
+            "input_tokens": res.tokens.input,
+            "output_tokens": res.tokens.output,
+            "throughput_tokens_per_s": res.throughput_tokens_per_s,
+            "energy_total_j": res.energy.total_j,
+            "energy_adjusted_j": res.energy.adjusted_j,
+            "energy_baseline_power_w": res.energy.baseline_power_w,
+            "energy_per_output_token_j": res.energy_per_output_token_j,
+            "energy_method": res.energy.method,
+            "energy_unavailable_reason": res.energy.unavailable_reason,
+            "co2_kg": res.co2.kg,
+            "peak_memory_mb": res.memory.peak_mb,
+            "ttft_ms_mean": res.latency.ttft_ms.mean if res.latency.ttft_ms else None,
+            "itl_ms_mean": res.latency.itl_ms.mean if res.latency.itl_ms else None,
+            "warnings": len(res.warnings),
+        }
+    if run.error is not None:
+        row |= {"error_type": run.error.type, "error_message": run.error.message}
+    return row
+
+
+def _swept_column(values: list[Any]) -> tuple[Any, list[Any]]:
+    """One pyarrow type per swept key; mixed or nested values become JSON strings."""
+    present = [v for v in values if v is not None]
+    kinds = {type(v) for v in present}
+    if kinds <= {bool}:
+        return pa.bool_(), values
+    if kinds <= {int}:
+        return pa.int64(), values
+    if kinds <= {int, float}:
+        return pa.float64(), [None if v is None else float(v) for v in values]
+    if kinds <= {str}:
+        return pa.string(), values
+    return pa.string(), [None if v is None else json.dumps(v, sort_keys=True) for v in values]
+
+
+def read_configs(study_dir: Path, run_ids: Sequence[str]) -> dict[str, ExperimentConfig]:
+    """The config of each run whose experiment.json can be read."""
+    out: dict[str, ExperimentConfig] = {}
+    for run_id in run_ids:
+        path = study_dir / "runs" / run_id / EXPERIMENT_FILE
+        try:
+            out[run_id] = RunRequest.model_validate_json(path.read_text("utf-8")).config
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
+            continue
+    return out
+
+
+def write_results_parquet(
+    path: Path,
+    study: StudyResult,
+    results: dict[str, ExperimentResult],
+    models: Mapping[str, str],
+    swept_keys: Sequence[str],
+    configs: Mapping[str, ExperimentConfig] | None = None,
+) -> None:
+    """One row per run: identity, a `swept.<key>` column per swept key, what ran on what,
+    key metrics. `configs` (by run id) defaults to the runs' experiment.json files beside
+    `path`, for the precision and batch size of runs that did not complete."""
+    if configs is None:
+        configs = read_configs(path.parent, [r.run_id for r in study.runs])
+    rows = []
+    for run in study.runs:
+        res = results.get(run.run_id) if run.state == "completed" else None
+        record = study.runners.get(run.backend)
+        rows.append(
+            {
+                **{k: getattr(run, k) for k, _ in _IDENTITY},
+                **_metrics(run, res, models[run.run_id]),
+                **_context(res, configs.get(run.run_id), record.image_digest if record else None),
+            }
+        )
+    fields = [pa.field(k, t) for k, t in _IDENTITY]
+    columns: dict[str, list[Any]] = {k: [row.get(k) for row in rows] for k, _ in _IDENTITY}
+    for key in swept_keys:
+        typ, values = _swept_column([run.swept.get(key) for run in study.runs])
+        fields.append(pa.field(f"swept.{key}", typ))
+        columns[f"swept.{key}"] = values
+    for k, t in _METRICS:
+        fields.append(pa.field(k, t))
+        columns[k] = [row.get(k) for row in rows]
+    meta = {b"llem.results_schema_version": RESULTS_SCHEMA_VERSION.encode()}
+    table = pa.table(columns, schema=pa.schema(fields, metadata=meta))
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)

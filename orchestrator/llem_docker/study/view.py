@@ -1,0 +1,150 @@
+"""Show a StudyPlan: a rich table for people, JSON for scripts, and a wall-time estimate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from llem_docker.config.settings import RunnerSpec
+from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before
+from llem_harness.backends.base import max_concurrency
+
+MAX_TABLE_ROWS = 200
+# Assumptions behind the rough per-run estimate; shown beside it so nobody mistakes it for data.
+STARTUP_S = {"local": 10.0, "docker": 30.0, "apptainer": 30.0, "singularity": 30.0}
+DECODE_STEP_S = 0.025
+
+
+@dataclass(frozen=True)
+class Estimate:
+    gaps_s: float
+    runs_s: float
+    timeout_bound_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.gaps_s + self.runs_s
+
+
+def estimate(
+    plan: StudyPlan,
+    runners: dict[str, RunnerSpec],
+    config_gap_s: float,
+    cycle_gap_s: float,
+    timeout_s: float,
+) -> Estimate:
+    gaps = 0.0
+    busy = 0.0
+    prev: PlannedRun | None = None
+    for run in plan.runs:
+        gaps += gap_before(prev, run, plan.execution.cycle_order, config_gap_s, cycle_gap_s)
+        # A run never outlasts its timeout: the rough figure is capped there.
+        busy += min(run_estimate_s(run, runners[run.point.config.backend]), timeout_s)
+        prev = run
+    return Estimate(gaps, busy, gaps + timeout_s * len(plan.runs))
+
+
+def run_estimate_s(run: PlannedRun, runner: RunnerSpec) -> float:
+    """Container start + (warmups + measured pass) x decode steps x an assumed step time. The
+    prompts go through in waves of the engine's concurrency (pytorch's batch size, vLLM's
+    max_num_seqs, TensorRT-LLM's max_batch_size)."""
+    cfg = run.point.config
+    batches = -(-cfg.n_prompts // max_concurrency(cfg))
+    passes = cfg.warmup_runs + 1
+    return STARTUP_S[runner.kind] + passes * batches * cfg.max_output_tokens * DECODE_STEP_S
+
+
+def human_s(seconds: float) -> str:
+    seconds = round(seconds)
+    d, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    parts = [f"{d}d"] * bool(d) + [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m)
+    return " ".join(parts + [f"{s}s"] * (bool(s) or not parts))
+
+
+def plan_json(plan: StudyPlan, runners: dict[str, RunnerSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": r.index,
+            "cycle": r.cycle,
+            "backend": r.point.config.backend,
+            "run_id": r.run_id,
+            "config_hash": r.point.config_hash,
+            "swept": r.point.swept,
+            "origin": r.point.origin,
+            "config": r.point.config.canonical(),
+            "runner": _runner_json(runners[r.point.config.backend]),
+        }
+        for r in plan.runs
+    ]
+
+
+def _runner_json(spec: RunnerSpec) -> dict[str, Any]:
+    return {"kind": spec.kind, "target": spec.target, "spec": spec.label, "source": spec.source}
+
+
+def print_plan_json(plan: StudyPlan, runners: dict[str, RunnerSpec]) -> None:
+    print(json.dumps(plan_json(plan, runners), indent=2))
+
+
+def print_plan(
+    console: Console,
+    plan: StudyPlan,
+    runners: dict[str, RunnerSpec],
+    est: Estimate,
+    config_gap_s: float,
+    cycle_gap_s: float,
+) -> None:
+    ex = plan.execution
+    keys = [k for k in plan.swept_keys if k != "backend"]
+    table = Table(title=f"Study {plan.name!r}: {len(plan.runs)} runs", title_justify="left")
+    for col in ("#", "cycle", "backend", *keys, "from", "runner"):
+        table.add_column(col, justify="right" if col in ("#", "cycle") else "left")
+    for run in plan.runs[:MAX_TABLE_ROWS]:
+        swept = run.point.swept
+        cells = [_cell(swept.get(k, "")) for k in keys]
+        spec = runners[run.point.config.backend]
+        table.add_row(
+            str(run.index),
+            str(run.cycle),
+            run.point.config.backend,
+            *cells,
+            run.point.origin,
+            spec.kind,
+        )
+    console.print(table)
+    if len(plan.runs) > MAX_TABLE_ROWS:
+        console.print(f"… {len(plan.runs) - MAX_TABLE_ROWS} more runs (use --json for all)")
+    counts = plan.counts()
+    per = ", ".join(f"{b}: {c} configs / {n} runs" for b, (c, n) in counts.items())
+    console.print(
+        f"[bold]{len(plan.points)} configs × {ex.n_cycles} cycles = {len(plan.runs)} "
+        f"runs[/bold] ({per})"
+    )
+    console.print(f"order: {ex.cycle_order} (seed {ex.seed}); design hash {plan.design_hash[:16]}")
+    for backend, spec in runners.items():
+        if backend in counts:
+            console.print(f"runner {backend}: {spec.label} (from {spec.source})")
+    console.print(
+        f"estimated wall time: ~{human_s(est.total_s)} = gaps {human_s(est.gaps_s)} "
+        f"(config gap {config_gap_s:g}s, cycle gap {cycle_gap_s:g}s) + runs ~{human_s(est.runs_s)} "
+        f"[dim](rough: assumes {_startups(runners, counts)} and "
+        f"{DECODE_STEP_S * 1000:g} ms per decode step, each run capped at its timeout)[/dim]; "
+        f"at most {human_s(est.timeout_bound_s)} (every run stopped at its timeout)"
+    )
+
+
+def _startups(runners: dict[str, RunnerSpec], counts: dict[str, Any]) -> str:
+    kinds = sorted({runners[b].kind for b in counts})
+    return ", ".join(f"{STARTUP_S[k]:g}s start per {k} run" for k in kinds)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
