@@ -24,12 +24,13 @@ from llem_docker.config.settings import Settings
 from llem_docker.config.yamlsrc import Document
 from llem_docker.errors import LlemError
 from llem_docker.execution.loop import StudyOutcome, execute_study
+from llem_docker.store.layout import StudyDir
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.loader import load_study, study_from_document
 from llem_docker.study.model import ExecutionConfig, StudyConfig
 from llem_docker.study.plan import plan_study
 from llem_harness.config import ExperimentConfig
-from llem_harness.contract import RESULT_FILE, ExperimentResult
+from llem_harness.contract import ExperimentResult
 
 StudyLike = StudyConfig | Mapping[str, Any] | str | Path
 
@@ -114,5 +115,5 @@ def run_experiment(
     if run.state != "completed":
         err = f"{run.error.type}: {run.error.message}" if run.error else run.state
         raise RunFailed(f"the experiment did not complete ({err}); see {outcome.study_dir}")
-    path = outcome.study_dir / "runs" / run.run_id / RESULT_FILE
+    path = StudyDir(outcome.study_dir).run(run.run_id).result
     return ExperimentResult.model_validate_json(path.read_text(encoding="utf-8"))

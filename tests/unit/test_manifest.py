@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from llem_docker.config.settings import RunnerSpec
-from llem_docker.store.manifest import MANIFEST_FILE, Manifest, RunError
+from llem_docker.store.layout import MANIFEST_FILE
+from llem_docker.store.manifest import Manifest, RunError
 from llem_docker.store.study_result import build_study_result
 from llem_docker.study.model import ExecutionConfig, StudyConfig
 from llem_docker.study.plan import plan_study

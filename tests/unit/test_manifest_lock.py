@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from llem_docker.store import manifest as manifest_mod
+from llem_docker.store.layout import HELD_FILE
 from llem_docker.store.lockfile import LockTimeout, read_holder
-from llem_docker.store.manifest import HELD_FILE, locked
+from llem_docker.store.manifest import locked
 
 
 @pytest.fixture

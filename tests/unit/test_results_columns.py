@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from llem_docker.store.layout import RESULTS_FILE
 from llem_docker.store.load import load_results
 from llem_docker.store.study_result import (
-    RESULTS_FILE,
     RESULTS_SCHEMA_VERSION,
     StudyResult,
     _context,

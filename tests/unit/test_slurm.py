@@ -20,7 +20,7 @@ from llem_docker.execution.slurm.script import (
     time_to_s,
 )
 from llem_docker.execution.slurm.status import refresh
-from llem_docker.execution.slurm.task import TASK_FILE
+from llem_docker.store.layout import TASK_FILE
 from llem_docker.store.manifest import Manifest, Submission
 from llem_docker.study.loader import load_study
 from llem_docker.study.plan import plan_study

@@ -16,6 +16,7 @@ from rich.table import Table
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.slurm.script import SLACK_S, SlurmOptions, options_from, render_script
+from llem_docker.store.layout import StudyDir
 
 if TYPE_CHECKING:  # the study loop's modules load when a command needs them
     from llem_docker.store.manifest import Manifest
@@ -62,7 +63,7 @@ def show_slurm_script(
         study_dir=study_dir,
         study_id=study_id,
         design_hash=plan.design_hash,
-        runs_file=study_dir / "slurm" / "submit-1.runs",
+        runs_file=StudyDir(study_dir).submission(1, "runs"),
         n_tasks=len(plan.runs),
         submission=1,
     )

@@ -14,6 +14,7 @@ from llem_docker.errors import ConfigError
 from llem_docker.report.plots import Figures, draw
 from llem_docker.report.points import DEFAULT_CV, Report, build_report, build_reports
 from llem_docker.report.render import as_csv, as_json, html_page, markdown, print_table
+from llem_docker.store.layout import StudyDir
 
 out = Console(soft_wrap=False)
 
@@ -38,7 +39,7 @@ def _check(r: Report, dirs: list[Path], fmt: Format, out_dir: Path | None, x: st
             fix=f"use one of {', '.join(r.swept_keys) or '(none: the study sweeps nothing)'}",
         )
     if run is not None and r.find_run(run) is None:
-        where = " or ".join(str(d / "runs") for d in dirs)
+        where = " or ".join(str(StudyDir(d).runs) for d in dirs)
         raise ConfigError(
             f"run `{run}` has no result.json in {where}",
             source="--run",

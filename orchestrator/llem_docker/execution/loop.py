@@ -32,14 +32,10 @@ from llem_docker.execution.prepare import (
 from llem_docker.execution.progress import StudyDisplay, print_summary
 from llem_docker.execution.resume import reopen
 from llem_docker.execution.runners import ENGINE_LOST, Runner, RunnerFactory, make_runner
+from llem_docker.store.collect import assemble
+from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
-from llem_docker.store.study_result import (
-    RESULTS_FILE,
-    StudyResult,
-    build_study_result,
-    write_results_parquet,
-    write_study_json,
-)
+from llem_docker.store.study_result import StudyResult
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before, gap_kind
 from llem_harness.contract import ExperimentResult, MeasurementSettings
@@ -118,7 +114,7 @@ def execute_study(
                 e.state, e.ended_at = "failed", utc_now()
                 e.error = RunError(type=type(exc).__name__, message=str(exc) or repr(exc))
         with contextlib.suppress(Exception):  # the original error matters more
-            _finish(manifest, study_dir, plan, results, measurement, live, t0)
+            _finish(manifest, study_dir, measurement, live, t0)
         raise
     if interrupted:
         manifest.state = "interrupted"
@@ -129,7 +125,7 @@ def execute_study(
     elif manifest.state == "running":
         states = {e.state for e in manifest.runs}
         manifest.state = "completed" if states == {"completed"} else "failed"
-    outcome = _finish(manifest, study_dir, plan, results, measurement, live, t0)
+    outcome = _finish(manifest, study_dir, measurement, live, t0)
     if not as_json:
         print_summary(console, outcome.result, str(study_dir))
     if any(e.error is not None and e.error.type == ENGINE_LOST for e in manifest.runs):
@@ -168,7 +164,7 @@ def _loop(
         if gap > 0:
             display.gap(gap, f"{gap_kind(prev, run, order)} gap")
         prev = run
-        run_dir = study_dir / "runs" / run.run_id
+        run_dir = StudyDir(study_dir).run(run.run_id).path
         manifest.start_run(study_dir, run.run_id)
         display.start_run(run.run_id)
         last_phase: list[str | None] = [None]
@@ -232,23 +228,17 @@ def engine_gone(manifest: Manifest, study_dir: Path) -> str:
 def _finish(
     manifest: Manifest,
     study_dir: Path,
-    plan: StudyPlan,
-    results: dict[str, ExperimentResult],
     measurement: MeasurementSettings,
     live: dict[str, Runner],
     t0: float,
 ) -> StudyOutcome:
     manifest.write(study_dir)
-    info = {b: r.info() for b, r in live.items()}
-    result = build_study_result(
+    result, data = assemble(
+        study_dir,
         manifest,
-        results,
-        measurement,
-        info,
+        measurement=measurement,
+        runners={b: r.info() for b, r in live.items()},
         ended_at=utc_now(),
         wall_time_s=time.monotonic() - t0,
     )
-    data = write_study_json(study_dir, result)
-    models = {r.run_id: r.point.config.model for r in plan.runs}
-    write_results_parquet(study_dir / RESULTS_FILE, result, results, models, plan.swept_keys)
     return StudyOutcome(manifest.state, study_dir, result, data)

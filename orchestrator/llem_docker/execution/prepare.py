@@ -14,10 +14,10 @@ from typing import Protocol
 
 from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
+from llem_docker.store.layout import StudyDir
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan
 from llem_harness.contract import (
-    EXPERIMENT_FILE,
     MeasurementSettings,
     RunIdentity,
     RunnerInfo,
@@ -73,7 +73,7 @@ def make_study_dir(results_dir: Path, name: str) -> Path:
             path.mkdir()
         except FileExistsError:
             continue
-        (path / "runs").mkdir()
+        StudyDir(path).runs.mkdir()
         return path
     raise FileExistsError(f"could not create a results folder for {safe}_{stamp}")
 
@@ -86,11 +86,11 @@ def prepare_run(
     measurement: MeasurementSettings,
     datasets: dict[str, Path],
 ) -> None:
-    run_dir = study_dir / "runs" / run.run_id
-    run_dir.mkdir(parents=True)
+    run_dir = StudyDir(study_dir).run(run.run_id)
+    run_dir.path.mkdir(parents=True)
     config = run.point.config
     if config.dataset in datasets:
-        shutil.copyfile(datasets[config.dataset], run_dir / RUN_DATASET)
+        shutil.copyfile(datasets[config.dataset], run_dir.file(RUN_DATASET))
         config = config.model_copy(update={"dataset": RUN_DATASET})
     request = RunRequest(
         config=config,
@@ -106,4 +106,4 @@ def prepare_run(
         measurement=measurement,
         runner=live[config.backend].info(),
     )
-    atomic_write_json(run_dir / EXPERIMENT_FILE, request.model_dump(mode="json"))
+    atomic_write_json(run_dir.experiment, request.model_dump(mode="json"))

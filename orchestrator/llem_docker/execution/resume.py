@@ -15,16 +15,17 @@ from pydantic import ValidationError
 
 from llem_docker.config.settings import RunnerSpec
 from llem_docker.errors import ConfigError
-from llem_docker.store.manifest import MANIFEST_FILE, Manifest, utc_now
+from llem_docker.store.layout import RunDir, StudyDir
+from llem_docker.store.manifest import Manifest, utc_now
 from llem_docker.study.plan import StudyPlan
-from llem_harness.contract import RESULT_FILE, ExperimentResult
+from llem_harness.contract import ExperimentResult
 
 FIX_NEW = "run the study without --resume to start a new results folder"
 
 
 def read_prior(results_dir: Path, source: str = "--resume") -> Manifest:
     """The manifest of the folder to resume, or a ConfigError that says what is wrong."""
-    path = results_dir / MANIFEST_FILE
+    path = StudyDir(results_dir).manifest
     if not path.is_file():
         raise ConfigError(
             f"{path} does not exist",
@@ -67,7 +68,7 @@ def reopen(
     results: dict[str, ExperimentResult] = {}
     again: list[str] = []
     for entry in prior.runs:
-        run_dir = study_dir / "runs" / entry.run_id
+        run_dir = StudyDir(study_dir).run(entry.run_id).path
         kept = _valid_result(run_dir, entry.run_id) if entry.state == "completed" else None
         if kept is not None:
             results[entry.run_id] = kept
@@ -90,7 +91,7 @@ def reopen(
 
 def _valid_result(run_dir: Path, run_id: str) -> ExperimentResult | None:
     try:
-        res = ExperimentResult.model_validate_json((run_dir / RESULT_FILE).read_text("utf-8"))
+        res = ExperimentResult.model_validate_json(RunDir(run_dir).result.read_text("utf-8"))
     except (OSError, ValidationError, ValueError):
         return None
     return res if res.run.run_id == run_id else None

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from llem_docker.report.fmt import num
 from llem_docker.report.points import METRICS, Point, Report
+from llem_docker.store.layout import RunDir, StudyDir
 
 SIZE_IN, DPI = (8.0, 5.0), 100
 
@@ -163,8 +164,8 @@ def _power_timeline(run_dir: Path, path: Path, name: str) -> tuple[Path | None, 
     import pyarrow.parquet as pq
 
     try:
-        rows = pq.read_table(run_dir / "timeseries.parquet").to_pylist()
-        result = json.loads((run_dir / "result.json").read_text(encoding="utf-8"))
+        rows = pq.read_table(RunDir(run_dir).timeseries).to_pylist()
+        result = json.loads(RunDir(run_dir).result.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return None, f"{name}: {exc}"
     rows = [r for r in rows if r.get("power_w") is not None]
@@ -210,7 +211,7 @@ def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = N
         figs.skipped["tradeoff.png"] = no_energy
     else:
         figs.written["tradeoff.png"] = path
-    runs = [p.study_dir / "runs" / r for p in report.points for r in p.run_ids]
+    runs = [StudyDir(p.study_dir).run(r).path for p in report.points for r in p.run_ids]
     if run is not None:
         chosen = report.find_run(run)
         none = f"run {run} has no result.json"

@@ -17,8 +17,8 @@ from typing import Any
 
 from llem_docker.errors import ConfigError
 from llem_docker.report.stats import Summary, summarize
+from llem_docker.store.layout import StudyDir
 from llem_docker.store.load import load_results, study_labels
-from llem_docker.store.study_result import STUDY_FILE
 
 # column in results.parquet → (short label, unit)
 METRICS: dict[str, tuple[str, str]] = {
@@ -105,8 +105,9 @@ class Report:
     def find_run(self, run_id: str) -> Path | None:
         """The run's folder in the first study (in the order given) that holds it."""
         for s in self.studies:
-            if (s.dir / "runs" / run_id / "result.json").is_file():
-                return s.dir / "runs" / run_id
+            run = StudyDir(s.dir).run(run_id)
+            if run.result.is_file():
+                return run.path
         return None
 
 
@@ -134,7 +135,7 @@ def build_reports(study_dirs: list[Path], *, cv_threshold: float = DEFAULT_CV) -
 def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report:
     rows = load_results(study_dir).to_pylist()
     try:
-        study = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))
+        study = json.loads(StudyDir(study_dir).study_json.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         study = {}
     if not isinstance(study, dict):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llem_docker.errors import LlemError
-from llem_docker.store.study_result import RESULTS_FILE, STUDY_FILE
+from llem_docker.store.layout import RESULTS_FILE, StudyDir
 
 
 class ResultsNotFound(LlemError):
@@ -21,7 +21,7 @@ class ResultsNotFound(LlemError):
 def study_name(study_dir: Path) -> str:
     """The study's name from its study.json, else the folder's name."""
     try:
-        name = json.loads((study_dir / STUDY_FILE).read_text(encoding="utf-8"))["study_name"]
+        name = json.loads(StudyDir(study_dir).study_json.read_text(encoding="utf-8"))["study_name"]
     except (OSError, ValueError, KeyError, TypeError):
         name = None
     return name if isinstance(name, str) and name else study_dir.name

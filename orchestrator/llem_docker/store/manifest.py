@@ -18,21 +18,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llem_docker.config.settings import RunnerSpec
+from llem_docker.store.layout import HELD_FILE, StudyDir
 from llem_docker.store.lockfile import exclusive
 from llem_docker.study.model import ExecutionConfig
 from llem_docker.study.plan import StudyPlan
 from llem_harness.contract import atomic_write_json
 
-MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA_VERSION = "1.2"
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
 RunState = Literal["pending", "queued", "running", "completed", "failed", "interrupted", "skipped"]
 Executor = Literal["inline", "slurm"]
 
 
-LOCK_FILE = ".manifest.lock"
-# Where flock() is not supported (some NFS and Lustre mounts): an O_EXCL lock file instead.
-HELD_FILE = ".manifest.lock.held"
+# Where flock() is not supported (some NFS and Lustre mounts): an O_EXCL lock file instead
+# (layout.HELD_FILE).
 LOCK_TIMEOUT_S = 300.0
 NO_FLOCK = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 _log = logging.getLogger(__name__)
@@ -48,7 +47,7 @@ def locked(study_dir: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[No
     lock is an exclusive lock file instead (llem_docker.store.lockfile), with a warning, once."""
     import fcntl
 
-    with (study_dir / LOCK_FILE).open("a") as fh:
+    with StudyDir(study_dir).lock.open("a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX)
         except OSError as exc:
@@ -72,7 +71,7 @@ def locked(study_dir: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[No
             HELD_FILE,
         )
     why = f"the lock file stands in for flock(), which this filesystem refuses: {reason}"
-    with exclusive(study_dir / HELD_FILE, timeout_s=timeout_s, why=why):
+    with exclusive(StudyDir(study_dir).held, timeout_s=timeout_s, why=why):
         yield
 
 
@@ -191,7 +190,7 @@ class Manifest(_Model):
 
     def write(self, study_dir: Path) -> None:
         self.updated_at = utc_now()
-        atomic_write_json(study_dir / MANIFEST_FILE, self.model_dump(mode="json"))
+        atomic_write_json(StudyDir(study_dir).manifest, self.model_dump(mode="json"))
 
     def start_run(self, study_dir: Path, run_id: str) -> None:
         e = self.entry(run_id)
@@ -218,4 +217,4 @@ class Manifest(_Model):
 
     @classmethod
     def read(cls, study_dir: Path) -> Manifest:
-        return cls.model_validate_json((study_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return cls.model_validate_json(StudyDir(study_dir).manifest.read_text(encoding="utf-8"))

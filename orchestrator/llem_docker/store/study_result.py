@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, RunError, RunState, StudyState
 from llem_docker.study.model import ExecutionConfig
 from llem_harness import __version__
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import (
-    EXPERIMENT_FILE,
     ExperimentResult,
     MeasurementSettings,
     RunnerInfo,
@@ -24,8 +24,6 @@ from llem_harness.contract import (
     atomic_write_json,
 )
 
-STUDY_FILE = "study.json"
-RESULTS_FILE = "results.parquet"
 STUDY_SCHEMA_VERSION = "1.0"
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
@@ -160,7 +158,7 @@ def build_study_result(
 
 def write_study_json(study_dir: Path, result: StudyResult) -> dict[str, Any]:
     data = result.model_dump(mode="json")
-    atomic_write_json(study_dir / STUDY_FILE, data)
+    atomic_write_json(StudyDir(study_dir).study_json, data)
     return data
 
 
@@ -294,7 +292,7 @@ def read_configs(study_dir: Path, run_ids: Sequence[str]) -> dict[str, Experimen
     """The config of each run whose experiment.json can be read."""
     out: dict[str, ExperimentConfig] = {}
     for run_id in run_ids:
-        path = study_dir / "runs" / run_id / EXPERIMENT_FILE
+        path = StudyDir(study_dir).run(run_id).experiment
         try:
             out[run_id] = RunRequest.model_validate_json(path.read_text("utf-8")).config
         except (OSError, ValueError):  # pydantic's ValidationError is a ValueError

@@ -17,6 +17,7 @@ from typing import Any
 
 from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
+from llem_docker.store.layout import StudyDir
 from llem_harness import __version__
 
 SLACK_S = 300.0  # per task, on top of the experiment timeout and the gap: start-up, teardown
@@ -140,7 +141,7 @@ def render_script(
     n_tasks: int,
     submission: int,
 ) -> str:
-    out = study_dir / "slurm" / f"submit-{submission}-%A_%a.out"
+    out = StudyDir(study_dir).submission_output(submission)
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={job_name(study_id)}",

@@ -15,6 +15,7 @@ from pathlib import Path
 from llem_docker.execution.slurm import scheduler
 from llem_docker.execution.slurm.script import job_name
 from llem_docker.execution.slurm.task import read_task
+from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, RunEntry, RunError, locked
 
 FINAL = frozenset({"completed", "failed", "interrupted"})
@@ -73,7 +74,7 @@ def refresh_locked(study_dir: Path) -> Refresh:
     for entry in manifest.runs:
         if entry.job is None or entry.state in ("completed", "skipped"):
             continue
-        task = read_task(study_dir / "runs" / entry.run_id)
+        task = read_task(StudyDir(study_dir).run(entry.run_id).path)
         if task is not None and task.get("job") != entry.job:
             task = None  # from an earlier submission
         seen = None if queue is None else queue.get(entry.job)

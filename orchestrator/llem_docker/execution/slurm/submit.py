@@ -28,6 +28,7 @@ from llem_docker.execution.runners import Runner, make_runner
 from llem_docker.execution.slurm import scheduler
 from llem_docker.execution.slurm.script import SlurmOptions, render_script
 from llem_docker.execution.slurm.status import refresh_locked
+from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, Submission, locked, utc_now
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan
@@ -156,10 +157,10 @@ def _submit(
         if run.run_id in wanted:
             prepare_run(study_dir, plan, run, live, measurement, datasets)
     number = len(manifest.submissions) + 1
-    slurm_dir = study_dir / "slurm"
-    slurm_dir.mkdir(exist_ok=True)
-    runs_file = slurm_dir / f"submit-{number}.runs"
-    script = slurm_dir / f"submit-{number}.sbatch"
+    layout = StudyDir(study_dir)
+    layout.slurm.mkdir(exist_ok=True)
+    runs_file = layout.submission(number, "runs")
+    script = layout.submission(number, "sbatch")
     ordered = [r.run_id for r in plan.runs if r.run_id in wanted]
     runs_file.write_text("\n".join(ordered) + "\n", encoding="utf-8")
     script.write_text(

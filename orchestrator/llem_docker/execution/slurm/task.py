@@ -23,11 +23,10 @@ from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import LlemError
 from llem_docker.execution.classify import classify
 from llem_docker.execution.runners import make_runner
+from llem_docker.store.layout import RunDir, StudyDir
 from llem_docker.store.manifest import Manifest, RunError, Submission, utc_now
 from llem_docker.study.plan import gap_kind
 from llem_harness.contract import atomic_write_json
-
-TASK_FILE = "slurm-task.json"
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -35,7 +34,7 @@ def _sigterm(signum: int, frame: object) -> None:
 
 
 def _write(run_dir: Path, **fields: Any) -> None:
-    atomic_write_json(run_dir / TASK_FILE, fields)
+    atomic_write_json(RunDir(run_dir).slurm_task, fields)
 
 
 def _say(text: str) -> None:
@@ -59,7 +58,7 @@ def run_task(study_dir: Path, runs_file: Path, index: int) -> int:
     run_id = runs_file.read_text(encoding="utf-8").split()[index]
     run_ids = sub.run_ids
     entry = manifest.entry(run_id)
-    run_dir = study_dir / "runs" / run_id
+    run_dir = StudyDir(study_dir).run(run_id).path
     run_dir.mkdir(parents=True, exist_ok=True)
     job = f"{os.environ.get('SLURM_ARRAY_JOB_ID', sub.job_id)}_{index}"
     base = {"run_id": run_id, "job": job, "host": socket.gethostname()}
@@ -120,7 +119,7 @@ def run_task(study_dir: Path, runs_file: Path, index: int) -> int:
 
 def read_task(run_dir: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads((run_dir / TASK_FILE).read_text(encoding="utf-8"))
+        data = json.loads(RunDir(run_dir).slurm_task.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
