@@ -13,12 +13,12 @@ from docker.errors import APIError, ImageNotFound, NotFound
 
 from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
+from llem_docker.execution.runners.container import parse_gpus
 from llem_docker.execution.runners.docker import DockerRunner
 from llem_docker.execution.runners.docker_engine import (
     ContainerOptions,
     container_name,
     container_spec,
-    parse_gpus,
     reap_orphans,
 )
 

@@ -14,13 +14,13 @@ from typing import Any, Literal
 
 from llem_docker.config.settings import Settings
 from llem_docker.execution.images import handshake_problem, inspect_image
+from llem_docker.execution.runners.container import parse_gpus
 from llem_docker.execution.runners.docker_engine import (
     LABEL_HOST,
     LABEL_OWNER,
     LABEL_STUDY,
     DockerUnavailable,
     connect,
-    parse_gpus,
 )
 from llem_harness.config import BACKENDS
 

@@ -111,7 +111,7 @@ class Settings:
         if cli_runner is not None:
             parse_runner(cli_runner, origin="--runner", fix_where="--runner")
         if gpus is not None:
-            from llem_docker.execution.runners.docker_engine import parse_gpus
+            from llem_docker.execution.runners.container import parse_gpus
 
             parse_gpus(gpus, source="--gpus")
             for key in ("docker.gpus", "apptainer.gpus"):

@@ -35,14 +35,9 @@ from llem_docker.execution.images import (
     skip_check,
 )
 from llem_docker.execution.runners.base import EventHandler, RunOutcome
-from llem_docker.execution.runners.docker_engine import (
-    ENGINE_MOUNT,
-    HARNESS_COMMAND,
-    HF_MOUNT,
-    HUB_MOUNT,
-    PASSTHROUGH_ENV,
-    RUN_MOUNT,
+from llem_docker.execution.runners.container import (
     cache_dirs,
+    container_request,
     parse_gpus,
 )
 from llem_docker.execution.runners.process import run_process
@@ -80,45 +75,35 @@ def env_prefix(binary: str) -> str:
 def apptainer_command(
     opts: ApptainerOptions, run_dir: Path, *, host_env: Mapping[str, str]
 ) -> list[str]:
-    """The full command line for the run in `run_dir`. Holds no secret."""
+    """The full command line for the run in `run_dir`: the runtime-neutral request
+    (container.py) as `apptainer exec` arguments. Holds no secret."""
+    req = container_request(opts, str(opts.sif), run_dir, host_env=host_env)
     argv = [opts.binary, "exec"]
-    if opts.gpus != []:
+    if req.gpus != []:
         argv.append("--nv")
     argv.append("--containall" if opts.containall else "--cleanenv")
-    for src, dst in (
-        (run_dir.resolve(), RUN_MOUNT),
-        (opts.hf_cache_dir, HF_MOUNT),
-        (opts.engine_cache_dir, ENGINE_MOUNT),
-        *([(opts.hub_cache_dir, HUB_MOUNT)] if opts.hub_cache_dir is not None else []),
-    ):
-        argv += ["--bind", f"{src}:{dst}"]
+    for mount in req.mounts:
+        argv += ["--bind", f"{mount.source}:{mount.target}"]
     for spec in opts.binds:
         argv += ["--bind", spec]
-    env = {"HF_HOME": HF_MOUNT, "LLEM_ENGINE_CACHE": ENGINE_MOUNT, "PYTHONUNBUFFERED": "1"}
-    if opts.hf_hub_offline:
-        env["HF_HUB_OFFLINE"] = "1"
-    if opts.hub_cache_dir is not None:
-        env["HF_HUB_CACHE"] = HUB_MOUNT
-    if opts.gpus is None:
+    env = dict(req.env)
+    if req.gpus is None:
         if host_env.get("CUDA_VISIBLE_DEVICES") is not None:  # e.g. SLURM's allocation
             env["CUDA_VISIBLE_DEVICES"] = host_env["CUDA_VISIBLE_DEVICES"]
     else:  # apptainer does not renumber: the host's indices are the container's
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(opts.gpus)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(req.gpus)
     for name, value in env.items():
         argv += ["--env", f"{name}={value}"]
-    argv += ["--pwd", RUN_MOUNT, str(opts.sif), *HARNESS_COMMAND]
+    argv += ["--pwd", req.workdir, req.image, *req.command]
     return argv
 
 
 def process_env(opts: ApptainerOptions, host_env: Mapping[str, str]) -> dict[str, str]:
     """The apptainer process's own environment: the host's, plus each secret that is set as
     <PREFIX><NAME>, which apptainer injects into the container (cleanenv or not)."""
-    env = dict(host_env)
     prefix = env_prefix(opts.binary)
-    for name in PASSTHROUGH_ENV:
-        if host_env.get(name):
-            env[prefix + name] = host_env[name]
-    return env
+    secrets = container_request(opts, str(opts.sif), Path("."), host_env=host_env).secrets
+    return dict(host_env) | {prefix + name: value for name, value in secrets.items()}
 
 
 def read_labels(binary: str, sif: Path) -> dict[str, str]:

@@ -32,14 +32,13 @@ from llem_docker.execution.runners.base import (
     EventHandler,
     RunOutcome,
 )
+from llem_docker.execution.runners.container import cache_dirs, parse_gpus
 from llem_docker.execution.runners.docker_engine import (
     NO_GPU_DRIVER,
     ContainerOptions,
-    cache_dirs,
     connect,
     container_spec,
     first_line,
-    parse_gpus,
     reap_orphans,
 )
 from llem_docker.execution.runners.stream import Events, drain, follow, lines_of, pump

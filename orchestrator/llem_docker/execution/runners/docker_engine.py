@@ -1,4 +1,5 @@
-"""Talking to the Docker engine: connect, describe a run's container, reap leftovers.
+"""Talking to the Docker engine: connect, describe a run's container (the request of
+container.py in the SDK's terms), reap leftovers.
 
 Everything here builds plain data for the `docker` SDK (no shell strings), so the container
 a run gets is pinned down by `container_spec`, which unit tests check field by field.
@@ -15,30 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llem_docker.errors import ConfigError, LlemError
+from llem_docker.errors import LlemError
+from llem_docker.execution.runners.container import container_request
 from llem_docker.store.lockfile import pid_alive
 
-RUN_MOUNT = "/llem/run"
-HF_MOUNT = "/llem/hf-cache"
-HUB_MOUNT = "/llem/hf-hub"  # only when the host's hub cache lies outside the HF home
-ENGINE_MOUNT = "/llem/engine-cache"
-HARNESS_COMMAND = ("llem-harness", "run", RUN_MOUNT)
 LABEL_STUDY, LABEL_RUN, LABEL_OWNER, LABEL_HOST = (
     "llem.study",
     "llem.run",
     "llem.owner_pid",
     "llem.host",
-)
-# Passed through from the host environment by name when set; never written anywhere.
-PASSTHROUGH_ENV = (
-    "HF_TOKEN",
-    "HF_ENDPOINT",
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "NO_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "no_proxy",
 )
 NO_GPU_DRIVER = "could not select device driver"
 
@@ -65,28 +51,6 @@ def connect(timeout_s: float = 120.0) -> Any:
     return client
 
 
-def parse_gpus(
-    value: str | list[int], *, source: str, key: str = "docker.gpus"
-) -> list[str] | None:
-    """`docker.gpus` (or `apptainer.gpus`) → None (all GPUs), [] (none) or the device ids."""
-    if isinstance(value, list):
-        return [str(v) for v in value]
-    text = value.strip().lower()
-    if text == "all":
-        return None
-    if text in ("none", ""):
-        return []
-    ids = [part.strip() for part in text.split(",")]
-    if all(re.fullmatch(r"\d+|gpu-[0-9a-f-]+", i) for i in ids):
-        return ids
-    raise ConfigError(
-        f"`{value}` is not a GPU selection",
-        source=source,
-        key=key,
-        fix="use all, none, a comma-separated list of GPU indices (0,1) or a list [0, 1]",
-    )
-
-
 @dataclass(frozen=True)
 class ContainerOptions:
     """The machine-local choices (user config `docker:` and `output.model_cache_dir`)."""
@@ -100,21 +64,6 @@ class ContainerOptions:
     engine_cache_dir: Path
     user: str  # uid:gid
     hub_cache_dir: Path | None = None  # output.hub_cache_dir ($HF_HUB_CACHE)
-
-
-def cache_dirs(settings: Any) -> tuple[Path, Path, Path | None]:
-    """The HF home, the engine cache and the HF hub cache (None: under the HF home), made to
-    exist so that no engine creates them owned by root."""
-    paths = [
-        None if (v := settings.value(f"output.{key}")) is None else Path(str(v)).expanduser()
-        for key in ("model_cache_dir", "engine_cache_dir", "hub_cache_dir")
-    ]
-    for p in paths:
-        if p is not None:
-            p.absolute().mkdir(parents=True, exist_ok=True)
-    hf, engines, hub = (None if p is None else p.absolute() for p in paths)
-    assert hf is not None and engines is not None
-    return hf, engines, hub
 
 
 def container_name(study_id: str, run_id: str) -> str:
@@ -131,53 +80,41 @@ def container_spec(
     owner_pid: int,
     host: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `client.containers.create` for the run in `run_dir`."""
+    """Keyword arguments for `client.containers.create` for the run in `run_dir`: the
+    runtime-neutral request (container.py) in the Docker SDK's terms."""
     from docker.types import DeviceRequest
 
     study_id, run_id = run_dir.parent.parent.name, run_dir.name
-    environment = {
-        "HOME": "/tmp",
-        "HF_HOME": HF_MOUNT,
-        "LLEM_ENGINE_CACHE": ENGINE_MOUNT,
-        "PYTHONUNBUFFERED": "1",
-    }
-    if opts.hf_hub_offline:
-        environment["HF_HUB_OFFLINE"] = "1"
-    if opts.hub_cache_dir is not None:
-        environment["HF_HUB_CACHE"] = HUB_MOUNT
-    for name in PASSTHROUGH_ENV:
-        if env.get(name):
-            environment[name] = env[name]
-    requests: list[Any] = []
-    if opts.gpus is None:
-        requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    elif opts.gpus:
-        requests = [DeviceRequest(device_ids=list(opts.gpus), capabilities=[["gpu"]])]
-        # The requested GPUs appear inside as 0..n-1; say so to CUDA and NVML users alike.
-        environment["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(opts.gpus)))
-    spec: dict[str, Any] = {
-        "image": opts.image,
-        "command": list(HARNESS_COMMAND),
-        "name": container_name(study_id, run_id),
-        "labels": {
+    req = container_request(
+        opts,
+        opts.image,
+        run_dir,
+        host_env=env,
+        labels={
             LABEL_STUDY: study_id,
             LABEL_RUN: run_id,
             LABEL_OWNER: str(owner_pid),
             LABEL_HOST: host or socket.gethostname(),
         },
+    )
+    # Containers run as the calling user, who has no home in the image.
+    environment = {"HOME": "/tmp", **req.env, **req.secrets}
+    requests: list[Any] = []
+    if req.gpus is None:
+        requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    elif req.gpus:
+        requests = [DeviceRequest(device_ids=list(req.gpus), capabilities=[["gpu"]])]
+        # The requested GPUs appear inside as 0..n-1; say so to CUDA and NVML users alike.
+        environment["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(req.gpus)))
+    spec: dict[str, Any] = {
+        "image": req.image,
+        "command": list(req.command),
+        "name": container_name(study_id, run_id),
+        "labels": req.labels,
         "user": opts.user,
         "environment": environment,
-        "working_dir": RUN_MOUNT,
-        "volumes": {
-            str(run_dir.resolve()): {"bind": RUN_MOUNT, "mode": "rw"},
-            str(opts.hf_cache_dir): {"bind": HF_MOUNT, "mode": "rw"},
-            str(opts.engine_cache_dir): {"bind": ENGINE_MOUNT, "mode": "rw"},
-            **(
-                {str(opts.hub_cache_dir): {"bind": HUB_MOUNT, "mode": "rw"}}
-                if opts.hub_cache_dir is not None
-                else {}
-            ),
-        },
+        "working_dir": req.workdir,
+        "volumes": {str(m.source): {"bind": m.target, "mode": "rw"} for m in req.mounts},
         "device_requests": requests,
         "init": True,  # signals reach the harness; Ctrl+C and timeouts stop it cleanly
         "detach": True,

@@ -113,7 +113,7 @@ def options_from(
 
 def _no_secrets(settings: Settings, key: str, lines: list[str]) -> None:
     """The script is kept in the results folder: no line of it may carry a secret."""
-    from llem_docker.execution.runners.docker_engine import PASSTHROUGH_ENV
+    from llem_docker.execution.runners.container import PASSTHROUGH_ENV
 
     for i, line in enumerate(lines):
         named = [n for n in ("HF_TOKEN", "TOKEN", "SECRET", "PASSWORD") if n in line.upper()]
