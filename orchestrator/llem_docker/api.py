@@ -7,7 +7,8 @@
     table = load_results(study_dir)      # results.parquet as a pyarrow Table
 
 Runners resolve exactly as on the command line (env > user config > `runner=` > docker).
-Unlike the CLI, a study without an `execution:` block runs one cycle. Ctrl+C raises
+Executions settle as on the command line (study/profiles.py), except that without a
+`profile=` the base is one cycle where the CLI's is its `standard` profile. Ctrl+C raises
 StudyInterrupted (a KeyboardInterrupt) after everything is written.
 """
 
@@ -27,8 +28,9 @@ from llem_docker.execution.loop import StudyOutcome, execute_study
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.loader import load_study, study_from_document
-from llem_docker.study.model import ExecutionConfig, StudyConfig
+from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import plan_study
+from llem_docker.study.profiles import effective_execution, gaps_off
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
 
@@ -57,10 +59,14 @@ def run_study(
     cycles: int | None = None,
     no_gaps: bool = False,
     quiet: bool = True,
+    profile: str | None = None,
+    order: str | None = None,
 ) -> StudyResult:
     """Run every run of the study; return its StudyResult (also written as study.json).
-    Failed runs are recorded in the result (`runs[i].error`), not raised."""
-    return _execute(study, runner, results_dir, cycles, no_gaps, quiet).result
+    Failed runs are recorded in the result (`runs[i].error`), not raised. `profile`
+    (quick, standard, publication), `cycles` and `order` settle the execution as the CLI's
+    flags do (study/profiles.py); without a profile the base is one cycle."""
+    return _execute(study, runner, results_dir, cycles, no_gaps, quiet, profile, order).result
 
 
 def _execute(
@@ -70,20 +76,20 @@ def _execute(
     cycles: int | None,
     no_gaps: bool,
     quiet: bool,
+    profile: str | None = None,
+    order: str | None = None,
 ) -> StudyOutcome:
     config = _study(study)
-    execution = config.execution or ExecutionConfig(n_cycles=1)
-    if cycles is not None:
-        execution = execution.model_copy(update={"n_cycles": cycles})
+    execution = effective_execution(config, profile, cycles, order, base=None)
     settings = Settings.load(
         cli_runner=runner,
         results_dir=None if results_dir is None else str(results_dir),
-        no_gaps=no_gaps,
+        no_gaps=gaps_off(profile, no_gaps),
     )
     plan = plan_study(
         config,
         execution,
-        max_runs=int(settings.value("execution.max_runs")),
+        max_runs=int(settings.execution.max_runs),
         limit_source=str(settings.config_path),
     )
     return execute_study(

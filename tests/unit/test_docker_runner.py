@@ -121,7 +121,7 @@ def test_parse_gpus_rejects_nonsense() -> None:
 
 def test_gpus_flag_overrides_the_user_config(tmp_path: Path) -> None:
     s = Settings.load({"XDG_CONFIG_HOME": str(tmp_path)}, gpus="none")
-    assert s.value("docker.gpus") == "none" and s.source("docker.gpus") == "--gpus"
+    assert s.docker.gpus == "none" and s.source("docker.gpus") == "--gpus"
     with pytest.raises(ConfigError):
         Settings.load({"XDG_CONFIG_HOME": str(tmp_path)}, gpus="abc")
 

@@ -72,7 +72,7 @@ class Study:
             return LocalRunner(
                 command=self.command,
                 grace_s=0.5,
-                model_cache_dir=str(settings.value("output.model_cache_dir")),
+                model_cache_dir=str(settings.output.model_cache_dir),
             )
 
         return make

@@ -32,7 +32,7 @@ def test_missing_user_config_is_fine() -> None:
     s = Settings.load(env={"XDG_CONFIG_HOME": "/nonexistent"})
     assert s.runner("pytorch").kind == "docker"
     assert s.runner("pytorch").target == default_image("pytorch")
-    assert s.value("measurement.carbon_intensity_gco2_kwh") == 400.0
+    assert s.measurement.carbon_intensity_gco2_kwh == 400.0
 
 
 def test_explicit_llem_config_must_exist(tmp_path: Path) -> None:
@@ -107,9 +107,9 @@ def test_two_local_backends_is_a_hard_error() -> None:
 
 def test_env_overrides_carbon_and_pue() -> None:
     s = Settings.load(env={"LLEM_CARBON_INTENSITY": "55.5", "LLEM_DATACENTER_PUE": "1.3"})
-    assert s.value("measurement.carbon_intensity_gco2_kwh") == 55.5
+    assert s.measurement.carbon_intensity_gco2_kwh == 55.5
     assert s.source("measurement.carbon_intensity_gco2_kwh") == "env LLEM_CARBON_INTENSITY"
-    assert s.value("measurement.datacenter_pue") == 1.3
+    assert s.measurement.datacenter_pue == 1.3
 
 
 @pytest.mark.parametrize(
@@ -160,23 +160,23 @@ def test_config_command_shows_sources(
 def test_caches_follow_hugging_face_and_xdg_conventions(tmp_path: Path) -> None:
     base = {"XDG_CONFIG_HOME": str(tmp_path / "none")}
     s = Settings.load(env={**base, "HF_HOME": "/scratch/hf"})
-    assert s.value("output.model_cache_dir") == "/scratch/hf"
+    assert s.output.model_cache_dir == "/scratch/hf"
     assert s.source("output.model_cache_dir") == "env HF_HOME"
-    assert s.value("output.hub_cache_dir") is None
+    assert s.output.hub_cache_dir is None
     s = Settings.load(env={**base, "XDG_CACHE_HOME": "/xdg", "HF_HUB_CACHE": "/fast/hub"})
-    assert s.value("output.model_cache_dir") == "/xdg/huggingface"
+    assert s.output.model_cache_dir == "/xdg/huggingface"
     assert s.source("output.model_cache_dir").startswith("env XDG_CACHE_HOME")
-    assert s.value("output.engine_cache_dir") == "/xdg/llem/engines"
-    assert (s.value("output.hub_cache_dir"), s.source("output.hub_cache_dir")) == (
+    assert s.output.engine_cache_dir == "/xdg/llem/engines"
+    assert (s.output.hub_cache_dir, s.source("output.hub_cache_dir")) == (
         "/fast/hub",
         "env HF_HUB_CACHE",
     )
     s = Settings.load(env=base)
-    assert s.value("output.model_cache_dir") == "~/.cache/huggingface"
-    assert s.value("output.engine_cache_dir") == "~/.cache/llem/engines"
+    assert s.output.model_cache_dir == "~/.cache/huggingface"
+    assert s.output.engine_cache_dir == "~/.cache/llem/engines"
     env = write_config(tmp_path, "output: {model_cache_dir: /mine/hf}\n")
     s = Settings.load(env={**env, "HF_HOME": "/scratch/hf"})  # the user config wins
-    assert s.value("output.model_cache_dir") == "/mine/hf"
+    assert s.output.model_cache_dir == "/mine/hf"
     assert s.source("output.model_cache_dir").startswith("user config")
 
 

@@ -18,8 +18,9 @@ from rich.table import Table
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError, LlemError
 from llem_docker.study.loader import load_study
-from llem_docker.study.model import ExecutionConfig, StudyConfig
 from llem_docker.study.plan import StudyPlan, check_size, plan_study
+from llem_docker.study.profiles import effective_execution
+from llem_docker.study.profiles import gaps_off as gaps_off_for
 from llem_docker.study.view import estimate, print_plan, print_plan_json
 from llem_harness import __version__
 from llem_harness.config import BACKENDS
@@ -52,28 +53,7 @@ class Executor(StrEnum):
     slurm = "slurm"
 
 
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"n_cycles": 1, "cycle_order": "sequential", "no_gaps": True},
-    "standard": {"n_cycles": 3, "cycle_order": "interleaved", "no_gaps": False},
-    "publication": {"n_cycles": 5, "cycle_order": "shuffled", "no_gaps": False},
-}
 CONFIRM_ABOVE = 500
-
-
-def effective_execution(
-    study: StudyConfig, profile: str | None, cycles: int | None, order: str | None
-) -> ExecutionConfig:
-    """CLI defaults (standard profile) < study `execution:` < --profile < --cycles/--order."""
-    values: dict[str, Any] = {k: v for k, v in PROFILES["standard"].items() if k != "no_gaps"}
-    if study.execution is not None:
-        values.update({k: getattr(study.execution, k) for k in study.execution.model_fields_set})
-    if profile is not None:
-        values.update({k: v for k, v in PROFILES[profile].items() if k != "no_gaps"})
-    if cycles is not None:
-        values["n_cycles"] = cycles
-    if order is not None:
-        values["cycle_order"] = order
-    return ExecutionConfig.model_validate(values)
 
 
 @app.command()
@@ -153,13 +133,13 @@ def run(
         execution = prior.execution
     else:
         execution = effective_execution(study, profile_name, cycles, order_name)
-    gaps_off = no_gaps or bool(profile_name and PROFILES[profile_name]["no_gaps"])
+    gaps_off = gaps_off_for(profile_name, no_gaps)
     settings = Settings.load(
         cli_runner=runner, results_dir=results_dir, no_gaps=gaps_off, gpus=gpus
     )
     limit, limit_source = max_runs, "--max-runs"
     if limit is None:
-        limit = int(settings.value("execution.max_runs"))
+        limit = int(settings.execution.max_runs)
         limit_source = str(settings.config_path)
     total = check_size(study, execution.n_cycles, limit, where=limit_source)
     if dry_run and not as_json:  # the size first: expanding a large study takes a moment
@@ -243,9 +223,9 @@ def _show_plan(
     if as_json:
         print_plan_json(plan, runners)
         return
-    config_gap = float(settings.value("execution.config_gap_seconds"))
-    cycle_gap = float(settings.value("execution.cycle_gap_seconds"))
-    timeout = float(settings.value("execution.experiment_timeout_seconds"))
+    config_gap = float(settings.execution.config_gap_seconds)
+    cycle_gap = float(settings.execution.cycle_gap_seconds)
+    timeout = float(settings.execution.experiment_timeout_seconds)
     est = estimate(plan, runners, config_gap, cycle_gap, timeout)
     print_plan(out, plan, runners, est, config_gap, cycle_gap)
     if len(plan.runs) > CONFIRM_ABOVE:
@@ -270,7 +250,7 @@ def config(
         rows.append((f"runners.{backend}", spec.label, spec.source))
         if spec.kind == "docker":
             rows.append((f"images.{backend}", spec.target, spec.target_source or spec.source))
-    rows += [(k, settings.value(k), settings.source(k)) for k in settings.scalar_keys()]
+    rows += [(k, settings.shown(k), settings.source(k)) for k in settings.scalar_keys()]
     rows.append(
         (
             "env HF_TOKEN",

@@ -144,7 +144,7 @@ def _skipped_gpu() -> Check:
 
 def _gpu_runtime(settings: Settings, client: Any, image: str | None) -> Check:
     name = "GPU in containers"
-    gpus = parse_gpus(settings.value("docker.gpus"), source=settings.source("docker.gpus"))
+    gpus = parse_gpus(settings.docker.gpus, source=settings.source("docker.gpus"))
     if gpus == []:
         return Check(name, "skip", f"docker.gpus is none ({settings.source('docker.gpus')})")
     if client is None or image is None:

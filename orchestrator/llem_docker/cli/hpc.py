@@ -37,8 +37,8 @@ def slurm_options(
     gpus_per_run: int | None,
     max_parallel: int | None,
 ) -> SlurmOptions:
-    timeout = float(settings.value("execution.experiment_timeout_seconds"))
-    gap = max(float(settings.value(f"execution.{k}_gap_seconds")) for k in ("config", "cycle"))
+    timeout = float(settings.execution.experiment_timeout_seconds)
+    gap = max(settings.execution.config_gap_seconds, settings.execution.cycle_gap_seconds)
     return options_from(
         settings,
         partition=partition,
@@ -55,7 +55,7 @@ def show_slurm_script(
 ) -> None:
     """`run --executor slurm --dry-run`: the sbatch script a real run would submit, with the
     study folder's timestamp left as a placeholder. Nothing is written or submitted."""
-    results = Path(str(settings.value("output.results_dir"))).expanduser().resolve()
+    results = Path(str(settings.output.results_dir)).expanduser().resolve()
     study_id = f"{plan.name}_<UTC>"
     study_dir = results / study_id
     script = render_script(

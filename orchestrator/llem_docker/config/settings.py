@@ -12,10 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from llem_docker.config.user import UserConfig, load_user_config, user_config_path
+from llem_docker.config.user import (
+    ApptainerSettings,
+    DockerSettings,
+    ExecutionSettings,
+    OutputSettings,
+    SlurmSettings,
+    UserConfig,
+    load_user_config,
+    user_config_path,
+)
 from llem_docker.errors import ConfigError
 from llem_harness import __version__
 from llem_harness.config import BACKENDS
+from llem_harness.contract import MeasurementSettings
 
 RunnerKind = Literal["local", "docker", "apptainer", "singularity"]
 IMAGE_REPO = "llenergymeasure"
@@ -166,16 +176,55 @@ class Settings:
         self.overrides[key] = value
         self.sources[key] = f"env {var}"
 
-    # -- plain values ---------------------------------------------------------------------
-    def value(self, key: str) -> Any:
-        if key in self.overrides:
-            return self.overrides[key]
-        if key == "output.results_dir" and self.results_dir_flag:
-            return self.results_dir_flag
-        if key in ("execution.config_gap_seconds", "execution.cycle_gap_seconds") and self.no_gaps:
-            return 0.0
+    # -- typed, resolved values -----------------------------------------------------------
+    # Each section is the user config's frozen model with the overrides applied (flags, env,
+    # the cache conventions); `source(key)` says where each value came from.
+    def _section(self, name: str) -> Any:
+        base = getattr(self.user, name)
+        update = {
+            k.split(".", 1)[1]: v for k, v in self.overrides.items() if k.startswith(name + ".")
+        }
+        if name == "output" and self.results_dir_flag:
+            update["results_dir"] = self.results_dir_flag
+        if name == "execution" and self.no_gaps:
+            update |= {"config_gap_seconds": 0.0, "cycle_gap_seconds": 0.0}
+        return type(base).model_validate(base.model_dump() | update) if update else base
+
+    @property
+    def output(self) -> OutputSettings:
+        out: OutputSettings = self._section("output")
+        return out
+
+    @property
+    def measurement(self) -> MeasurementSettings:
+        out: MeasurementSettings = self._section("measurement")
+        return out
+
+    @property
+    def execution(self) -> ExecutionSettings:
+        out: ExecutionSettings = self._section("execution")
+        return out
+
+    @property
+    def docker(self) -> DockerSettings:
+        out: DockerSettings = self._section("docker")
+        return out
+
+    @property
+    def apptainer(self) -> ApptainerSettings:
+        out: ApptainerSettings = self._section("apptainer")
+        return out
+
+    @property
+    def slurm(self) -> SlurmSettings:
+        out: SlurmSettings = self._section("slurm")
+        return out
+
+    def shown(self, key: str) -> Any:
+        """A resolved value by its dotted key, for `llem-docker config` (code reads the typed
+        sections instead)."""
         section, name = key.split(".", 1)
-        return getattr(getattr(self.user, section), name)
+        return getattr(getattr(self, section), name)
 
     def source(self, key: str) -> str:
         if key in self.sources:

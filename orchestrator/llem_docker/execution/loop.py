@@ -85,7 +85,7 @@ def execute_study(
     measurement = measurement_settings(settings)
     results: dict[str, ExperimentResult] = {}
     if resume is None:
-        study_dir = make_study_dir(Path(str(settings.value("output.results_dir"))), plan.name)
+        study_dir = make_study_dir(Path(str(settings.output.results_dir)), plan.name)
         study_file = str(Path(study.source).resolve()) if study.source else None
         manifest = Manifest.new(plan, study_dir.name, study_file, specs)
         todo = {r.run_id for r in plan.runs}
@@ -151,10 +151,10 @@ def _loop(
 ) -> bool:
     """Run the runs in `todo`, in plan order. True when Ctrl+C stopped it (already recorded
     in the manifest)."""
-    config_gap = float(settings.value("execution.config_gap_seconds"))
-    cycle_gap = float(settings.value("execution.cycle_gap_seconds"))
-    timeout = float(settings.value("execution.experiment_timeout_seconds"))
-    max_failures = int(settings.value("execution.max_consecutive_failures"))
+    config_gap = float(settings.execution.config_gap_seconds)
+    cycle_gap = float(settings.execution.cycle_gap_seconds)
+    timeout = float(settings.execution.experiment_timeout_seconds)
+    max_failures = int(settings.execution.max_consecutive_failures)
     order = plan.execution.cycle_order
     prev: PlannedRun | None = None
     failures = 0

@@ -36,9 +36,7 @@ class Described(Protocol):
 
 def measurement_settings(settings: Settings) -> MeasurementSettings:
     """The user config's `measurement:` with env overrides applied."""
-    return MeasurementSettings.model_validate(
-        {k: settings.value(f"measurement.{k}") for k in MeasurementSettings.model_fields}
-    )
+    return settings.measurement
 
 
 def resolve_datasets(plan: StudyPlan, study: StudyConfig) -> dict[str, Path]:

@@ -184,15 +184,15 @@ class ApptainerRunner:
             binary=binary,
             sif=sif,
             gpus=parse_gpus(
-                settings.value("apptainer.gpus"),
+                settings.apptainer.gpus,
                 source=settings.source("apptainer.gpus"),
                 key="apptainer.gpus",
             ),
-            containall=bool(settings.value("apptainer.containall")),
-            binds=tuple(settings.value("apptainer.binds")),
+            containall=bool(settings.apptainer.containall),
+            binds=tuple(settings.apptainer.binds),
             hf_cache_dir=cache,
             engine_cache_dir=engines,
-            hf_hub_offline=bool(settings.value("apptainer.hf_hub_offline")),
+            hf_hub_offline=bool(settings.apptainer.hf_hub_offline),
             hub_cache_dir=hub,
         )
         return cls(opts, env=dict(settings.env))

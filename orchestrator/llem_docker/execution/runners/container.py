@@ -130,9 +130,10 @@ def parse_gpus(
 def cache_dirs(settings: Any) -> tuple[Path, Path, Path | None]:
     """The HF home, the engine cache and the HF hub cache (None: under the HF home), made to
     exist so that no engine creates them owned by root."""
+    out = settings.output
     paths = [
-        None if (v := settings.value(f"output.{key}")) is None else Path(str(v)).expanduser()
-        for key in ("model_cache_dir", "engine_cache_dir", "hub_cache_dir")
+        None if v is None else Path(v).expanduser()
+        for v in (out.model_cache_dir, out.engine_cache_dir, out.hub_cache_dir)
     ]
     for p in paths:
         if p is not None:

@@ -81,11 +81,11 @@ class DockerRunner:
         cache, engines, hub = cache_dirs(settings)
         opts = ContainerOptions(
             image=spec.target,
-            gpus=parse_gpus(settings.value("docker.gpus"), source=settings.source("docker.gpus")),
-            shm_size=settings.value("docker.shm_size"),
-            memory=settings.value("docker.memory"),
+            gpus=parse_gpus(settings.docker.gpus, source=settings.source("docker.gpus")),
+            shm_size=settings.docker.shm_size,
+            memory=settings.docker.memory,
             hf_cache_dir=cache,
-            hf_hub_offline=bool(settings.value("docker.hf_hub_offline")),
+            hf_hub_offline=bool(settings.docker.hf_hub_offline),
             engine_cache_dir=engines,
             user=f"{os.getuid()}:{os.getgid()}",
             hub_cache_dir=hub,

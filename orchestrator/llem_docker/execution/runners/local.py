@@ -43,10 +43,10 @@ class LocalRunner:
 
     @classmethod
     def from_settings(cls, spec: RunnerSpec, settings: Settings) -> LocalRunner:
-        hub = settings.value("output.hub_cache_dir")
+        hub = settings.output.hub_cache_dir
         return cls(
-            model_cache_dir=str(settings.value("output.model_cache_dir")),
-            engine_cache_dir=str(settings.value("output.engine_cache_dir")),
+            model_cache_dir=str(settings.output.model_cache_dir),
+            engine_cache_dir=str(settings.output.engine_cache_dir),
             hub_cache_dir=None if hub is None else str(hub),
         )
 

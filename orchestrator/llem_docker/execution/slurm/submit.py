@@ -101,7 +101,7 @@ def submit_study(
             "`sbatch` is not on PATH, so nothing can be submitted. Fix: run this on a SLURM "
             "login node (or `module load slurm`), or drop --executor slurm to run here"
         )
-    results = Path(str(settings.value("output.results_dir"))).expanduser().resolve()
+    results = Path(str(settings.output.results_dir)).expanduser().resolve()
     where = resume[0].resolve() if resume else results
     if any(c.isspace() for c in str(where)):
         raise ConfigError(
@@ -181,9 +181,9 @@ def _submit(
         run_ids=ordered,
         submitted_at=utc_now(),
         options=opts.record(),
-        timeout_s=float(settings.value("execution.experiment_timeout_seconds")),
-        config_gap_s=float(settings.value("execution.config_gap_seconds")),
-        cycle_gap_s=float(settings.value("execution.cycle_gap_seconds")),
+        timeout_s=float(settings.execution.experiment_timeout_seconds),
+        config_gap_s=float(settings.execution.config_gap_seconds),
+        cycle_gap_s=float(settings.execution.cycle_gap_seconds),
         gpus=gpus,
     )
     manifest.submissions.append(sub)
