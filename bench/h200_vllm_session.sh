@@ -37,7 +37,7 @@ case "$step" in
     pack bench ;;
   tp2)
     env_setup; nvidia-smi -L
-    timeout -s INT "${STUDY_LIMIT_S:-500}" python3 -m llem_docker.cli.app run examples/gpu-vllm-tp2.yaml --runner local --yes 2>&1 | tail -25
+    timeout -s INT "${STUDY_LIMIT_S:-500}" python3 -m llem_docker.cli run examples/gpu-vllm-tp2.yaml --runner local --yes 2>&1 | tail -25
     mv "$W/results" "$W/tp2"; python3 bench/measured_share.py "$W"/tp2/*/
     pack tp2 ;;
   prepare-before)  # here, not on the device: the checkout before the caches, plus sitecustomize
@@ -55,18 +55,18 @@ PY
     printf 'execution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/%s, engine_cache_dir: /tmp/llem-engines-%s}\n' "$W" "$step" "$step" > "$W/llem.yaml"
     (
       if [ "$step" = before ]; then cd .before && export PYTHONPATH=$PWD/fresh:$SITE:$PWD/orchestrator:$PWD/harness; fi
-      timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli.app run "$study" --runner local --yes 2>&1 | tail -15
+      timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run "$study" --runner local --yes 2>&1 | tail -15
     )
     python3 bench/measured_share.py "$W/$step"/*/ --json "$W/share-$step.json"
     pack "$step" ;;
   study)
     env_setup
-    timeout -s INT "${STUDY_LIMIT_S:-480}" python3 -m llem_docker.cli.app run examples/gpu-vllm-vs-pytorch.yaml --runner local --yes 2>&1 | tail -25
+    timeout -s INT "${STUDY_LIMIT_S:-480}" python3 -m llem_docker.cli run examples/gpu-vllm-vs-pytorch.yaml --runner local --yes 2>&1 | tail -25
     pack study ;;
   resume)
     env_setup; dir=$(ls -d "$W"/results/*/ | head -1)
-    timeout -s INT "${STUDY_LIMIT_S:-420}" python3 -m llem_docker.cli.app run examples/gpu-vllm-vs-pytorch.yaml --runner local --yes --resume "$dir" 2>&1 | tail -25
-    [ -f "$dir/study.json" ] || python3 -m llem_docker.cli.app collect "$dir" --partial
-    python3 -m llem_docker.cli.app report "$dir" --format md --out "$W/report" --no-plots >/dev/null; cat "$W/report/report.md" | head -40
+    timeout -s INT "${STUDY_LIMIT_S:-420}" python3 -m llem_docker.cli run examples/gpu-vllm-vs-pytorch.yaml --runner local --yes --resume "$dir" 2>&1 | tail -25
+    [ -f "$dir/study.json" ] || python3 -m llem_docker.cli collect "$dir" --partial
+    python3 -m llem_docker.cli report "$dir" --format md --out "$W/report" --no-plots >/dev/null; cat "$W/report/report.md" | head -40
     pack resume ;;
 esac
