@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_harness.config import ExperimentConfig
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
@@ -157,6 +157,21 @@ class SteadyState(_Model):
     unavailable_reason: str | None = None
 
 
+class Flops(_Model):
+    """FLOPs of the measured pass from the model's config (added in 1.4; llem_harness/flops.py
+    gives the count and what it leaves out). `mfu` divides `achieved_tflops` by the GPUs'
+    dense peak for the precision; null with the reason where the GPU (or any GPU) is not
+    known."""
+
+    prefill: float | None = None
+    decode: float | None = None
+    total: float | None = None
+    achieved_tflops: float | None = None
+    mfu: float | None = None
+    energy_per_tflop_j: float | None = None
+    unavailable_reason: str | None = None
+
+
 class Timing(_Model):
     """Wall seconds per phase of the run (added in 1.2). `startup_s` runs from the process's
     start to the harness's (interpreter, harness imports); `imports_s` is the engine's imports
@@ -208,6 +223,7 @@ class ExperimentResult(_Model):
     # {file, rows, clock} of requests.parquet, with measurement.window: steady_state (1.2)
     requests: dict[str, Any] | None = None
     timing: Timing | None = None  # 1.2
+    flops: Flops | None = None  # 1.4
     environment: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

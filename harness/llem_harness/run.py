@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import os
-import statistics
 import time
 import traceback
 from collections.abc import Iterator
@@ -47,7 +46,6 @@ from llem_harness.contract import (
     Memory,
     Phase,
     RunRequest,
-    Stats,
     Tokens,
     Warmup,
     atomic_write_json,
@@ -63,7 +61,9 @@ from llem_harness.energy import (
     write_timeseries,
 )
 from llem_harness.environment import snapshot
+from llem_harness.flops import flops_block
 from llem_harness.steady import measure_steady, write_requests
+from llem_harness.summary import cv, stats
 from llem_harness.termination import Terminated, check_terminated
 from llem_harness.timing import PhaseClock
 
@@ -86,28 +86,6 @@ def quiet_gc() -> Iterator[None]:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def stats(values: list[float]) -> Stats | None:
-    if not values:
-        return None
-    data = sorted(values)
-
-    def pct(q: float) -> float:
-        pos = (len(data) - 1) * q
-        lo = int(pos)
-        hi = min(lo + 1, len(data) - 1)
-        return data[lo] + (data[hi] - data[lo]) * (pos - lo)
-
-    return Stats(
-        mean=statistics.fmean(data), p50=pct(0.5), p90=pct(0.9), p99=pct(0.99), n=len(data)
-    )
-
-
-def cv(values: list[float]) -> float | None:
-    if len(values) < 2 or statistics.fmean(values) == 0:
-        return None
-    return statistics.stdev(values) / statistics.fmean(values)
 
 
 class Harness:
@@ -212,6 +190,10 @@ class Harness:
         result = self._result(
             req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
         )
+        result.flops = flops_block(
+            cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],
+            cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],
+        )  # fmt: skip
         if req.measurement.window == "steady_state" and measured.spans:
             n = write_requests(
                 self.run_dir / REQUESTS_FILE, measured.spans, measured.submitted, t0_mono

@@ -22,7 +22,8 @@ from llem_harness.contract import (
     RunRequest,
     standalone_request,
 )
-from llem_harness.run import run_experiment, stats
+from llem_harness.run import run_experiment
+from llem_harness.summary import stats
 
 TINY = {
     "model": "llem/tiny-llama",
@@ -84,6 +85,11 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert t.harness_s is not None and t.harness_s >= t.load_s + t.measure_s  # type: ignore[operator]
     assert t.overlapped_s is not None and 0 <= t.overlapped_s <= t.imports_s + 0.01  # type: ignore[operator]
     assert res.requests is None  # only with window: steady_state and per-request times
+    # FLOPs are counted on the CPU too; MFU needs a GPU's peak, energy per TFLOP an energy.
+    f = res.flops
+    assert f is not None and f.prefill and f.decode and f.total == f.prefill + f.decode
+    assert f.achieved_tflops is not None and f.achieved_tflops > 0
+    assert f.mfu is None and f.energy_per_tflop_j is None and f.unavailable_reason
     table = pq.read_table(tmp_path / "timeseries.parquet")
     assert table.column_names == [
         "t_s",
@@ -311,7 +317,7 @@ def test_a_fresh_process_times_its_startup_and_uses_the_engine_cache(tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
-    assert res.schema_version == "1.3"
+    assert res.schema_version == "1.4"
     assert res.timing is not None and res.timing.startup_s is not None
     assert 0 < res.timing.startup_s < 120 and res.timing.startup_unavailable_reason is None
     caches = res.environment["compile_caches"]
