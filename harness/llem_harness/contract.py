@@ -110,12 +110,20 @@ class Latency(_Model):
 
 
 class Energy(_Model):
+    """GPU energy (`total_j` and the rest), and since 1.4 the CPU packages' and DRAM's from
+    RAPL over the same window (energy/rapl.py), each null with its own reason."""
+
     total_j: float | None = None
     adjusted_j: float | None = None
     baseline_power_w: float | None = None
     per_device_j: dict[str, float] | None = None
     method: str | None = None
     unavailable_reason: str | None = None
+    cpu_j: float | None = None
+    cpu_per_package_j: dict[str, float] | None = None
+    cpu_unavailable_reason: str | None = None
+    dram_j: float | None = None
+    dram_unavailable_reason: str | None = None
 
 
 class CO2(_Model):

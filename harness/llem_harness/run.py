@@ -60,6 +60,7 @@ from llem_harness.energy import (
     make_meter,
     write_timeseries,
 )
+from llem_harness.energy.rapl import RaplReader
 from llem_harness.environment import snapshot
 from llem_harness.flops import flops_block
 from llem_harness.steady import measure_steady, write_requests
@@ -173,9 +174,11 @@ class Harness:
         )
 
         self.set_phase("measure", prompts=len(prompts))
+        rapl = RaplReader()  # CPU packages and DRAM, over the same window
         with quiet_gc():
             backend.synchronize()
             meter.begin_window()
+            rapl.begin()
             if tracker is not None:
                 tracker.start()
             t0, t0_mono = time.perf_counter(), time.monotonic()
@@ -183,12 +186,22 @@ class Harness:
             backend.synchronize()
             duration = time.perf_counter() - t0
             reading = meter.end_window()
+            cpu = rapl.end()
             co2_tracked = tracker.stop() if tracker is not None else None
 
         self.set_phase("write")
         rows = write_timeseries(meter.samples(), self.run_dir / TIMESERIES_FILE)
         result = self._result(
             req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
+        )
+        result.energy = result.energy.model_copy(
+            update={
+                "cpu_j": cpu.cpu_j,
+                "cpu_per_package_j": cpu.per_package_j or None,
+                "cpu_unavailable_reason": cpu.unavailable_reason,
+                "dram_j": cpu.dram_j,
+                "dram_unavailable_reason": cpu.dram_unavailable_reason,
+            }
         )
         result.flops = flops_block(
             cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],

@@ -53,3 +53,15 @@ def test_docker_and_apptainer_give_a_run_the_same_container(
     assert process_env(a_opts, host)["APPTAINERENV_HF_TOKEN"] == SECRET
     assert spec["command"] == argv[-3:] and _pairs(argv, "--pwd") == [spec["working_dir"]]
     assert set(PASSTHROUGH_ENV) & set(env) == set()
+
+
+def test_a_host_with_rapl_says_so_to_the_run(tmp_path: Path) -> None:
+    """So that a run that sees no powercap tree can tell "not mounted" from "no RAPL"."""
+    run = tmp_path / "s" / "runs" / "r"
+    run.mkdir(parents=True)
+    for host_rapl in (False, True):
+        spec = container_spec(docker_opts(host_rapl=host_rapl), run, env={}, owner_pid=1)
+        argv = apptainer_command(apptainer_opts(tmp_path, host_rapl=host_rapl), run, host_env={})
+        expected = {"LLEM_HOST_RAPL": "1"} if host_rapl else {}
+        assert {k: v for k, v in spec["environment"].items() if k == "LLEM_HOST_RAPL"} == expected
+        assert ("LLEM_HOST_RAPL=1" in _pairs(argv, "--env")) == host_rapl

@@ -85,6 +85,10 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert t.harness_s is not None and t.harness_s >= t.load_s + t.measure_s  # type: ignore[operator]
     assert t.overlapped_s is not None and 0 <= t.overlapped_s <= t.imports_s + 0.01  # type: ignore[operator]
     assert res.requests is None  # only with window: steady_state and per-request times
+    # CPU and DRAM energy: RAPL's figures, or null with the reason (this machine's kind).
+    e = res.energy
+    assert (e.cpu_j is None) == (e.cpu_unavailable_reason is not None)
+    assert (e.dram_j is None) == (e.dram_unavailable_reason is not None)
     # FLOPs are counted on the CPU too; MFU needs a GPU's peak, energy per TFLOP an energy.
     f = res.flops
     assert f is not None and f.prefill and f.decode and f.total == f.prefill + f.decode

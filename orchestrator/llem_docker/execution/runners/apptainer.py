@@ -42,6 +42,7 @@ from llem_docker.execution.runners.container import (
 )
 from llem_docker.execution.runners.process import run_process
 from llem_harness.contract import ERROR_FILE, LOG_FILE, RESULT_FILE, RunnerInfo
+from llem_harness.energy.rapl import host_has_rapl
 
 INSPECT_TIMEOUT_S = 120.0
 APPTAINER_FATAL = 255  # apptainer's own fatal errors (sylog.Fatalf)
@@ -65,6 +66,7 @@ class ApptainerOptions:
     engine_cache_dir: Path
     hf_hub_offline: bool
     hub_cache_dir: Path | None = None  # output.hub_cache_dir ($HF_HUB_CACHE)
+    host_rapl: bool = False  # the host exposes RAPL (energy/rapl.py host_has_rapl)
 
 
 def env_prefix(binary: str) -> str:
@@ -194,6 +196,7 @@ class ApptainerRunner:
             engine_cache_dir=engines,
             hf_hub_offline=bool(settings.apptainer.hf_hub_offline),
             hub_cache_dir=hub,
+            host_rapl=host_has_rapl(),
         )
         return cls(opts, env=dict(settings.env))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llem_docker.errors import ConfigError
+from llem_harness.energy.rapl import HOST_RAPL_ENV
 
 RUN_MOUNT = "/llem/run"
 HF_MOUNT = "/llem/hf-cache"
@@ -70,6 +71,8 @@ class RunOptions(Protocol):
     def hub_cache_dir(self) -> Path | None: ...
     @property
     def hf_hub_offline(self) -> bool: ...
+    @property
+    def host_rapl(self) -> bool: ...
 
 
 def container_request(
@@ -87,6 +90,8 @@ def container_request(
     env = {"HF_HOME": HF_MOUNT, "LLEM_ENGINE_CACHE": ENGINE_MOUNT, "PYTHONUNBUFFERED": "1"}
     if opts.hf_hub_offline:
         env["HF_HUB_OFFLINE"] = "1"
+    if opts.host_rapl:  # so that a run seeing no powercap tree can say "not mounted"
+        env[HOST_RAPL_ENV] = "1"
     mounts = [
         Mount(run_dir.resolve(), RUN_MOUNT),
         Mount(opts.hf_cache_dir, HF_MOUNT),

@@ -43,6 +43,7 @@ from llem_docker.execution.runners.docker_engine import (
 )
 from llem_docker.execution.runners.stream import Events, drain, follow, lines_of, pump
 from llem_harness.contract import LOG_FILE, RunnerInfo
+from llem_harness.energy.rapl import host_has_rapl
 
 READER_JOIN_S = 5.0
 ENGINE_TIMEOUT_S = 60.0  # each call to the engine (the log stream aside, which ends with it)
@@ -89,6 +90,7 @@ class DockerRunner:
             engine_cache_dir=engines,
             user=f"{os.getuid()}:{os.getgid()}",
             hub_cache_dir=hub,
+            host_rapl=host_has_rapl(),
         )
         return cls(client, opts, env=dict(settings.env))
 

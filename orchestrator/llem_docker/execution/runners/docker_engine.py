@@ -64,6 +64,7 @@ class ContainerOptions:
     engine_cache_dir: Path
     user: str  # uid:gid
     hub_cache_dir: Path | None = None  # output.hub_cache_dir ($HF_HUB_CACHE)
+    host_rapl: bool = False  # the host exposes RAPL (energy/rapl.py host_has_rapl)
 
 
 def container_name(study_id: str, run_id: str) -> str:

@@ -1,0 +1,151 @@
+"""CPU package and DRAM energy from RAPL, through Linux's powercap sysfs.
+
+    /sys/class/powercap/intel-rapl:<pkg>/        name (package-<pkg>), energy_uj,
+                                                 max_energy_range_uj
+    /sys/class/powercap/intel-rapl:<pkg>:<sub>/  name (core, uncore, dram, ...), the same
+
+(AMD's RAPL appears under the same names.) A package domain covers its cores and uncore;
+DRAM is a domain of its own where the platform exposes it. The counters are microjoules that
+wrap at `max_energy_range_uj`; a window's energy is end − begin, plus the range once where the
+counter wrapped (a window is far shorter than a wrap: ~60 s at 1 kW on a 2^32 µJ range, so at
+most one wrap is assumed).
+
+Three reasons a figure is null, told apart because the fix differs:
+- no RAPL: the host has no powercap RAPL domains (most VMs and clouds);
+- not readable by this user: since the PLATYPUS attack (CVE-2020-8694) most kernels make
+  `energy_uj` readable by root alone, and runs use the caller's uid. An admin allows it with
+  `chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj` (and `intel-rapl:*:*/energy_uj`;
+  again after each boot, or a udev rule), accepting that side channel;
+- not mounted: the host has RAPL (the runner said so: LLEM_HOST_RAPL=1) but the container
+  sees no powercap tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POWERCAP = Path("/sys/class/powercap")
+HOST_RAPL_ENV = "LLEM_HOST_RAPL"  # set by the container runners: 1 where the host has RAPL
+_DOMAIN = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Domain:
+    path: Path
+    package: int
+    kind: str  # "package" or the subdomain's name (dram, core, uncore, ...)
+    max_range_uj: int
+
+
+@dataclass
+class CpuReading:
+    """Energy over one window; None figures carry `unavailable_reason`."""
+
+    cpu_j: float | None = None
+    dram_j: float | None = None
+    per_package_j: dict[str, float] = field(default_factory=dict)
+    unavailable_reason: str | None = None
+    dram_unavailable_reason: str | None = None
+
+
+def host_has_rapl(root: Path = POWERCAP) -> bool:
+    """For the runners: whether this machine exposes any RAPL domain."""
+    try:
+        return any(_DOMAIN.match(p.name) for p in root.iterdir())
+    except OSError:
+        return False
+
+
+class RaplReader:
+    """begin() and end() around a window, as the GPU meter does."""
+
+    def __init__(
+        self,
+        root: Path = POWERCAP,
+        *,
+        read: Callable[[Path], str] = lambda p: p.read_text(encoding="ascii"),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.root, self._read = root, read
+        self.env = dict(os.environ if env is None else env)
+        self.domains: list[Domain] = []
+        self.reason: str | None = None
+        self._begin: dict[Path, int] = {}
+        self._probe()
+
+    def _probe(self) -> None:
+        try:
+            names = sorted(p.name for p in self.root.iterdir() if _DOMAIN.match(p.name))
+        except OSError:
+            names = []
+        if not names:
+            self.reason = (
+                "not mounted: the host has RAPL but this container sees no "
+                f"{self.root} (the runner did not mount it)"
+                if self.env.get(HOST_RAPL_ENV) == "1"
+                else "no RAPL: this machine exposes no powercap RAPL domain (common on VMs "
+                "and clouds)"
+            )
+            return
+        for name in names:
+            m = _DOMAIN.match(name)
+            assert m is not None
+            path = self.root / name
+            try:
+                kind = self._read(path / "name").strip()
+                top = int(self._read(path / "max_energy_range_uj"))
+                self._read(path / "energy_uj")
+            except PermissionError:
+                self.reason = (
+                    f"not readable by this user: {path / 'energy_uj'} is readable by root "
+                    "alone (the kernel's PLATYPUS mitigation); an admin can allow it with "
+                    "`chmod o+r` on the energy_uj files (docs/backends.md)"
+                )
+                self.domains = []
+                return
+            except (OSError, ValueError) as exc:
+                self.reason = f"cannot read {path}: {exc}"
+                self.domains = []
+                return
+            is_package = m.group(2) is None
+            self.domains.append(
+                Domain(path, int(m.group(1)), "package" if is_package else kind, top)
+            )
+
+    def _counters(self) -> dict[Path, int]:
+        return {d.path: int(self._read(d.path / "energy_uj")) for d in self.domains}
+
+    def begin(self) -> None:
+        if self.domains:
+            self._begin = self._counters()
+
+    def end(self) -> CpuReading:
+        if not self.domains:
+            return CpuReading(unavailable_reason=self.reason, dram_unavailable_reason=self.reason)
+        if not self._begin:
+            raise RuntimeError("RaplReader.end() without begin()")
+        now = self._counters()
+        per_package: dict[str, float] = {}
+        dram: float | None = None
+        for d in self.domains:
+            delta = now[d.path] - self._begin[d.path]
+            if delta < 0:  # the counter wrapped once
+                delta += d.max_range_uj
+            joules = delta / 1e6
+            if d.kind == "package":
+                per_package[str(d.package)] = per_package.get(str(d.package), 0.0) + joules
+            elif d.kind == "dram":
+                dram = (dram or 0.0) + joules
+        return CpuReading(
+            cpu_j=sum(per_package.values()) if per_package else None,
+            dram_j=dram,
+            per_package_j=per_package,
+            unavailable_reason=None if per_package else "no RAPL package domain",
+            dram_unavailable_reason=None
+            if dram is not None
+            else "no RAPL dram domain on this machine",
+        )
