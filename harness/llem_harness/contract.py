@@ -165,6 +165,24 @@ class SteadyState(_Model):
     unavailable_reason: str | None = None
 
 
+class PhaseFigures(_Model):
+    duration_s: float | None = None
+    tokens: int | None = None  # prefill: input tokens; decode: output tokens after the first
+    energy_j: float | None = None  # GPU energy (energy.total_j's measure)
+    energy_per_token_j: float | None = None
+    unavailable_reason: str | None = None
+
+
+class Phases(_Model):
+    """Prefill and decode apart (added in 1.4). A prefill-only pass (one output token per
+    prompt) over the same prompts and batches is measured after the full pass, like it;
+    decode is the full pass minus that pass (docs/exchange-contract.md, "Phases")."""
+
+    prefill: PhaseFigures
+    decode: PhaseFigures
+    method: str = "prefill_pass_subtraction"
+
+
 class Flops(_Model):
     """FLOPs of the measured pass from the model's config (added in 1.4; llem_harness/flops.py
     gives the count and what it leaves out). `mfu` divides `achieved_tflops` by the GPUs'
@@ -232,6 +250,7 @@ class ExperimentResult(_Model):
     requests: dict[str, Any] | None = None
     timing: Timing | None = None  # 1.2
     flops: Flops | None = None  # 1.4
+    phases: Phases | None = None  # 1.4
     environment: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

@@ -9,12 +9,9 @@ measure (synchronised window) -> write. Each phase's wall time goes into the res
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +60,7 @@ from llem_harness.energy import (
 from llem_harness.energy.rapl import RaplReader
 from llem_harness.environment import snapshot
 from llem_harness.flops import flops_block
+from llem_harness.phases import phases_block, prefill_pass, quiet_gc
 from llem_harness.steady import measure_steady, write_requests
 from llem_harness.summary import cv, stats
 from llem_harness.termination import Terminated, check_terminated
@@ -70,19 +68,6 @@ from llem_harness.timing import PhaseClock
 
 SHORT_WINDOW_S = 10.0
 CV_WINDOW = 3  # warmup settles when the CV of the last 3 passes is under the threshold
-
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """No cyclic garbage collection inside a timed pass: its pauses land at random steps of
-    the Python-heavy decode loop and add run-to-run noise. Collected before and after."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        gc.collect()
 
 
 def now() -> str:
@@ -189,6 +174,8 @@ class Harness:
             cpu = rapl.end()
             co2_tracked = tracker.stop() if tracker is not None else None
 
+        pre_s, pre_reading, pre_tokens = prefill_pass(backend, meter, prompts)  # the phases
+
         self.set_phase("write")
         rows = write_timeseries(meter.samples(), self.run_dir / TIMESERIES_FILE)
         result = self._result(
@@ -203,6 +190,10 @@ class Harness:
                 "dram_unavailable_reason": cpu.dram_unavailable_reason,
             }
         )
+        result.phases = phases_block(
+            duration, reading.total_j, measured.output_tokens, len(prompts),
+            pre_s, pre_reading.total_j, pre_tokens, reading.unavailable_reason,
+        )  # fmt: skip
         result.flops = flops_block(
             cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],
             cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],

@@ -89,6 +89,14 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     e = res.energy
     assert (e.cpu_j is None) == (e.cpu_unavailable_reason is not None)
     assert (e.dram_j is None) == (e.dram_unavailable_reason is not None)
+    # Phases: a prefill-only pass over the same prompts; decode is the rest (CPU: no energy).
+    ph = res.phases
+    assert ph is not None and ph.prefill.tokens == res.tokens.input
+    assert ph.decode.tokens == res.tokens.output - 4  # the first token of each is the prefill's
+    assert ph.prefill.duration_s is not None and ph.prefill.duration_s > 0
+    assert ph.decode.duration_s is not None and ph.decode.duration_s > 0
+    assert ph.prefill.energy_j is None and ph.prefill.unavailable_reason
+    assert ph.decode.energy_j is None and ph.decode.unavailable_reason
     # FLOPs are counted on the CPU too; MFU needs a GPU's peak, energy per TFLOP an energy.
     f = res.flops
     assert f is not None and f.prefill and f.decode and f.total == f.prefill + f.decode

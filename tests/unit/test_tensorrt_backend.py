@@ -135,7 +135,8 @@ def test_the_harness_runs_tensorrt_through_the_llm_api(
         "skip_tokenizer_init": True,
         "free": 0.5,
     }
-    assert CALLS["generate"] == 2 and CALLS["shutdown"] is True  # warmup + measured pass
+    # warmup, the measured pass, and the prefill-only pass of the phases
+    assert CALLS["generate"] == 3 and CALLS["shutdown"] is True
     assert res.backend_details["engine_build_s"] is not None
     assert CALLS["build_cache"] == ("1", str(cache))  # set before the engine is built
     assert res.backend_details["engine_cache"] == str(cache)

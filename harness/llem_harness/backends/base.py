@@ -56,8 +56,11 @@ class Backend(Protocol):
     @property
     def vocab_size(self) -> int: ...
 
-    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
-        """Generate exactly max_output_tokens for every prompt, batched as configured."""
+    def generate(
+        self, prompts: list[list[int]], *, timed: bool, output_tokens: int | None = None
+    ) -> PassResult:
+        """Generate exactly `output_tokens` (default: max_output_tokens) for every prompt,
+        batched as configured. One output token is the prefill-only pass of the phases."""
 
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         """The prompt groups one warmup pass runs: every shape the measured pass will see."""

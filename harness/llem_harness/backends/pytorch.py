@@ -131,15 +131,20 @@ class PyTorchBackend:
             shapes.setdefault((len(b), max(len(p) for p in b)), b)
         return list(shapes.values())
 
-    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+    def generate(
+        self, prompts: list[list[int]], *, timed: bool, output_tokens: int | None = None
+    ) -> PassResult:
         assert self.cfg is not None
+        n_out = output_tokens or self.cfg.max_output_tokens
         result = PassResult(input_tokens=0, output_tokens=0)
         for batch in self._batches(prompts):
             check_terminated()  # a SIGTERM whose raise was swallowed stops the pass here
-            self._generate_batch(batch, result, timed)
+            self._generate_batch(batch, result, timed, n_out)
         return result
 
-    def _generate_batch(self, batch: list[list[int]], result: PassResult, timed: bool) -> None:
+    def _generate_batch(
+        self, batch: list[list[int]], result: PassResult, timed: bool, n_out: int
+    ) -> None:
         import torch
 
         assert self.cfg is not None
@@ -149,7 +154,6 @@ class PyTorchBackend:
         for row, prompt in enumerate(batch):  # left padding
             ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             mask[row, width - len(prompt) :] = 1
-        n_out = self.cfg.max_output_tokens
         d = self.cfg.decoding
         timer = _StepTimer() if timed else None
         kwargs: dict[str, Any] = {

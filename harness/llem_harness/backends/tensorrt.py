@@ -93,11 +93,13 @@ class TensorRTBackend:
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         return [prompts]
 
-    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+    def generate(
+        self, prompts: list[list[int]], *, timed: bool, output_tokens: int | None = None
+    ) -> PassResult:
         from tensorrt_llm import SamplingParams
 
         assert self.cfg is not None
-        n_out, d = self.cfg.max_output_tokens, self.cfg.decoding
+        n_out, d = output_tokens or self.cfg.max_output_tokens, self.cfg.decoding
         params = SamplingParams(
             max_tokens=n_out,
             min_tokens=n_out,

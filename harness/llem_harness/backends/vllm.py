@@ -191,11 +191,11 @@ class VLLMBackend:
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         return [prompts]  # the measured pass: every prompt at once
 
-    def _params(self) -> Any:
+    def _params(self, output_tokens: int | None = None) -> Any:
         from vllm import SamplingParams
 
         assert self.cfg is not None
-        n_out, d = self.cfg.max_output_tokens, self.cfg.decoding
+        n_out, d = output_tokens or self.cfg.max_output_tokens, self.cfg.decoding
         return SamplingParams(
             n=1,
             max_tokens=n_out,
@@ -208,12 +208,14 @@ class VLLMBackend:
             seed=self.cfg.random_seed if d.temperature > 0 else None,
         )
 
-    def generate(self, prompts: list[list[int]], *, timed: bool) -> PassResult:
+    def generate(
+        self, prompts: list[list[int]], *, timed: bool, output_tokens: int | None = None
+    ) -> PassResult:
         from vllm.inputs import TokensPrompt
 
         assert self.cfg is not None
-        n_out = self.cfg.max_output_tokens
-        params = self._params()
+        n_out = output_tokens or self.cfg.max_output_tokens
+        params = self._params(n_out)
         tap = TokenTimeTap(self.llm.llm_engine.output_processor) if timed else None
         try:
             outs = self.llm.generate(

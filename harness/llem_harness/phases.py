@@ -1,0 +1,98 @@
+"""Prefill and decode apart: a prefill-only pass, measured like the full pass, and the rest.
+
+Prefill is compute-bound and decode memory- and host-bound, so their energy per token
+differs by an order of magnitude. After the full measured pass the harness runs the same
+prompts, in the same batches, once more with one output token each: that pass is the
+prefill (and the first token). Decode = full pass − prefill pass, in time and in energy.
+
+Assumptions, and the error they bring (docs/exchange-contract.md, "Phases"): the prefill of
+the full pass costs what the prefill-only pass costs (true for static batches; with
+continuous batching, prefills of late requests overlap earlier requests' decode in the full
+pass, so its prefill is cheaper there and decode gets the difference); the device is as warm
+for both passes (they run back to back after warmup); and each pass's GPU energy is the
+meter's window, as for the full pass. Noise in both passes adds up in decode's share.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from llem_harness.contract import PhaseFigures, Phases
+
+
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside a timed pass: its pauses land at random steps of
+    the Python-heavy decode loop and add run-to-run noise. Collected before and after."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
+
+
+def prefill_pass(backend: Any, meter: Any, prompts: list[list[int]]) -> tuple[float, Any, int]:
+    """(seconds, the meter's window reading, input tokens) of a one-token pass."""
+    with quiet_gc():
+        backend.synchronize()
+        meter.begin_window()
+        t0 = time.perf_counter()
+        res = backend.generate(prompts, timed=False, output_tokens=1)
+        backend.synchronize()
+        seconds = time.perf_counter() - t0
+        reading = meter.end_window()
+    return seconds, reading, res.input_tokens
+
+
+def _per_token(joules: float | None, tokens: int) -> float | None:
+    return None if joules is None or tokens <= 0 else joules / tokens
+
+
+def phases_block(
+    full_s: float,
+    full_j: float | None,
+    full_output_tokens: int,
+    n_prompts: int,
+    prefill_s: float,
+    prefill_j: float | None,
+    prefill_tokens: int,
+    why_no_energy: str | None,
+) -> Phases:
+    """The result's `phases` block from the two passes."""
+    prefill = PhaseFigures(
+        duration_s=prefill_s,
+        tokens=prefill_tokens,
+        energy_j=prefill_j,
+        energy_per_token_j=_per_token(prefill_j, prefill_tokens),
+        unavailable_reason=None if prefill_j is not None else why_no_energy,
+    )
+    tokens = full_output_tokens - n_prompts
+    decode_s = full_s - prefill_s
+    if decode_s <= 0 or tokens <= 0:
+        why = (
+            "one output token per prompt: there is no decode"
+            if tokens <= 0
+            else f"the prefill pass ({prefill_s:.3f} s) took as long as the full pass "
+            f"({full_s:.3f} s): decode cannot be separated"
+        )
+        return Phases(
+            prefill=prefill, decode=PhaseFigures(tokens=max(tokens, 0), unavailable_reason=why)
+        )
+    decode_j = None if full_j is None or prefill_j is None else full_j - prefill_j
+    reason = why_no_energy if decode_j is None else None
+    if decode_j is not None and decode_j <= 0:
+        decode_j, reason = None, "the prefill pass used as much energy as the full pass"
+    decode = PhaseFigures(
+        duration_s=decode_s,
+        tokens=tokens,
+        energy_j=decode_j,
+        energy_per_token_j=_per_token(decode_j, tokens),
+        unavailable_reason=reason,
+    )
+    return Phases(prefill=prefill, decode=decode)
