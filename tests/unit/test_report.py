@@ -30,6 +30,8 @@ from llem_harness.contract import (
     Latency,
     MeasurementSettings,
     Memory,
+    PhaseFigures,
+    Phases,
     RunRequest,
     Stats,
     Tokens,
@@ -110,6 +112,13 @@ def make_study(
             throughput_tokens_per_s=tps,
             energy=Energy(total_j=joules, method="nvml_counter", per_device_j={"0": joules}),
             energy_per_output_token_j=joules / OUTPUT_TOKENS,
+            phases=Phases(
+                prefill=PhaseFigures(duration_s=0.4, tokens=100, energy_j=joules / 10,
+                                     energy_per_token_j=joules / 10 / 100),
+                decode=PhaseFigures(duration_s=3.6, tokens=OUTPUT_TOKENS - 4,
+                                    energy_j=joules * 0.9,
+                                    energy_per_token_j=joules * 0.9 / (OUTPUT_TOKENS - 4)),
+            ),
             latency=Latency(ttft_ms=st, itl_ms=st, mode="streamer_per_batch"),
             memory=Memory(peak_mb=1.0), co2=CO2(kg=joules * 1e-7),
             warmup=Warmup(runs=1, converged=True, final_cv=0.01, threshold=0.05, throughputs=[1.0]),
@@ -149,7 +158,8 @@ def test_statistics_flags_and_figures(tmp_path: Path) -> None:
 
     figs = draw(r, study_dir / "report")
     assert set(figs.written) == {"energy_per_token.png", "throughput.png", "tradeoff.png",
-                                 "power_timeline.png"} and not figs.skipped  # fmt: skip
+                                 "phase_split.png", "power_timeline.png"}  # fmt: skip
+    assert not figs.skipped
     for path in figs.written.values():
         assert png_size(path) == (800, 500) and path.stat().st_size > 10_000
     page = html_page(r, figs)
@@ -182,6 +192,7 @@ def test_report_cli_formats_and_bad_input(
         "energy_per_token.png",
         "throughput.png",
         "tradeoff.png",
+        "phase_split.png",
         "power_timeline.png",
     }
     res = invoke(capsys, monkeypatch, "report", str(study_dir), "--format", "html")

@@ -30,7 +30,11 @@ def test_columns_and_version(tmp_path: Path) -> None:
     table = load_results(study_dir)
     assert set(CONTEXT) <= set(table.column_names)
     meta = pq.read_schema(study_dir / RESULTS_FILE).metadata
-    assert meta[b"llem.results_schema_version"] == RESULTS_SCHEMA_VERSION.encode() == b"1.1"
+    assert meta[b"llem.results_schema_version"] == RESULTS_SCHEMA_VERSION.encode() == b"1.2"
+    deeper = ["prefill_energy_per_token_j", "decode_energy_per_token_j", "mfu",
+              "achieved_tflops", "energy_cpu_j", "energy_dram_j",
+              "energy_per_output_token_all_j"]  # fmt: skip
+    assert set(deeper) <= set(table.column_names)
     rows = table.to_pylist()
     done = [r for r in rows if r["state"] == "completed"]
     (failed,) = [r for r in rows if r["state"] == "failed"]
@@ -83,3 +87,33 @@ def test_gpu_facts_null_unless_measured(tmp_path: Path) -> None:
     # the digest the runner reported, else the snapshot's, else the study's runner record
     assert context("", {})["image_digest"] is None
     assert _context(None, None, "sha256:rec")["image_digest"] == "sha256:rec"
+
+
+def test_the_phase_flops_and_cpu_columns_come_from_the_result(tmp_path: Path) -> None:
+    """GPU-only beside GPU+CPU+DRAM J/token; the all-parts figure only where all three were
+    measured; phases and FLOPs straight from result.json."""
+    from llem_harness.contract import Energy, Flops, PhaseFigures, Phases
+
+    study_dir = make_study(tmp_path, environment=ENV)
+    study = StudyResult.model_validate_json((study_dir / "study.json").read_text())
+    results = {}
+    for run in study.runs:
+        path = study_dir / "runs" / run.run_id / "result.json"
+        res = ExperimentResult.model_validate_json(path.read_text())
+        res.energy = Energy(total_j=100.0, cpu_j=30.0, dram_j=10.0 if run.index % 2 else None)
+        res.phases = Phases(
+            prefill=PhaseFigures(duration_s=1.0, tokens=10, energy_j=5.0, energy_per_token_j=0.5),
+            decode=PhaseFigures(duration_s=2.0, tokens=20, energy_j=95.0, energy_per_token_j=4.75),
+        )
+        res.flops = Flops(total=1e12, achieved_tflops=0.5, mfu=0.001)
+        results[run.run_id] = res
+    out = tmp_path / "r.parquet"
+    write_results_parquet(out, study, results, dict.fromkeys(results, "m"), ())
+    for row in pq.read_table(out).to_pylist():
+        res = results[row["run_id"]]
+        assert (row["prefill_energy_per_token_j"], row["decode_energy_per_token_j"]) == (0.5, 4.75)
+        assert (row["mfu"], row["achieved_tflops"], row["energy_cpu_j"]) == (0.001, 0.5, 30.0)
+        if res.energy.dram_j is None:
+            assert row["energy_per_output_token_all_j"] is None
+        else:
+            assert row["energy_per_output_token_all_j"] == 140.0 / res.tokens.output

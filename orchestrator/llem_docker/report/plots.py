@@ -5,6 +5,8 @@
 - throughput.png: tokens/s the same way;
 - tradeoff.png: J/token against TTFT (tokens/s where no TTFT was measured), one marker per
   point;
+- phase_split.png: J per prefill (input) token and J per decode (output) token, side by side
+  for each point, mean ± 95% CI;
 - power_timeline.png: one run's sampled GPU power, with the measurement window shaded.
 
 A figure whose data no run measured is not drawn; `skipped` says why (e.g. the energy
@@ -190,6 +192,28 @@ def _power_timeline(run_dir: Path, path: Path, name: str) -> tuple[Path | None, 
     return _save(fig, path), None
 
 
+def _phase_split(report: Report, path: Path) -> Path | None:
+    pre, dec = "prefill_energy_per_token_j", "decode_energy_per_token_j"
+    pts = [
+        p for p in report.points if p.stats[pre].mean is not None and p.stats[dec].mean is not None
+    ]
+    if not pts:
+        return None
+    fig, ax = _figure()
+    xs = list(range(len(pts)))
+    for offset, metric, label in ((-0.2, pre, "prefill, per input token"),
+                                  (0.2, dec, "decode, per output token")):  # fmt: skip
+        ax.bar([x + offset for x in xs], [p.stats[metric].mean for p in pts], width=0.4,
+               yerr=[p.stats[metric].ci95 or 0.0 for p in pts], capsize=3, label=label)  # fmt: skip
+    ax.set_xticks(xs, [_point(report, p) for p in pts], rotation=30, ha="right",
+                  fontsize="x-small")  # fmt: skip
+    ax.set_ylabel("J/token (J)")
+    ax.set_title("Energy per token by phase")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = None) -> Figures:
     out.mkdir(parents=True, exist_ok=True)
     figs = Figures()
@@ -206,6 +230,13 @@ def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = N
             figs.skipped[name] = why
         else:
             figs.written[name] = path
+    path = _phase_split(report, out / "phase_split.png")
+    if path is None:
+        figs.skipped["phase_split.png"] = (
+            f"no run measured both phases' energy ({reason or 'see the runs'})"
+        )
+    else:
+        figs.written["phase_split.png"] = path
     path = _tradeoff(report, out / "tradeoff.png")
     if path is None:
         figs.skipped["tradeoff.png"] = no_energy

@@ -23,7 +23,11 @@ from llem_docker.store.load import load_results, study_labels
 # column in results.parquet → (short label, unit)
 METRICS: dict[str, tuple[str, str]] = {
     "energy_per_output_token_j": ("J/token", "J"),
+    "energy_per_output_token_all_j": ("J/token GPU+CPU+DRAM", "J"),
+    "prefill_energy_per_token_j": ("J/prefill token", "J"),
+    "decode_energy_per_token_j": ("J/decode token", "J"),
     "throughput_tokens_per_s": ("tokens/s", "tok/s"),
+    "mfu": ("MFU", "fraction"),
     "ttft_ms_mean": ("TTFT", "ms"),
     "energy_total_j": ("energy", "J"),
     "co2_kg": ("CO2", "kg"),

@@ -27,7 +27,7 @@ from llem_harness.contract import (
 STUDY_SCHEMA_VERSION = "1.0"
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
-RESULTS_SCHEMA_VERSION = "1.1"
+RESULTS_SCHEMA_VERSION = "1.2"
 
 
 class _Model(BaseModel):
@@ -191,6 +191,17 @@ _METRICS: list[tuple[str, Any]] = [
     ("peak_memory_mb", pa.float64()),
     ("ttft_ms_mean", pa.float64()),
     ("itl_ms_mean", pa.float64()),
+    # 1.2: phases, FLOPs, and the CPU's and DRAM's energy (result schema 1.4)
+    ("prefill_energy_per_token_j", pa.float64()),
+    ("decode_energy_per_token_j", pa.float64()),
+    ("prefill_duration_s", pa.float64()),
+    ("decode_duration_s", pa.float64()),
+    ("flops_total", pa.float64()),
+    ("achieved_tflops", pa.float64()),
+    ("mfu", pa.float64()),
+    ("energy_cpu_j", pa.float64()),
+    ("energy_dram_j", pa.float64()),
+    ("energy_per_output_token_all_j", pa.float64()),
     ("warnings", pa.int64()),
     ("error_type", pa.string()),
     ("error_message", pa.string()),
@@ -267,9 +278,34 @@ def _metrics(run: StudyRun, res: ExperimentResult | None, model: str) -> dict[st
             "ttft_ms_mean": res.latency.ttft_ms.mean if res.latency.ttft_ms else None,
             "itl_ms_mean": res.latency.itl_ms.mean if res.latency.itl_ms else None,
             "warnings": len(res.warnings),
+            **_deeper(res),
         }
     if run.error is not None:
         row |= {"error_type": run.error.type, "error_message": run.error.message}
+    return row
+
+
+def _deeper(res: ExperimentResult) -> dict[str, Any]:
+    """The phase, FLOPs and CPU columns; null where the result has no such figure (a result
+    of schema < 1.4, or one that could not be measured)."""
+    row: dict[str, Any] = {"energy_cpu_j": res.energy.cpu_j, "energy_dram_j": res.energy.dram_j}
+    if res.phases is not None:
+        pre, dec = res.phases.prefill, res.phases.decode
+        row |= {
+            "prefill_energy_per_token_j": pre.energy_per_token_j,
+            "decode_energy_per_token_j": dec.energy_per_token_j,
+            "prefill_duration_s": pre.duration_s,
+            "decode_duration_s": dec.duration_s,
+        }
+    if res.flops is not None:
+        row |= {
+            "flops_total": res.flops.total,
+            "achieved_tflops": res.flops.achieved_tflops,
+            "mfu": res.flops.mfu,
+        }
+    parts = (res.energy.total_j, res.energy.cpu_j, res.energy.dram_j)
+    if None not in parts and res.tokens.output:  # GPU + CPU packages + DRAM, all measured
+        row["energy_per_output_token_all_j"] = sum(p for p in parts if p) / res.tokens.output
     return row
 
 
