@@ -11,6 +11,7 @@
 #                                 prepare-before` here), each process with empty compile caches,
 #                                 as every fresh container had them
 #   after       (carry .whl .pyd) the same study on this checkout
+#   phases      (after bench)     examples/gpu-phases.yaml: the phase check (issue 17)
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # Results go to /tmp/h200 (kept while the machine stays warm) and, tarred, to $OUT.
 set -uo pipefail
@@ -40,6 +41,12 @@ case "$step" in
     timeout -s INT "${STUDY_LIMIT_S:-500}" python3 -m llem_docker.cli run examples/gpu-vllm-tp2.yaml --runner local --yes 2>&1 | tail -25
     mv "$W/results" "$W/tp2"; python3 bench/measured_share.py "$W"/tp2/*/
     pack tp2 ;;
+  phases)
+    env_setup
+    timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run examples/gpu-phases.yaml --runner local --yes 2>&1 | tail -15
+    mv "$W/results" "$W/phases"
+    python3 -m llem_docker.cli report "$W"/phases/*/ --format md --out "$W/phases-report" --no-plots >/dev/null; head -30 "$W/phases-report/report.md"
+    pack phases ;;
   prepare-before)  # here, not on the device: the checkout before the caches, plus sitecustomize
     rm -rf .before && mkdir .before && git archive "${BEFORE:-cc17d2a}" | tar -x -C .before
     mkdir -p .before/fresh && cat > .before/fresh/sitecustomize.py <<'PY'
