@@ -7,9 +7,10 @@ samples in a thread while the main thread imports, and the run waits only for th
 the two. That is where a run's baseline stops costing wall time.
 
 The overlap is only sound while this process holds no CUDA context: creating one wakes the
-device out of idle. If the imports initialised CUDA before the baseline ended, the baseline
-is measured again after the imports and the run says so (a warning in result.json): that
-baseline then includes this process's open context.
+device out of idle. If the imports initialised CUDA before the baseline ended (torch's view,
+checked as the baseline ends), the baseline is measured again after the imports and the run
+says so (a warning in result.json): that baseline then includes this process's open context.
+A context some other library created without torch is not seen.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ class BaselineOutcome:
 
 
 class _BaselineThread(threading.Thread):
-    def __init__(self, meter: EnergyMeter, seconds: float) -> None:
+    def __init__(self, meter: EnergyMeter, seconds: float, cuda_check: Callable[[], bool]) -> None:
         super().__init__(name="llem-baseline", daemon=True)
-        self.meter, self.seconds = meter, seconds
+        self.meter, self.seconds, self.cuda_check = meter, seconds, cuda_check
         self.power_w: float | None = None
         self.error: BaseException | None = None
+        self.cuda_at_end = False  # whether a CUDA context existed when the baseline ended
         self.t0 = self.t1 = 0.0
 
     def run(self) -> None:
@@ -56,6 +58,7 @@ class _BaselineThread(threading.Thread):
             self.error = exc
         finally:
             self.t1 = time.perf_counter()
+            self.cuda_at_end = self.cuda_check()
 
 
 def baseline_beside_imports(
@@ -67,14 +70,12 @@ def baseline_beside_imports(
     """Measure `meter`'s idle baseline over `seconds` while `imports()` runs; see the module
     docstring for when the baseline is measured again."""
     cuda_before = cuda_check()
-    thread = _BaselineThread(meter, seconds)
+    thread = _BaselineThread(meter, seconds, cuda_check)
     thread.start()
     t0 = time.perf_counter()
-    try:
-        imports()
-    finally:
-        t1 = time.perf_counter()
-        thread.join()  # the baseline ends by itself after `seconds`
+    imports()  # on an exception (a SIGTERM too) the daemon thread is left: no waiting for it
+    t1 = time.perf_counter()
+    thread.join()  # the baseline ends by itself after `seconds`
     if thread.error is not None:
         raise thread.error
     outcome = BaselineOutcome(
@@ -83,7 +84,8 @@ def baseline_beside_imports(
         imports_s=t1 - t0,
         overlapped_s=max(0.0, min(t1, thread.t1) - max(t0, thread.t0)),
     )
-    if seconds > 0 and not cuda_before and cuda_check() and thread.power_w is not None:
+    # Measured again only if a context was created while the baseline ran, not after it.
+    if seconds > 0 and not cuda_before and thread.cuda_at_end and thread.power_w is not None:
         again_t0 = time.perf_counter()
         outcome.power_w = meter.measure_baseline(seconds)
         outcome.baseline_s += time.perf_counter() - again_t0

@@ -31,13 +31,18 @@ from llem_harness.contract import Flops
 PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
     (r"H200 NVL", {"bf16": 835.5, "fp16": 835.5, "fp32": 60.0}),
     (r"H200", {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9}),
-    (r"H100 (PCIe|NVL)", {"bf16": 756.5, "fp16": 756.5, "fp32": 51.2}),
+    (r"H100 NVL", {"bf16": 835.5, "fp16": 835.5, "fp32": 60.0}),
+    (r"H100 PCIe", {"bf16": 756.5, "fp16": 756.5, "fp32": 51.2}),
     (r"H100", {"bf16": 989.4, "fp16": 989.4, "fp32": 66.9}),
     (r"A100", {"bf16": 312.0, "fp16": 312.0, "fp32": 19.5}),
     (r"L40S", {"bf16": 362.05, "fp16": 362.05, "fp32": 91.6}),
     (r"\bL4\b", {"bf16": 121.0, "fp16": 121.0, "fp32": 30.3}),
     (r"\bA10G?\b", {"bf16": 125.0, "fp16": 125.0, "fp32": 31.2}),
 ]
+
+
+# Decoders whose MLP is gated (gate, up, down) and whose every layer is dense.
+GATED_DENSE = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,18 @@ class Shape:
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Shape:
-        """From a Hugging Face config (as a dict): llama, qwen2, mistral and their kin."""
+        """From a Hugging Face config (as a dict): llama, qwen2, mistral and their kin. Raises
+        ValueError for shapes this count does not describe (mixtures of experts, MLPs
+        without a gate)."""
+        kind = str(cfg.get("model_type", ""))
+        if kind not in GATED_DENSE:
+            raise ValueError(
+                f"model_type `{kind}` is not one of the dense gated-MLP decoders this count "
+                f"describes ({', '.join(sorted(GATED_DENSE))})"
+            )
+        experts = [cfg.get(k) for k in ("num_local_experts", "num_experts", "n_routed_experts")]
+        if any(isinstance(e, int) and e > 1 for e in experts):
+            raise ValueError("a mixture of experts: the dense count does not apply")
         heads = int(cfg["num_attention_heads"])
         hidden = int(cfg["hidden_size"])
         return cls(
@@ -147,7 +163,7 @@ def flops_block(
     try:
         shape = Shape.from_config(cfg)
     except (KeyError, TypeError, ValueError) as exc:
-        return Flops(unavailable_reason=f"the config of `{model}` lacks a dense shape ({exc})")
+        return Flops(unavailable_reason=f"no FLOPs count for `{model}`: {exc}")
     prefill, decode = pass_flops(shape, prompt_lengths, outputs)
     total = prefill + decode
     achieved = total / duration_s / 1e12 if duration_s > 0 else None

@@ -50,6 +50,19 @@ def prefill_pass(backend: Any, meter: Any, prompts: list[list[int]]) -> tuple[fl
     return seconds, reading, res.input_tokens
 
 
+def kv_reuse(cfg: Any) -> str | None:
+    """Why the engine may serve the repeated prompts of a run from its KV cache, or None.
+    TensorRT-LLM runs with block reuse off (backends/tensorrt.py); vLLM's prefix caching is
+    off unless the study turns it on."""
+    if cfg.backend == "vllm" and cfg.vllm is not None and cfg.vllm.enable_prefix_caching:
+        return (
+            "vllm.enable_prefix_caching is on: the warmup, the measured pass and the one-token "
+            "pass repeat the same prompts, so their prefill may come from the cache, and "
+            "neither the phases nor the prefill FLOPs can be told"
+        )
+    return None
+
+
 def _per_token(joules: float | None, tokens: int) -> float | None:
     return None if joules is None or tokens <= 0 else joules / tokens
 
@@ -63,14 +76,24 @@ def phases_block(
     prefill_j: float | None,
     prefill_tokens: int,
     why_no_energy: str | None,
+    why_no_prefill_energy: str | None = None,
+    reuse: str | None = None,
 ) -> Phases:
-    """The result's `phases` block from the two passes."""
+    """The result's `phases` block from the two passes. `reuse` is why the engine may serve
+    repeated prompts from its cache (then nothing is split: the prefill pass would not
+    compute what the full pass did)."""
+    if reuse is not None:
+        return Phases(
+            prefill=PhaseFigures(unavailable_reason=reuse),
+            decode=PhaseFigures(unavailable_reason=reuse),
+        )
+    pre_why = why_no_prefill_energy or why_no_energy or "the prefill pass measured no energy"
     prefill = PhaseFigures(
         duration_s=prefill_s,
         tokens=prefill_tokens,
         energy_j=prefill_j,
         energy_per_token_j=_per_token(prefill_j, prefill_tokens),
-        unavailable_reason=None if prefill_j is not None else why_no_energy,
+        unavailable_reason=None if prefill_j is not None else pre_why,
     )
     tokens = full_output_tokens - n_prompts
     decode_s = full_s - prefill_s
@@ -85,7 +108,7 @@ def phases_block(
             prefill=prefill, decode=PhaseFigures(tokens=max(tokens, 0), unavailable_reason=why)
         )
     decode_j = None if full_j is None or prefill_j is None else full_j - prefill_j
-    reason = why_no_energy if decode_j is None else None
+    reason = (why_no_energy if full_j is None else pre_why) if decode_j is None else None
     if decode_j is not None and decode_j <= 0:
         decode_j, reason = None, "the prefill pass used as much energy as the full pass"
     decode = PhaseFigures(

@@ -39,6 +39,7 @@ from llem_harness.contract import (
     Energy,
     ErrorInfo,
     ExperimentResult,
+    Flops,
     Latency,
     Memory,
     Phase,
@@ -60,7 +61,7 @@ from llem_harness.energy import (
 from llem_harness.energy.rapl import RaplReader
 from llem_harness.environment import snapshot
 from llem_harness.flops import flops_block
-from llem_harness.phases import phases_block, prefill_pass, quiet_gc
+from llem_harness.phases import kv_reuse, phases_block, prefill_pass, quiet_gc
 from llem_harness.steady import measure_steady, write_requests
 from llem_harness.summary import cv, stats
 from llem_harness.termination import Terminated, check_terminated
@@ -140,6 +141,7 @@ class Harness:
         self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
         meter = self.meter = make_meter(req.measurement, _gpu_indices(gpus_needed(cfg)))
         meter.start()
+        self.clock.lap("baseline")  # the meter's setup counts as the baseline phase's
         base = baseline_beside_imports(
             meter, req.measurement.baseline_seconds, lambda: import_engine(cfg.backend)
         )
@@ -190,14 +192,16 @@ class Harness:
                 "dram_unavailable_reason": cpu.dram_unavailable_reason,
             }
         )
+        reuse = kv_reuse(cfg)
         result.phases = phases_block(
-            duration, reading.total_j, measured.output_tokens, len(prompts),
-            pre_s, pre_reading.total_j, pre_tokens, reading.unavailable_reason,
+            duration, reading.total_j, measured.output_tokens, len(prompts), pre_s,
+            pre_reading.total_j, pre_tokens, reading.unavailable_reason,
+            pre_reading.unavailable_reason, reuse,
         )  # fmt: skip
         result.flops = flops_block(
             cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],
             cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],
-        )  # fmt: skip
+        ) if reuse is None else Flops(unavailable_reason=reuse)  # fmt: skip
         if req.measurement.window == "steady_state" and measured.spans:
             n = write_requests(
                 self.run_dir / REQUESTS_FILE, measured.spans, measured.submitted, t0_mono

@@ -64,9 +64,10 @@ class PhaseClock:
         self.last = now
 
     def assign(self, **seconds: float) -> None:
-        """Set phases measured apart (ones that ran at once, and `overlapped`: how long they
+        """Add phases measured apart (ones that ran at once, and `overlapped`: how long they
         did) and start the next phase now."""
-        self.seconds.update(seconds)
+        for phase, value in seconds.items():
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + value
         self.last = time.perf_counter()
 
     def timing(self) -> Timing:

@@ -75,22 +75,43 @@ def test_a_failing_baseline_fails_the_run_after_the_imports() -> None:
         baseline_beside_imports(meter, 5.0, meter.release.set, cuda_check=lambda: False)  # type: ignore[arg-type]
 
 
-def test_failing_imports_propagate_and_leave_no_thread_behind() -> None:
+def test_failing_imports_propagate_at_once_without_waiting_for_the_baseline() -> None:
+    """A SIGTERM (or any error) in the imports must reach the harness now, so that it can
+    write error.json within the runner's grace: the baseline thread is left to itself."""
     meter = FakeMeter()
 
     def imports() -> None:
-        meter.release.set()
+        meter.in_baseline.wait(WAIT_S)
         raise ImportError("no vllm")
 
     with pytest.raises(ImportError, match="no vllm"):
         baseline_beside_imports(meter, 5.0, imports, cuda_check=lambda: False)  # type: ignore[arg-type]
-    assert not any(t.name == "llem-baseline" for t in threading.enumerate())
+    (thread,) = [t for t in threading.enumerate() if t.name == "llem-baseline"]
+    assert thread.is_alive() and thread.daemon  # not joined: still in its baseline
+    meter.release.set()
+    thread.join(WAIT_S)
+
+
+def test_cuda_after_the_baseline_ended_needs_no_second_baseline() -> None:
+    meter = FakeMeter()
+    meter.release.set()
+    cuda = [False]
+
+    def imports() -> None:
+        meter.in_baseline.wait(WAIT_S)
+        while any(t.name == "llem-baseline" and t.is_alive() for t in threading.enumerate()):
+            threading.Event().wait(0.01)  # the baseline has ended...
+        cuda[0] = True  # ...before the engine created its context
+
+    out = baseline_beside_imports(meter, 5.0, imports, cuda_check=lambda: cuda[0])  # type: ignore[arg-type]
+    assert meter.calls == 1 and out.warning is None
 
 
 def test_the_clock_takes_phases_that_overlapped() -> None:
     clock = PhaseClock()
+    clock.seconds["baseline"] = 0.5  # the meter's setup, lapped before
     clock.assign(baseline=5.0, imports=4.0, overlapped=4.0)
     clock.lap("load")
     t = clock.timing()
-    assert (t.baseline_s, t.imports_s, t.overlapped_s) == (5.0, 4.0, 4.0)
+    assert (t.baseline_s, t.imports_s, t.overlapped_s) == (5.5, 4.0, 4.0)
     assert t.load_s is not None and t.load_s < 1.0

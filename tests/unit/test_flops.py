@@ -59,3 +59,14 @@ def test_no_peak_says_why() -> None:
     assert peak_tflops(None, "bf16")[1] == "no GPU: MFU needs a GPU's peak"
     value, why = peak_tflops("NVIDIA GeForce RTX 4090", "bf16")
     assert value is None and why is not None and "not in the peak table" in why
+
+
+def test_shapes_the_count_does_not_describe_are_refused() -> None:
+    from llem_harness.flops import flops_block  # noqa: F401  (the block turns it into a reason)
+
+    base = shipped_config("meta-llama/Llama-3.2-1B")
+    assert base is not None
+    with pytest.raises(ValueError, match="mixture of experts"):
+        Shape.from_config({**base, "num_local_experts": 8})
+    with pytest.raises(ValueError, match="model_type `phi`"):
+        Shape.from_config({**base, "model_type": "phi"})

@@ -38,3 +38,15 @@ def test_nothing_is_invented_when_the_subtraction_fails() -> None:
     )
     single = phases_block(5.0, 100.0, 10, 10, 1.0, 20.0, 500, None)
     assert single.decode.tokens == 0 and single.decode.unavailable_reason is not None
+
+
+def test_a_cache_that_may_serve_repeated_prompts_splits_nothing() -> None:
+    p = phases_block(20.0, 1000.0, 8192, 64, 2.0, 150.0, 8192, None, reuse="prefix caching on")
+    assert p.prefill.energy_j is None and p.prefill.duration_s is None
+    assert p.decode.unavailable_reason == p.prefill.unavailable_reason == "prefix caching on"
+
+
+def test_a_prefill_window_without_energy_says_its_own_reason() -> None:
+    p = phases_block(20.0, 1000.0, 8192, 64, 2.0, None, 8192, None, "the window was too short")
+    assert p.prefill.unavailable_reason == "the window was too short"
+    assert p.decode.energy_j is None and p.decode.unavailable_reason == "the window was too short"

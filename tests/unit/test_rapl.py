@@ -35,15 +35,17 @@ def tree(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
         "p1dram": domain(root, "intel-rapl:1:1", "dram", 300_000),
     }
     (root / "intel-rapl-mmio:0").mkdir()  # another powercap zone: not a RAPL package here
+    doms["psys"] = domain(root, "intel-rapl:2", "psys", 0)  # the platform: holds the packages
     return root, doms
 
 
 def test_packages_and_dram_over_a_window_with_a_wrap(tmp_path: Path) -> None:
     root, d = tree(tmp_path)
     assert host_has_rapl(root)
-    rapl = RaplReader(root, env={})
-    assert rapl.reason is None and len(rapl.domains) == 5
+    rapl = RaplReader(root, env={}, poll_s=0.01)  # the polling thread runs too
+    assert rapl.reason is None and len(rapl.domains) == 5  # psys left out
     rapl.begin()
+    set_energy(d["psys"], 999_000_000)
     set_energy(d["p0"], 1_000_000 + 120_500_000)  # 120.5 J
     set_energy(d["p0core"], 500_000 + 90_000_000)  # inside the package: not added again
     set_energy(d["p0dram"], 200_000 + 10_000_000)  # 10 J
@@ -92,3 +94,16 @@ def test_packages_without_dram_give_cpu_and_say_why_dram_is_null(tmp_path: Path)
     out = rapl.end()
     assert out.cpu_j == pytest.approx(7.0) and out.dram_j is None
     assert out.dram_unavailable_reason == "no RAPL dram domain on this machine"
+
+
+def test_several_wraps_in_one_window_are_counted_by_polling(tmp_path: Path) -> None:
+    """An AMD-sized range wraps every few minutes at server power: the reader polls."""
+    root = tmp_path / "pc"
+    p = domain(root, "intel-rapl:0", "package-0", RANGE - 10)
+    rapl = RaplReader(root, env={}, poll_s=None)
+    rapl.begin()
+    for value in (RANGE // 2, 5, RANGE // 2, 20):  # round the range twice, and 30 µJ
+        set_energy(p, value)
+        rapl.poll()
+    out = rapl.end()
+    assert out.cpu_j == pytest.approx((2 * RANGE + 30) / 1e6)

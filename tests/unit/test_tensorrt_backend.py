@@ -26,9 +26,14 @@ CALLS: dict[str, Any] = {}
 
 class KvCacheConfig:
     def __init__(
-        self, *, free_gpu_memory_fraction: float | None = None, max_tokens: int | None = None
+        self,
+        *,
+        free_gpu_memory_fraction: float | None = None,
+        max_tokens: int | None = None,
+        enable_block_reuse: bool = True,
     ) -> None:
         self.free_gpu_memory_fraction = free_gpu_memory_fraction
+        assert enable_block_reuse is False  # the harness must not reuse cached prompts
 
 
 class SamplingParams:

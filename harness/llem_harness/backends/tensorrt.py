@@ -57,8 +57,11 @@ class TensorRTBackend:
             "dtype": DTYPES[cfg.precision],
             "tensor_parallel_size": opts.tp_size,
             "max_batch_size": opts.max_batch_size,
+            # No KV block reuse: the warmup, the measured pass and the phases' one-token pass
+            # repeat the same prompts, and a reused block is prefill never computed.
             "kv_cache_config": KvCacheConfig(
-                free_gpu_memory_fraction=opts.kv_cache_free_gpu_memory_fraction
+                free_gpu_memory_fraction=opts.kv_cache_free_gpu_memory_fraction,
+                enable_block_reuse=False,
             ),
         }
         if opts.max_num_tokens is not None:

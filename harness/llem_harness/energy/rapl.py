@@ -4,11 +4,12 @@
                                                  max_energy_range_uj
     /sys/class/powercap/intel-rapl:<pkg>:<sub>/  name (core, uncore, dram, ...), the same
 
-(AMD's RAPL appears under the same names.) A package domain covers its cores and uncore;
-DRAM is a domain of its own where the platform exposes it. The counters are microjoules that
-wrap at `max_energy_range_uj`; a window's energy is end − begin, plus the range once where the
-counter wrapped (a window is far shorter than a wrap: ~60 s at 1 kW on a 2^32 µJ range, so at
-most one wrap is assumed).
+(AMD's RAPL appears under the same names.) A package domain (named `package-N`) covers its
+cores and uncore; DRAM is a domain of its own where the platform exposes it. Other top-level
+domains (`psys`, the whole platform on some workstations, which already holds the packages)
+are not added in. The counters are microjoules that wrap at `max_energy_range_uj` (262 kJ on
+many Intel servers, 65 kJ on AMD: a few minutes at server power), so a thread reads them every
+`poll_s` (1 s) during the window and adds each step, counting a wrap where a step went down.
 
 Three reasons a figure is null, told apart because the fix differs:
 - no RAPL: the host has no powercap RAPL domains (most VMs and clouds);
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,12 +71,17 @@ class RaplReader:
         *,
         read: Callable[[Path], str] = lambda p: p.read_text(encoding="ascii"),
         env: dict[str, str] | None = None,
+        poll_s: float | None = 1.0,  # None: no thread; poll() is called by hand (tests)
     ) -> None:
-        self.root, self._read = root, read
+        self.root, self._read, self.poll_s = root, read, poll_s
         self.env = dict(os.environ if env is None else env)
         self.domains: list[Domain] = []
         self.reason: str | None = None
-        self._begin: dict[Path, int] = {}
+        self._last: dict[Path, int] = {}
+        self._acc: dict[Path, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._probe()
 
     def _probe(self) -> None:
@@ -111,6 +118,8 @@ class RaplReader:
                 self.reason = f"cannot read {path}: {exc}"
                 self.domains = []
                 return
+            if m.group(2) is None and not kind.startswith("package"):
+                continue  # psys and the like: they overlap the packages
             is_package = m.group(2) is None
             self.domains.append(
                 Domain(path, int(m.group(1)), "package" if is_package else kind, top)
@@ -120,22 +129,46 @@ class RaplReader:
         return {d.path: int(self._read(d.path / "energy_uj")) for d in self.domains}
 
     def begin(self) -> None:
-        if self.domains:
-            self._begin = self._counters()
+        if not self.domains:
+            return
+        self._last = self._counters()
+        self._acc = dict.fromkeys(self._last, 0)
+        if self.poll_s is not None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="llem-rapl", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        assert self.poll_s is not None
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.poll()
+            except (OSError, ValueError):  # a failed read is made up by the next one
+                continue
+
+    def poll(self) -> None:
+        """Add each counter's step since the last read (a step down is a wrap)."""
+        now = self._counters()
+        with self._lock:
+            for d in self.domains:
+                step = now[d.path] - self._last[d.path]
+                self._acc[d.path] += step + (d.max_range_uj if step < 0 else 0)
+                self._last[d.path] = now[d.path]
 
     def end(self) -> CpuReading:
         if not self.domains:
             return CpuReading(unavailable_reason=self.reason, dram_unavailable_reason=self.reason)
-        if not self._begin:
+        if not self._last:
             raise RuntimeError("RaplReader.end() without begin()")
-        now = self._counters()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.poll()
         per_package: dict[str, float] = {}
         dram: float | None = None
         for d in self.domains:
-            delta = now[d.path] - self._begin[d.path]
-            if delta < 0:  # the counter wrapped once
-                delta += d.max_range_uj
-            joules = delta / 1e6
+            joules = self._acc[d.path] / 1e6
             if d.kind == "package":
                 per_package[str(d.package)] = per_package.get(str(d.package), 0.0) + joules
             elif d.kind == "dram":

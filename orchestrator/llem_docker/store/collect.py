@@ -72,8 +72,7 @@ def assemble(
         if res.run.run_id == e.run_id:
             results[e.run_id] = res
             models[e.run_id] = res.model
-    for backend, info in (runners or {}).items():
-        recorded.setdefault(backend, info)
+    recorded |= dict(runners or {})  # the live runners' record wins (a resume's new image)
     if ended_at is None:
         ends = [e.ended_at for e in manifest.runs if e.ended_at]
         ended_at = max(ends) if ends else utc_now()
@@ -83,7 +82,7 @@ def assemble(
     result = build_study_result(
         manifest,
         results,
-        seen or measurement or MeasurementSettings(),
+        measurement or seen or MeasurementSettings(),
         recorded,
         ended_at=ended_at,
         wall_time_s=wall_time_s,

@@ -115,7 +115,7 @@ def build_study_result(
                 error=e.error,
             )
         )
-    done = [results[e.run_id] for e in manifest.runs if e.state == "completed"]
+    done = [r for e in manifest.runs if e.state == "completed" and (r := results.get(e.run_id))]
     energies = [r.energy.total_j for r in done if r.energy.total_j is not None]
     states = [e.state for e in manifest.runs]
     summary = StudySummary(
