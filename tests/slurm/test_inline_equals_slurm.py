@@ -19,7 +19,7 @@ from tests.slurm.test_slurm_executor import cli, setup
 VARIES = re.compile(
     r"(_at$|^created|^updated|^started|^ended|time|duration|_s$|_ms$|throughput|tok_s|"
     r"latency|ttft|itl|request_ms|study_id|study_dir|^executor$|submissions|^job$|owner_pid|"
-    r"power_integral|mean|p50|p90|p99|^sd$|^cv$|ci_|half_width)"
+    r"power_integral|achieved_tflops|mfu|per_tflop|mean|p50|p90|p99|^sd$|^cv$|ci_|half_width)"
 )
 
 
