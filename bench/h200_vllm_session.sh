@@ -13,6 +13,10 @@
 #   after       (carry .whl .pyd) the same study on this checkout
 #   phases      (after bench)     examples/gpu-phases.yaml: the phase check (issue 17)
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
+# .whl (the docker SDK) and .pyd (pydantic, which the machine's Python 3.12 lacks) are made
+# here, git-ignored, with `pip download --no-deps --only-binary=:all: --python-version 3.12
+# --platform manylinux2014_x86_64 -d .pyd pydantic==2.14.4 pydantic-core==2.50.5
+# annotated-types==0.8.0 typing-inspection==0.4.5` (and `-d .whl docker==7.1.0`).
 # Results go to /tmp/h200 (kept while the machine stays warm) and, tarred, to $OUT.
 set -uo pipefail
 step=$1; shift
