@@ -122,6 +122,7 @@ class Energy(_Model):
     cpu_j: float | None = None
     cpu_per_package_j: dict[str, float] | None = None
     cpu_unavailable_reason: str | None = None
+    cpu_method: str | None = None  # "rapl" (energy/rapl.py) or "zeus" (Zeus's CPU monitor)
     dram_j: float | None = None
     dram_unavailable_reason: str | None = None
 

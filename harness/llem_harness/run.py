@@ -58,7 +58,7 @@ from llem_harness.energy import (
     make_meter,
     write_timeseries,
 )
-from llem_harness.energy.rapl import RaplReader
+from llem_harness.energy.rapl import RaplReader, cpu_fields
 from llem_harness.environment import snapshot
 from llem_harness.flops import flops_block
 from llem_harness.phases import kv_reuse, phases_block, prefill_pass, quiet_gc
@@ -183,15 +183,7 @@ class Harness:
         result = self._result(
             req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
         )
-        result.energy = result.energy.model_copy(
-            update={
-                "cpu_j": cpu.cpu_j,
-                "cpu_per_package_j": cpu.per_package_j or None,
-                "cpu_unavailable_reason": cpu.unavailable_reason,
-                "dram_j": cpu.dram_j,
-                "dram_unavailable_reason": cpu.dram_unavailable_reason,
-            }
-        )
+        result.energy = result.energy.model_copy(update=cpu_fields(cpu, reading.cpu))
         reuse = kv_reuse(cfg)
         result.phases = phases_block(
             duration, reading.total_j, measured.output_tokens, len(prompts), pre_s,

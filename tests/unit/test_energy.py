@@ -630,7 +630,12 @@ def test_zeus_meter_maps_cuda_ordinals_to_nvml_indices(monkeypatch: pytest.Monke
     inner = NvmlMeter([1], 100, nvml=nvml, clock=clock, sleep=clock.sleep, background=False)
     meter = ZeusMeter([1], 100, nvml_meter=inner, monitor_factory=factory)
     meter.start()
-    assert made[0].kwargs == {"gpu_indices": [0], "cpu_indices": [], "approx_instant_energy": True}
+    # cpu_indices=None: every RAPL package Zeus can read (none, without an error, here)
+    assert made[0].kwargs == {
+        "gpu_indices": [0],
+        "cpu_indices": None,
+        "approx_instant_energy": True,
+    }
     assert meter.measure_baseline(1.0) == pytest.approx(300.0)
     meter.begin_window()
     clock.sleep(12.0)
@@ -642,6 +647,25 @@ def test_zeus_meter_maps_cuda_ordinals_to_nvml_indices(monkeypatch: pytest.Monke
     assert reading.power_integral_j == pytest.approx(3600.0, rel=1e-6)
     assert reading.duration_s == pytest.approx(12.0) and reading.warnings == []
     assert meter.samples() and meter.devices()[0]["uuid"] == UUIDS[1]
+    assert reading.cpu is None  # Zeus read no CPU: the harness's RAPL reader says why
+
+
+def test_zeus_meter_gives_its_cpu_and_dram_energy() -> None:
+    from llem_harness.energy.rapl import CpuReading, cpu_fields
+    from llem_harness.energy.zeus import _cpu
+
+    zeus = SimpleNamespace(time=1.0, gpu_energy={}, cpu_energy={0: 12.0, 1: 8.0},
+                           dram_energy={0: 3.0, 1: 1.5})  # fmt: skip
+    cpu = _cpu(zeus)
+    assert cpu == {"cpu_j": 20.0, "cpu_per_package_j": {"0": 12.0, "1": 8.0}, "dram_j": 4.5}
+    own = CpuReading(unavailable_reason="not readable by this user: ...")
+    fields = cpu_fields(own, cpu)
+    assert fields["cpu_method"] == "zeus" and fields["cpu_j"] == 20.0
+    assert fields["cpu_unavailable_reason"] is None and fields["dram_j"] == 4.5
+    assert _cpu(SimpleNamespace(time=1.0, gpu_energy={}, cpu_energy=None)) is None
+    fallback = cpu_fields(own, None)
+    assert fallback["cpu_j"] is None and fallback["cpu_method"] is None
+    assert fallback["cpu_unavailable_reason"] == own.unavailable_reason
 
 
 def test_zeus_meter_gives_the_steady_state_window_its_energy() -> None:

@@ -35,6 +35,9 @@ class WindowReading:
     # The window's edges on the timeseries clock (t_s), where the meter samples one.
     start_s: float | None = None
     end_s: float | None = None
+    # The CPU packages' and DRAM's energy where the meter measures them itself (Zeus's CPU
+    # monitor): {"cpu_j", "cpu_per_package_j", "dram_j"}; None leaves them to energy/rapl.py.
+    cpu: dict[str, Any] | None = None
 
 
 class EnergyMeter(Protocol):

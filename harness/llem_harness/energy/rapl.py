@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 POWERCAP = Path("/sys/class/powercap")
 HOST_RAPL_ENV = "LLEM_HOST_RAPL"  # set by the container runners: 1 where the host has RAPL
@@ -182,3 +183,26 @@ class RaplReader:
             if dram is not None
             else "no RAPL dram domain on this machine",
         )
+
+
+def cpu_fields(own: CpuReading, meter: dict[str, Any] | None) -> dict[str, Any]:
+    """result.json's CPU and DRAM energy fields: the meter's own figures where it measured
+    them (Zeus's CPU monitor), else this reader's, with their reasons."""
+    if meter is not None:
+        dram = meter.get("dram_j")
+        return {
+            "cpu_j": meter["cpu_j"],
+            "cpu_per_package_j": meter["cpu_per_package_j"],
+            "cpu_unavailable_reason": None,
+            "cpu_method": "zeus",
+            "dram_j": dram,
+            "dram_unavailable_reason": None if dram is not None else "Zeus measured no DRAM",
+        }
+    return {
+        "cpu_j": own.cpu_j,
+        "cpu_per_package_j": own.per_package_j or None,
+        "cpu_unavailable_reason": own.unavailable_reason,
+        "cpu_method": "rapl" if own.cpu_j is not None else None,
+        "dram_j": own.dram_j,
+        "dram_unavailable_reason": own.dram_unavailable_reason,
+    }

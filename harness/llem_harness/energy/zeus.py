@@ -1,5 +1,8 @@
 """Zeus (`energy_backend: zeus`) for the window's energy; NvmlMeter for everything else.
 
+Zeus's CPU monitor (RAPL, all packages) gives the CPU and DRAM energy of the same window
+where Zeus can read RAPL; elsewhere the harness's own reader (energy/rapl.py) says why not.
+
 Zeus reads the same NVML energy counter. ZeusMeter refuses GPUs without that counter,
 on which ZeusMonitor would start a power-polling process of its own: the NvmlMeter's
 sampler stays the only one.
@@ -28,6 +31,19 @@ def _zeus_monitor() -> Callable[..., Any]:
     except ImportError as exc:
         raise RuntimeError(ZEUS_MISSING) from exc
     return ZeusMonitor  # type: ignore[no-any-return]
+
+
+def _cpu(measurement: Any) -> dict[str, Any] | None:
+    """Zeus's CPU and DRAM energy of the window (J per CPU package), if it measured any."""
+    cpu = getattr(measurement, "cpu_energy", None)
+    if not cpu:
+        return None
+    dram = getattr(measurement, "dram_energy", None)
+    return {
+        "cpu_j": float(sum(cpu.values())),
+        "cpu_per_package_j": {str(k): float(v) for k, v in cpu.items()},
+        "dram_j": float(sum(dram.values())) if dram else None,
+    }
 
 
 class ZeusMeter:
@@ -74,8 +90,10 @@ class ZeusMeter:
                     "every GPU; use energy_backend nvml, which integrates sampled power"
                 )
             self._cuda_indices = self._zeus_indices()
+            # cpu_indices=None: every package Zeus can read, none (no error) where RAPL is
+            # missing or root-only.
             self._monitor = factory(
-                gpu_indices=self._cuda_indices, cpu_indices=[], approx_instant_energy=True
+                gpu_indices=self._cuda_indices, cpu_indices=None, approx_instant_energy=True
             )
         except Exception:
             self._meter.stop()
@@ -121,6 +139,7 @@ class ZeusMeter:
             warnings=window_warnings(duration, total, self._meter.last_throttle_bits),
             start_s=nvml.start_s,
             end_s=nvml.end_s,
+            cpu=_cpu(measurement),
         )
 
     def samples(self) -> list[Sample]:
