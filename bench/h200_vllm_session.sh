@@ -2,6 +2,7 @@
 # One lease on the lent H200 for issue 15 (vLLM figures): the steps, one `device run` each.
 #   part K      (carry .vK)       copy one part of the vLLM wheels (../shared/gpu/prepare-vllm-wheels.sh)
 #   bench       (carry .v6 .whl)  install vLLM into /tmp/site, run bench/gpu_vllm.py
+#   install     (carry .v6 .whl)  only install vLLM into /tmp/site
 #   study       (carry .whl)      examples/gpu-vllm-vs-pytorch.yaml through `llem-docker run --runner local`,
 #                                 stopped cleanly (SIGINT) before the call's limit
 #   resume      (carry .whl)      --resume the same study folder, then report it
@@ -12,6 +13,8 @@
 #                                 as every fresh container had them
 #   after       (carry .whl .pyd) the same study on this checkout
 #   phases      (after bench)     examples/gpu-phases.yaml: the phase check (issue 17)
+#   probe       (carry .whl .pyd) bench/h200_load_probe.py: where load and the first warmup
+#                                 pass go, and what powercap (RAPL) offers
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # .whl (the docker SDK) and .pyd (pydantic, which the machine's Python 3.12 lacks) are made
 # here, git-ignored, with `pip download --no-deps --only-binary=:all: --python-version 3.12
@@ -33,9 +36,10 @@ env_setup() {
 pack() { tar -czf "$OUT/$1.tgz" -C "$W" . ; ls -la "$OUT"; }
 case "$step" in
   part) mkdir -p /tmp/vch && cp ".v$1"/* /tmp/vch/ && ls /tmp/vch && nvidia-smi -L ;;
-  bench)
+  bench|install)
     cp .v6/* /tmp/vch/ && cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
     env_setup; python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)'
+    [ "$step" = install ] && exit 0
     timeout -s INT "${BENCH_LIMIT_S:-450}" python3 bench/gpu_vllm.py --out "$W/bench" \
       --sections "${SECTIONS:-overhead,harness}" --variants "${VARIANTS:-plain_off,harness,plain_on}" \
       --rounds "${ROUNDS:-2}" 2>&1 | tail -40
@@ -47,10 +51,13 @@ case "$step" in
     pack tp2 ;;
   phases)
     env_setup
-    timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run examples/gpu-phases.yaml --runner local --yes 2>&1 | tail -15
+    timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run "${STUDY:-examples/gpu-phases.yaml}" --runner local --yes 2>&1 | tail -15
     mv "$W/results" "$W/phases"
     python3 -m llem_docker.cli report "$W"/phases/*/ --format md --out "$W/phases-report" --no-plots >/dev/null; head -30 "$W/phases-report/report.md"
     pack phases ;;
+  probe)
+    env_setup; timeout -s INT "${PROBE_LIMIT_S:-420}" python3 bench/h200_load_probe.py 2>&1 | tee "$W/probe.txt" | tail -250
+    pack probe ;;
   prepare-before)  # here, not on the device: the checkout before the caches, plus sitecustomize
     rm -rf .before && mkdir .before && git archive "${BEFORE:-cc17d2a}" | tar -x -C .before
     mkdir -p .before/fresh && cat > .before/fresh/sitecustomize.py <<'PY'

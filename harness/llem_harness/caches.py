@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from llem_harness.bytecode import configure_bytecode_cache
+
 ENGINE_CACHE_ENV = "LLEM_ENGINE_CACHE"
 
 # variable -> (sub-folder of the engine cache, or a fixed value)
@@ -34,7 +36,8 @@ CACHE_FLAGS: dict[str, str] = {
 def configure_compile_caches(env: dict[str, str] | None = None) -> dict[str, Any]:
     """Set the cache variables in `env` (os.environ by default) under $LLEM_ENGINE_CACHE and
     return what was used, for the result's environment: `{root, vars: {NAME: {value,
-    source}}}` with source `harness` or `user`, or `{root: None, reason}` without a cache."""
+    source}}, bytecode}` with source `harness` or `user`, or `{root: None, reason, bytecode}`
+    without a cache; `bytecode` is bytecode.configure_bytecode_cache()'s record."""
     target = os.environ if env is None else env
     root = target.get(ENGINE_CACHE_ENV) or None
     used: dict[str, dict[str, str]] = {}
@@ -48,6 +51,7 @@ def configure_compile_caches(env: dict[str, str] | None = None) -> dict[str, Any
             "reason": f"${ENGINE_CACHE_ENV} is not set (the runners set it to the mounted "
             "engine cache): compile caches are the libraries' defaults, lost with the "
             "container",
+            "bytecode": configure_bytecode_cache(None, env),
         }
     for name, sub in CACHE_DIRS.items():
         if name in used:
@@ -63,4 +67,4 @@ def configure_compile_caches(env: dict[str, str] | None = None) -> dict[str, Any
         if name not in used:
             target[name] = value
             used[name] = {"value": value, "source": "harness"}
-    return {"root": root, "vars": used}
+    return {"root": root, "vars": used, "bytecode": configure_bytecode_cache(root, env)}

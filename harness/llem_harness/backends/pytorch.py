@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,21 @@ from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config, tokeni
 from llem_harness.termination import check_terminated
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def _one_init_context() -> Any:
+    """transformers' `no_init_weights`, or a null context where this transformers lacks it.
+
+    A model built from a config initialises every weight twice: torch's own init in each
+    layer's constructor (nn.Linear's kaiming_uniform_), then transformers' `_init_weights`,
+    which overwrites it. Building under `no_init_weights` and then calling `init_weights()`
+    gives the same weights' distribution (transformers' init) for one pass: 40% of a
+    Llama-3.2-1B build on a CPU."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        return nullcontext
+    return no_init_weights
 
 
 class _StepTimer:
@@ -71,10 +87,13 @@ class PyTorchBackend:
         kwargs: dict[str, Any] = {"attn_implementation": self.opts.attn_implementation}
         if cfg.weights == "dummy":
             config = dummy_config(cfg.model)
-            with self.device:  # random init straight on the device: seconds, not minutes
+            one_init = _one_init_context()
+            with self.device, one_init():  # random init straight on the device, once
                 model = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
                     config, dtype=dtype, **kwargs
                 )
+            if one_init is not nullcontext:
+                model.init_weights()
             self._vocab = int(config.vocab_size)
         else:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
