@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_harness.config import ExperimentConfig
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
@@ -172,6 +172,9 @@ class PhaseFigures(_Model):
     energy_j: float | None = None  # GPU energy (energy.total_j's measure)
     energy_per_token_j: float | None = None
     unavailable_reason: str | None = None
+    # prefill (added in 1.5): how many one-token passes the window held; the figures above
+    # are one pass's (the window's totals ÷ passes)
+    passes: int | None = None
 
 
 class Phases(_Model):

@@ -19,6 +19,7 @@ import gc
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from llem_harness.contract import PhaseFigures, Phases
@@ -37,17 +38,62 @@ def quiet_gc() -> Iterator[None]:
         gc.collect()
 
 
-def prefill_pass(backend: Any, meter: Any, prompts: list[list[int]]) -> tuple[float, Any, int]:
-    """(seconds, the meter's window reading, input tokens) of a one-token pass."""
+# The one-token pass is short (tens of ms for small prompts), and an energy counter moves in
+# steps (NVML's on an H200: ~0.1 s): a 76 ms pass once read 0 J. So the pass repeats, inside
+# one window, until the window lasts PREFILL_MIN_S, and its figures are the window's ÷ passes.
+PREFILL_MIN_S = 2.0
+PREFILL_MAX_PASSES = 64
+
+
+@dataclass(frozen=True)
+class PrefillPass:
+    """One prefill-only pass's figures: the window's totals divided by `passes`."""
+
+    seconds: float
+    energy_j: float | None
+    unavailable_reason: str | None
+    tokens: int  # input tokens of one pass
+    passes: int
+
+
+def prefill_pass(
+    backend: Any,
+    meter: Any,
+    prompts: list[list[int]],
+    min_s: float = PREFILL_MIN_S,
+    max_passes: int = PREFILL_MAX_PASSES,
+) -> PrefillPass:
+    """Run the one-token pass over `prompts` until the meter's window lasts `min_s` (at
+    most `max_passes` times) and return one pass's share of the window."""
     with quiet_gc():
         backend.synchronize()
         meter.begin_window()
         t0 = time.perf_counter()
-        res = backend.generate(prompts, timed=False, output_tokens=1)
-        backend.synchronize()
+        passes = 0
+        while True:
+            res = backend.generate(prompts, timed=False, output_tokens=1)
+            backend.synchronize()
+            passes += 1
+            if passes >= max_passes or time.perf_counter() - t0 >= min_s:
+                break
         seconds = time.perf_counter() - t0
         reading = meter.end_window()
-    return seconds, reading, res.input_tokens
+    joules, why = reading.total_j, reading.unavailable_reason
+    if joules is not None and joules <= 0:
+        joules, why = (
+            None,
+            (
+                f"the energy counter did not advance over the prefill passes' {seconds:.3f} s "
+                "(shorter than its update period)"
+            ),
+        )
+    return PrefillPass(
+        seconds=seconds / passes,
+        energy_j=None if joules is None else joules / passes,
+        unavailable_reason=why,
+        tokens=res.input_tokens,
+        passes=passes,
+    )
 
 
 def kv_reuse(cfg: Any) -> str | None:
@@ -78,6 +124,7 @@ def phases_block(
     why_no_energy: str | None,
     why_no_prefill_energy: str | None = None,
     reuse: str | None = None,
+    prefill_passes: int = 1,
 ) -> Phases:
     """The result's `phases` block from the two passes. `reuse` is why the engine may serve
     repeated prompts from its cache (then nothing is split: the prefill pass would not
@@ -91,6 +138,7 @@ def phases_block(
     prefill = PhaseFigures(
         duration_s=prefill_s,
         tokens=prefill_tokens,
+        passes=prefill_passes,
         energy_j=prefill_j,
         energy_per_token_j=_per_token(prefill_j, prefill_tokens),
         unavailable_reason=None if prefill_j is not None else pre_why,

@@ -61,7 +61,7 @@ from llem_harness.energy import (
 from llem_harness.energy.rapl import RaplReader, cpu_fields
 from llem_harness.environment import snapshot
 from llem_harness.flops import flops_block
-from llem_harness.phases import kv_reuse, phases_block, prefill_pass, quiet_gc
+from llem_harness.phases import PREFILL_MIN_S, kv_reuse, phases_block, prefill_pass, quiet_gc
 from llem_harness.steady import measure_steady, write_requests
 from llem_harness.summary import cv, stats
 from llem_harness.termination import Terminated, check_terminated
@@ -176,7 +176,8 @@ class Harness:
             cpu = rapl.end()
             co2_tracked = tracker.stop() if tracker is not None else None
 
-        pre_s, pre_reading, pre_tokens = prefill_pass(backend, meter, prompts)  # the phases
+        # the phases; without energy to measure, one pass gives the duration
+        pre = prefill_pass(backend, meter, prompts, 0.0 if meter.name == "none" else PREFILL_MIN_S)
 
         self.set_phase("write")
         rows = write_timeseries(meter.samples(), self.run_dir / TIMESERIES_FILE)
@@ -186,9 +187,9 @@ class Harness:
         result.energy = result.energy.model_copy(update=cpu_fields(cpu, reading.cpu))
         reuse = kv_reuse(cfg)
         result.phases = phases_block(
-            duration, reading.total_j, measured.output_tokens, len(prompts), pre_s,
-            pre_reading.total_j, pre_tokens, reading.unavailable_reason,
-            pre_reading.unavailable_reason, reuse,
+            duration, reading.total_j, measured.output_tokens, len(prompts), pre.seconds,
+            pre.energy_j, pre.tokens, reading.unavailable_reason, pre.unavailable_reason,
+            reuse, pre.passes,
         )  # fmt: skip
         result.flops = flops_block(
             cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],

@@ -16,6 +16,7 @@ import pytest
 
 from llem_harness.caches import CACHE_DIRS
 from llem_harness.contract import (
+    SCHEMA_VERSION,
     ErrorInfo,
     ExperimentResult,
     MeasurementSettings,
@@ -96,6 +97,7 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert ph.prefill.duration_s is not None and ph.prefill.duration_s > 0
     assert ph.decode.duration_s is not None and ph.decode.duration_s > 0
     assert ph.prefill.energy_j is None and ph.prefill.unavailable_reason
+    assert ph.prefill.passes == 1  # nothing to measure: no repeats to fill a window
     assert ph.decode.energy_j is None and ph.decode.unavailable_reason
     # FLOPs are counted on the CPU too; MFU needs a GPU's peak, energy per TFLOP an energy.
     f = res.flops
@@ -329,7 +331,7 @@ def test_a_fresh_process_times_its_startup_and_uses_the_engine_cache(tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
-    assert res.schema_version == "1.4"
+    assert res.schema_version == SCHEMA_VERSION
     assert res.timing is not None and res.timing.startup_s is not None
     assert 0 < res.timing.startup_s < 120 and res.timing.startup_unavailable_reason is None
     caches = res.environment["compile_caches"]
@@ -340,3 +342,5 @@ def test_a_fresh_process_times_its_startup_and_uses_the_engine_cache(tmp_path: P
     }
     assert caches["vars"]["TRITON_CACHE_DIR"] == {"value": "/x/mine", "source": "user"}
     assert (cache / "inductor").is_dir() and (cache / "vllm").is_dir()
+    # this environment's torch and transformers carry their bytecode: no prefix is needed
+    assert caches["bytecode"]["prefix"] is None, caches["bytecode"]

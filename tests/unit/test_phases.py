@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from llem_harness.phases import phases_block
+from llem_harness.phases import phases_block, prefill_pass
 
 
 def test_decode_is_the_full_pass_minus_the_prefill_pass() -> None:
@@ -50,3 +52,59 @@ def test_a_prefill_window_without_energy_says_its_own_reason() -> None:
     p = phases_block(20.0, 1000.0, 8192, 64, 2.0, None, 8192, None, "the window was too short")
     assert p.prefill.unavailable_reason == "the window was too short"
     assert p.decode.energy_j is None and p.decode.unavailable_reason == "the window was too short"
+
+
+class _Reading:
+    def __init__(self, total_j: float | None, why: str | None = None) -> None:
+        self.total_j, self.unavailable_reason = total_j, why
+
+
+class _Meter:
+    """A GPU meter whose counter reads `joules` over the window."""
+
+    def __init__(self, joules: float | None) -> None:
+        self.joules, self.windows = joules, 0
+
+    def begin_window(self) -> None:
+        self.windows += 1
+
+    def end_window(self) -> _Reading:
+        return _Reading(self.joules, None if self.joules is not None else "no NVIDIA GPU")
+
+
+class _Backend:
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.calls = seconds, 0
+
+    def synchronize(self) -> None:
+        pass
+
+    def generate(self, prompts: list[list[int]], *, timed: bool, output_tokens: int) -> object:
+        assert output_tokens == 1 and not timed
+        self.calls += 1
+        time.sleep(self.seconds)
+        return type("R", (), {"input_tokens": sum(map(len, prompts))})()
+
+
+def test_a_short_prefill_pass_repeats_inside_one_window_and_reports_one_pass() -> None:
+    backend, meter = _Backend(0.01), _Meter(90.0)
+    got = prefill_pass(backend, meter, [[1] * 4, [2] * 6], min_s=0.1, max_passes=64)
+    assert meter.windows == 1 and got.passes == backend.calls and 5 <= got.passes < 64
+    assert got.tokens == 10 and got.energy_j == pytest.approx(90.0 / got.passes)
+    assert 0.01 <= got.seconds < 0.05 and got.unavailable_reason is None
+    capped = prefill_pass(_Backend(0.01), _Meter(9.0), [[1]], min_s=10.0, max_passes=3)
+    assert capped.passes == 3 and capped.energy_j == pytest.approx(3.0)
+    long = prefill_pass(_Backend(0.05), _Meter(9.0), [[1]], min_s=0.01)
+    assert long.passes == 1 and long.energy_j == pytest.approx(9.0)
+
+
+def test_a_counter_that_did_not_move_is_null_with_the_reason_never_zero() -> None:
+    got = prefill_pass(_Backend(0.0), _Meter(0.0), [[1]], min_s=0.0)
+    assert got.energy_j is None and got.unavailable_reason is not None
+    assert "did not advance" in got.unavailable_reason
+    p = phases_block(7.0, 2454.0, 32768, 64, got.seconds, got.energy_j, 8192, None,
+                     got.unavailable_reason, prefill_passes=got.passes)  # fmt: skip
+    assert p.prefill.energy_j is None and p.decode.energy_j is None
+    assert p.decode.unavailable_reason == got.unavailable_reason and p.prefill.passes == 1
+    none = prefill_pass(_Backend(0.0), _Meter(None), [[1]], min_s=0.0)
+    assert none.energy_j is None and none.unavailable_reason == "no NVIDIA GPU"
