@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BACKENDS: tuple[str, ...] = ("pytorch", "vllm", "tensorrt")
 Backend = Literal["pytorch", "vllm", "tensorrt"]
@@ -17,6 +18,9 @@ Precision = Literal["fp32", "fp16", "bf16"]
 Weights = Literal["pretrained", "dummy"]
 
 BUILTIN_DATASETS: tuple[str, ...] = ("builtin", "synthetic")
+Scenario = Literal["offline", "serving"]
+# Backends whose engine has its own OpenAI-compatible server (the serving scenario).
+SERVER_BACKENDS: dict[str, str] = {"vllm": "vLLM's API server", "tensorrt": "trtllm-serve"}
 
 
 class _Strict(BaseModel):
@@ -60,6 +64,70 @@ class TensorRTOptions(_Strict):
     max_num_tokens: int | None = Field(None, ge=1)
 
 
+class SLO(_Strict):
+    """Service-level objectives: a request meets them when every one set holds."""
+
+    ttft_ms: float | None = Field(None, gt=0, description="time to first token, at most")
+    tpot_ms: float | None = Field(None, gt=0, description="time per output token, at most")
+
+
+class ServingOptions(_Strict):
+    """The serving scenario's load (docs/serving.md): requests arrive over time at the
+    engine's own server."""
+
+    request_rate: float | Literal["inf"] = Field(
+        "inf", description="requests per second, or inf: every request at once"
+    )
+    arrival: Literal["poisson", "gamma", "constant"] = "poisson"
+    burstiness: float = Field(
+        1.0, gt=0.0, description="the gamma arrivals' shape (1 = Poisson; < 1 burstier)"
+    )
+    max_concurrency: int | None = Field(None, ge=1, description="cap on requests in flight")
+    n_requests: int | None = Field(
+        None, ge=1, description="requests to send (default: n_prompts, one per prompt)"
+    )
+    duration_s: float | None = Field(
+        None, gt=0.0, description="send requests for this long instead of a count"
+    )
+    slo: SLO = SLO()
+
+    @field_validator("request_rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("inf", "infinity", ".inf"):
+            return "inf"
+        if isinstance(value, float) and value == float("inf"):
+            return "inf"
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ServingOptions:
+        if self.request_rate != "inf" and not 0 < self.request_rate < math.inf:
+            raise ValueError(
+                f"serving.request_rate must be above 0 requests/s (or inf), not {self.request_rate}"
+            )
+        if not math.isfinite(self.burstiness):
+            raise ValueError(f"serving.burstiness must be a finite number, not {self.burstiness}")
+        if self.n_requests is not None and self.duration_s is not None:
+            raise ValueError("set serving.n_requests or serving.duration_s, not both")
+        if self.duration_s is not None and self.request_rate == "inf":
+            raise ValueError(
+                "serving.duration_s needs a finite serving.request_rate: at an infinite "
+                "rate every request is sent at once, so set serving.n_requests instead"
+            )
+        if self.burstiness != 1.0 and self.arrival != "gamma":
+            raise ValueError(
+                f"serving.burstiness is the gamma arrivals' shape; set arrival: gamma "
+                f"(arrival is {self.arrival})"
+            )
+        return self
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second, None for inf."""
+        return None if self.request_rate == "inf" else float(self.request_rate)
+
+
 BACKEND_OPTIONS: dict[str, type[_Strict]] = {
     "pytorch": PyTorchOptions,
     "vllm": VLLMOptions,
@@ -90,6 +158,10 @@ class ExperimentConfig(_Strict):
     warmup_cv_threshold: float = Field(0.05, gt=0.0, le=1.0)
     random_seed: int = Field(42, ge=0)
     decoding: Decoding = Decoding()
+    scenario: Scenario = Field(
+        "offline", description="offline: every prompt at once; serving: requests over time"
+    )
+    serving: ServingOptions | None = None
     pytorch: PyTorchOptions | None = None
     vllm: VLLMOptions | None = None
     tensorrt: TensorRTOptions | None = None
@@ -102,6 +174,23 @@ class ExperimentConfig(_Strict):
                     f"a `{other}:` section is set but backend is `{self.backend}`; "
                     f"remove it or set backend: {other}"
                 )
+        if self.serving is not None and self.scenario != "serving":
+            raise ValueError(
+                "a `serving:` section is set but scenario is `offline`; set scenario: serving "
+                "or remove the section"
+            )
+        if self.scenario == "serving" and self.backend == "tensorrt" and self.weights == "dummy":
+            raise ValueError(
+                "scenario: serving with backend tensorrt needs weights: pretrained: "
+                "trtllm-serve detokenises what it streams, and random weights come without "
+                "a tokenizer (vllm serves dummy weights)"
+            )
+        if self.scenario == "serving" and self.backend not in SERVER_BACKENDS:
+            servers = ", ".join(f"{b} ({what})" for b, what in SERVER_BACKENDS.items())
+            raise ValueError(
+                f"scenario: serving needs the engine's own server, and backend "
+                f"`{self.backend}` has none; use one of {servers}"
+            )
         if self.warmup_max_runs < self.warmup_runs:
             raise ValueError(
                 f"warmup_max_runs ({self.warmup_max_runs}) is below warmup_runs "
@@ -124,7 +213,14 @@ class ExperimentConfig(_Strict):
         """Fully-resolved JSON form: the backend section filled in, used for hashing."""
         data = self.model_dump(mode="json")
         data[self.backend] = self.options().model_dump(mode="json")
+        if self.scenario == "offline":  # as before the scenario existed: offline hashes hold
+            del data["scenario"], data["serving"]
+        else:
+            data["serving"] = self.serving_options().model_dump(mode="json")
         return data
+
+    def serving_options(self) -> ServingOptions:
+        return self.serving if self.serving is not None else ServingOptions()
 
     def config_hash(self) -> str:
         return config_hash(self.canonical())

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_harness.config import ExperimentConfig
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
@@ -166,6 +166,57 @@ class SteadyState(_Model):
     unavailable_reason: str | None = None
 
 
+class ServingWindow(_Model):
+    """Energy over a stretch of a serving run (docs/serving.md)."""
+
+    start_s: float | None = None  # seconds since the measured window opened
+    duration_s: float | None = None
+    completed: int | None = None  # requests that finished inside it
+    output_tokens: int | None = None  # tokens emitted inside it
+    energy_j: float | None = None
+    energy_per_request_j: float | None = None
+    energy_per_output_token_j: float | None = None
+    unavailable_reason: str | None = None
+
+
+class LoadGeneratorCost(_Model):
+    """The load generator's own CPU time (user + system, its process), so that its
+    interference with the engine can be judged."""
+
+    cpu_s: float | None = None
+    wall_s: float | None = None
+    cpu_fraction: float | None = None  # cpu_s / wall_s: the share of one core it kept busy
+    unavailable_reason: str | None = None
+
+
+class Serving(_Model):
+    """The serving scenario's figures (added in 1.6; docs/serving.md). The top-level energy
+    figures are the steady window's (ramp-up and drain excluded); `whole` covers the run."""
+
+    request_rate: float | Literal["inf"]
+    achieved_rate: float | None = None  # requests sent per second, first send to last
+    arrival: str
+    burstiness: float = 1.0
+    max_concurrency: int | None = None
+    requests: int
+    completed: int
+    failed: int
+    duration_s: float  # the first send to the last response
+    energy_per_request_j: float | None = None
+    energy_per_output_token_j: float | None = None
+    unavailable_reason: str | None = None  # why the steady figures are null
+    steady: ServingWindow
+    whole: ServingWindow
+    slo: dict[str, float | None] = Field(default_factory=dict)
+    goodput_rps: float | None = None  # requests meeting every SLO, per second of the run
+    slo_attainment: float | None = None  # their share of all requests sent
+    ttft_ms: Stats | None = None
+    tpot_ms: Stats | None = None
+    e2e_ms: Stats | None = None
+    errors: list[str] = Field(default_factory=list)  # up to 5 distinct failure messages
+    load_generator: LoadGeneratorCost = LoadGeneratorCost()
+
+
 class PhaseFigures(_Model):
     duration_s: float | None = None
     tokens: int | None = None  # prefill: input tokens; decode: output tokens after the first
@@ -255,6 +306,7 @@ class ExperimentResult(_Model):
     timing: Timing | None = None  # 1.2
     flops: Flops | None = None  # 1.4
     phases: Phases | None = None  # 1.4
+    serving: Serving | None = None  # 1.6, with scenario: serving
     environment: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

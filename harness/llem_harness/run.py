@@ -33,13 +33,11 @@ from llem_harness.contract import (
     CO2,
     ERROR_FILE,
     EXPERIMENT_FILE,
-    REQUESTS_FILE,
     RESULT_FILE,
     TIMESERIES_FILE,
     Energy,
     ErrorInfo,
     ExperimentResult,
-    Flops,
     Latency,
     Memory,
     Phase,
@@ -60,9 +58,15 @@ from llem_harness.energy import (
 )
 from llem_harness.energy.rapl import RaplReader, cpu_fields
 from llem_harness.environment import snapshot
-from llem_harness.flops import flops_block
-from llem_harness.phases import PREFILL_MIN_S, kv_reuse, phases_block, prefill_pass, quiet_gc
-from llem_harness.steady import measure_steady, write_requests
+from llem_harness.figures import offline_figures
+from llem_harness.phases import (
+    PREFILL_MIN_S,
+    prefill_pass,
+    quiet_gc,
+)
+from llem_harness.serving.backend import ServingBackend
+from llem_harness.serving.measure import finish_serving
+from llem_harness.steady import measure_steady
 from llem_harness.summary import cv, stats
 from llem_harness.termination import Terminated, check_terminated
 from llem_harness.timing import PhaseClock
@@ -106,10 +110,12 @@ class Harness:
             return 2 if self.phase == "config" else 1
         finally:
             termination.restore(previous)
-            if self.meter is not None:
-                self.meter.stop()
-            if self.backend is not None:
-                self.backend.close()
+            try:
+                if self.meter is not None:
+                    self.meter.stop()
+            finally:  # the engine (a serving run's server) is ended whatever the meter did
+                if self.backend is not None:
+                    self.backend.close()
 
     def _write_error(self, exc: BaseException) -> None:
         info = ErrorInfo(
@@ -135,7 +141,10 @@ class Harness:
         except ValidationError as exc:
             raise ValueError(f"malformed {EXPERIMENT_FILE}: {exc}") from None
         cfg = req.config
-        backend = self.backend = get_backend(cfg.backend)
+        serving = cfg.scenario == "serving"  # the engine's server under load: serving/
+        backend = self.backend = (
+            ServingBackend(cfg.backend) if serving else get_backend(cfg.backend)
+        )
         tracker = self._co2_tracker(req)
 
         self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
@@ -143,7 +152,9 @@ class Harness:
         meter.start()
         self.clock.lap("baseline")  # the meter's setup counts as the baseline phase's
         base = baseline_beside_imports(
-            meter, req.measurement.baseline_seconds, lambda: import_engine(cfg.backend)
+            meter,
+            req.measurement.baseline_seconds,
+            lambda: import_engine("" if serving else cfg.backend),
         )
         baseline_w = base.power_w
         self.notes += [base.warning] if base.warning else []
@@ -177,7 +188,8 @@ class Harness:
             co2_tracked = tracker.stop() if tracker is not None else None
 
         # the phases; without energy to measure, one pass gives the duration
-        pre = prefill_pass(backend, meter, prompts, 0.0 if meter.name == "none" else PREFILL_MIN_S)
+        min_s = 0.0 if meter.name == "none" else PREFILL_MIN_S
+        pre = None if serving else prefill_pass(backend, meter, prompts, min_s)
 
         self.set_phase("write")
         rows = write_timeseries(meter.samples(), self.run_dir / TIMESERIES_FILE)
@@ -185,26 +197,12 @@ class Harness:
             req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
         )
         result.energy = result.energy.model_copy(update=cpu_fields(cpu, reading.cpu))
-        reuse = kv_reuse(cfg)
-        result.phases = phases_block(
-            duration, reading.total_j, measured.output_tokens, len(prompts), pre.seconds,
-            pre.energy_j, pre.tokens, reading.unavailable_reason, pre.unavailable_reason,
-            reuse, pre.passes,
-        )  # fmt: skip
-        result.flops = flops_block(
-            cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],
-            cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],
-        ) if reuse is None else Flops(unavailable_reason=reuse)  # fmt: skip
-        if req.measurement.window == "steady_state" and measured.spans:
-            n = write_requests(
-                self.run_dir / REQUESTS_FILE, measured.spans, measured.submitted, t0_mono
+        if serving:
+            finish_serving(result, backend, meter, reading, duration, t0_mono, self.run_dir)
+        else:
+            offline_figures(
+                result, measured, prompts, pre, duration, reading, t0_mono, self.run_dir
             )
-            result.requests = {
-                "file": REQUESTS_FILE,
-                "rows": n,
-                "clock": "seconds since the measured window opened "
-                "(timeseries t_s = timeseries.window_start_s + these)",
-            }
         if tracker is not None:
             result.co2 = CO2(
                 kg=co2_tracked,
@@ -351,8 +349,8 @@ class Harness:
                 "window_start_s": reading.start_s,
                 "window_end_s": reading.end_s,
             },
-            steady_state=None
-            if ms.window != "steady_state"
+            steady_state=None  # a serving run's steady window is in its `serving` block
+            if ms.window != "steady_state" or cfg.scenario == "serving"
             else measure_steady(
                 measured.spans,
                 max_concurrency(cfg),

@@ -30,12 +30,18 @@ def test_columns_and_version(tmp_path: Path) -> None:
     table = load_results(study_dir)
     assert set(CONTEXT) <= set(table.column_names)
     meta = pq.read_schema(study_dir / RESULTS_FILE).metadata
-    assert meta[b"llem.results_schema_version"] == RESULTS_SCHEMA_VERSION.encode() == b"1.2"
+    assert meta[b"llem.results_schema_version"] == RESULTS_SCHEMA_VERSION.encode() == b"1.3"
     deeper = ["prefill_energy_per_token_j", "decode_energy_per_token_j", "mfu",
               "achieved_tflops", "energy_cpu_j", "energy_dram_j",
               "energy_per_output_token_all_j"]  # fmt: skip
     assert set(deeper) <= set(table.column_names)
+    serving = ["scenario", "request_rate", "energy_per_request_j", "slo_attainment",
+               "ttft_ms_p99", "loadgen_cpu_fraction"]  # fmt: skip
+    assert set(serving) <= set(table.column_names)
     rows = table.to_pylist()
+    # offline runs: the scenario is named, the serving figures are null
+    assert {r["scenario"] for r in rows if r["state"] == "completed"} == {"offline"}
+    assert all(r["energy_per_request_j"] is None for r in rows)
     done = [r for r in rows if r["state"] == "completed"]
     (failed,) = [r for r in rows if r["state"] == "failed"]
     assert len(done) == 5

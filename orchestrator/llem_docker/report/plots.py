@@ -7,7 +7,9 @@
   point;
 - phase_split.png: J per prefill (input) token and J per decode (output) token, side by side
   for each point, mean ± 95% CI;
-- power_timeline.png: one run's sampled GPU power, with the measurement window shaded.
+- power_timeline.png: one run's sampled GPU power, with the measurement window shaded;
+- serving.png (serving studies): energy per request and latency percentiles against the
+  request rate, with the SLOs (report/serving.py).
 
 A figure whose data no run measured is not drawn; `skipped` says why (e.g. the energy
 reason a CPU-only run gave). Each PNG is 800 × 500 pixels. Tick labels use `report.fmt.num`,
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from llem_docker.report import serving
 from llem_docker.report.fmt import num
 from llem_docker.report.points import METRICS, Point, Report
 from llem_docker.store.layout import RunDir, StudyDir
@@ -242,6 +245,13 @@ def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = N
         figs.skipped["tradeoff.png"] = no_energy
     else:
         figs.written["tradeoff.png"] = path
+    served = [p for p in report.points if serving.is_serving(p)]
+    if served:
+        path = serving.draw(served, out / "serving.png")
+        if path is None:
+            figs.skipped["serving.png"] = "no serving point has a finite rate and a figure"
+        else:
+            figs.written["serving.png"] = path
     runs = [StudyDir(p.study_dir).run(r).path for p in report.points for r in p.run_ids]
     if run is not None:
         chosen = report.find_run(run)

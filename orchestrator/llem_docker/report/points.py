@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llem_docker.errors import ConfigError
+from llem_docker.report.serving import FACTS, SERVING_METRICS
 from llem_docker.report.stats import Summary, summarize
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.load import load_results, study_labels
@@ -52,6 +53,7 @@ class Point:
     run_ids: list[str] = field(default_factory=list)
     study: str = ""  # the study's label
     study_dir: Path = Path()
+    facts: dict[str, Any] = field(default_factory=dict)  # scenario, request rate, SLOs
 
     @property
     def label(self) -> str:
@@ -157,7 +159,7 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
                 {k: v for k, v in swept.items() if v is not None},
                 study=label, study_dir=study_dir,
             )  # fmt: skip
-            values[p.config_hash] = {m: [] for m in METRICS}
+            values[p.config_hash] = {m: [] for m in (*METRICS, *SERVING_METRICS)}
         p.runs += 1
         p.run_ids.append(r["run_id"])
         if r["state"] != "completed":
@@ -166,10 +168,13 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
         p.completed += 1
         p.with_warnings += (r.get("warnings") or 0) > 0
         p.energy_reason = p.energy_reason or r.get("energy_unavailable_reason")
-        for m in METRICS:
+        for m in values[p.config_hash]:
             values[p.config_hash][m].append(r.get(m))
+        p.facts = p.facts or {k: r.get(k) for k in FACTS}
     for p in points.values():
         p.stats = {m: summarize(v) for m, v in values[p.config_hash].items()}
+        if p.facts.get("scenario") != "serving":  # offline points carry no serving figures
+            p.stats = {m: s for m, s in p.stats.items() if m not in SERVING_METRICS}
         for m in CV_CHECKED:
             s = p.stats[m]
             if s.cv is not None and s.cv > cv_threshold:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from llem_docker.report import serving
 from llem_docker.report.fmt import interval, num, spread
 from llem_docker.report.plots import Figures
 from llem_docker.report.points import METRICS, Point, Report
@@ -87,6 +88,17 @@ def print_table(console: Console, r: Report) -> None:
         cells = row(p, full=False, study=r.comparing)
         table.add_row(*[escape(c) for c in cells], style="yellow" if p.flags else None)
     console.print(table)
+    served = [p for p in r.points if serving.is_serving(p)]
+    if served:
+        head, rows = serving.columns(lambda s: cell(s, full=False), served)
+        stable = Table(title="Serving (the steady window and the whole run)", title_justify="left")
+        for col in head:
+            stable.add_column(col, overflow="fold")
+        for cells in rows:
+            stable.add_row(*[escape(c) for c in cells])
+        console.print(stable)
+        for line in serving.attainment_lines(served):
+            console.print(escape(line), highlight=False)
     for line in _studies(r):
         console.print(f"study {escape(line)}", highlight=False)
     console.print(f"[dim]{escape(METHOD)} (--format md or html adds sd and n.)[/dim]")
@@ -103,6 +115,12 @@ def markdown(r: Report, figs: Figures | None) -> str:
     lines += [""] if r.comparing else []
     lines += [METHOD, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(esc(c) for c in row(p, study=r.comparing)) + " |" for p in r.points]
+    served = [p for p in r.points if serving.is_serving(p)]
+    if served:
+        head, rows = serving.columns(cell, served)
+        lines += ["", "## Serving", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in rows]
+        lines += [""] + [f"- {esc(x)}" for x in serving.attainment_lines(served)]
     lines += [""] + [f"- energy not measured: {esc(x)}" for x in _reasons(r)]
     if figs is not None:
         lines += [""] + [f"![{n}]({n})" for n in figs.written]
@@ -128,6 +146,7 @@ def html_page(r: Report, figs: Figures | None) -> str:
         "".join(f"<p>study {e(x)}</p>" for x in _studies(r)),
         f"<p>{e(METHOD)}</p>",
         f"<table><tr>{head}</tr>{body}</table>",
+        _serving_html(r),
         "".join(f"<p>energy not measured: {e(x)}</p>" for x in _reasons(r)),
     ]
     if figs is not None:
@@ -139,6 +158,18 @@ def html_page(r: Report, figs: Figures | None) -> str:
         parts += [f"<p>{e(n)} not drawn: {e(why)}</p>" for n, why in figs.skipped.items()]
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _serving_html(r: Report) -> str:
+    served = [p for p in r.points if serving.is_serving(p)]
+    if not served:
+        return ""
+    e = html.escape
+    head, rows = serving.columns(cell, served)
+    cells = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    notes = "".join(f"<p>{e(x)}</p>" for x in serving.attainment_lines(served))
+    heads = "".join(f"<th>{e(c)}</th>" for c in head)
+    return f"<h2>Serving</h2><table><tr>{heads}</tr>{cells}</table>{notes}"
 
 
 def as_json(r: Report, figs: Figures | None) -> str:
@@ -170,15 +201,17 @@ def as_csv(r: Report) -> str:
     head = ["study", "point", "config_hash", "backend", "model"]
     head += [f"swept.{k}" for k in r.swept_keys]
     head += ["runs", "completed", "failed", "runs_with_warnings"]
-    head += [f"{m}_{f}" for m in METRICS for f in STAT_FIELDS]
+    metrics = [*METRICS]  # and the serving figures, where the study has serving points
+    metrics += [*serving.SERVING_METRICS] if any(map(serving.is_serving, r.points)) else []
+    head += [f"{m}_{f}" for m in metrics for f in STAT_FIELDS]
     head += ["flags", "energy_unavailable_reason"]
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(head)
     for p in r.points:
         stats = []
-        for m in METRICS:
-            s = p.stats[m]
+        for m in metrics:
+            s = p.stats.get(m) or Summary(0, None, None, None, None)
             stats += [s.mean, s.std, s.ci95, s.n, s.cv]
         out.writerow(
             [p.study, p.label, p.config_hash, p.backend, p.model]

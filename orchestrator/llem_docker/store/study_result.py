@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, RunError, RunState, StudyState
+from llem_docker.store.serving_columns import SERVING_COLUMNS, serving_row
 from llem_docker.study.model import ExecutionConfig
 from llem_harness import __version__
 from llem_harness.config import ExperimentConfig
@@ -27,7 +28,7 @@ from llem_harness.contract import (
 STUDY_SCHEMA_VERSION = "1.0"
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
-RESULTS_SCHEMA_VERSION = "1.2"
+RESULTS_SCHEMA_VERSION = "1.3"
 
 
 class _Model(BaseModel):
@@ -202,6 +203,7 @@ _METRICS: list[tuple[str, Any]] = [
     ("energy_cpu_j", pa.float64()),
     ("energy_dram_j", pa.float64()),
     ("energy_per_output_token_all_j", pa.float64()),
+    *SERVING_COLUMNS,  # 1.3: the serving scenario (store/serving_columns.py)
     ("warnings", pa.int64()),
     ("error_type", pa.string()),
     ("error_message", pa.string()),
@@ -279,6 +281,7 @@ def _metrics(run: StudyRun, res: ExperimentResult | None, model: str) -> dict[st
             "itl_ms_mean": res.latency.itl_ms.mean if res.latency.itl_ms else None,
             "warnings": len(res.warnings),
             **_deeper(res),
+            **serving_row(res),
         }
     if run.error is not None:
         row |= {"error_type": run.error.type, "error_message": run.error.message}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -235,7 +236,8 @@ def _axis(problems: Problems, key: str, values: Any, backends: list[str]) -> Axi
         )
     elif len({repr(v) for v in values}) != len(values):
         problems.add(where, "the same value is listed twice", "list each value once")
-    else:
+    else:  # YAML's .inf is a float infinity, which JSON cannot hold: the rate's "inf"
+        values = ["inf" if isinstance(v, float) and math.isinf(v) and v > 0 else v for v in values]
         return Axis(key=key, backend=backend, path=path, values=tuple(values))
     return None
 

@@ -13,12 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llem_harness.config import BACKEND_OPTIONS, BACKENDS, ExperimentConfig
+from llem_harness.config import BACKEND_OPTIONS, BACKENDS, SLO, ExperimentConfig, ServingOptions
 
 CycleOrder = Literal["sequential", "interleaved", "shuffled"]
 STUDY_KEYS = ("name", "sweep", "experiments", "execution")
 EXPERIMENT_FIELDS: frozenset[str] = frozenset(ExperimentConfig.model_fields)
-NESTED_SECTIONS: frozenset[str] = frozenset({"decoding", *BACKENDS})
+NESTED_SECTIONS: frozenset[str] = frozenset({"decoding", "serving", *BACKENDS})
 # Keys people reach for that belong somewhere else; named in the error's fix.
 MISPLACED = {
     "runner": "runners belong in the user config (`runners:`) or LLEM_RUNNER_<BACKEND>",
@@ -117,7 +117,19 @@ def parse_axis_key(key: str) -> tuple[str | None, tuple[str, ...]] | str:
         return f"`{'.'.join(rest)}` is not a `{head}` option nor an experiment field"
     if head == "decoding" and len(parts) == 2:
         return None, ("decoding", parts[1])
+    if head == "serving":
+        return _serving_key(parts[1:])
     return f"unknown backend `{head}` in a scoped key (backends: {', '.join(BACKENDS)})"
+
+
+def _serving_key(rest: list[str]) -> tuple[None, tuple[str, ...]] | str:
+    """`serving.<field>` or `serving.slo.<objective>`."""
+    if len(rest) == 1 and rest[0] in ServingOptions.model_fields and rest[0] != "slo":
+        return None, ("serving", rest[0])
+    if len(rest) == 2 and rest[0] == "slo" and rest[1] in SLO.model_fields:
+        return None, ("serving", "slo", rest[1])
+    fields = ", ".join(f for f in ServingOptions.model_fields if f != "slo")
+    return f"`{'.'.join(rest)}` is not a serving option ({fields}, slo.ttft_ms, slo.tpot_ms)"
 
 
 def set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

@@ -51,11 +51,18 @@ def estimate(
 def run_estimate_s(run: PlannedRun, runner: RunnerSpec) -> float:
     """Container start + (warmups + measured pass) x decode steps x an assumed step time. The
     prompts go through in waves of the engine's concurrency (pytorch's batch size, vLLM's
-    max_num_seqs, TensorRT-LLM's max_batch_size)."""
+    max_num_seqs, TensorRT-LLM's max_batch_size). A serving run lasts at least as long as
+    its arrivals take: n_requests / request_rate, or duration_s."""
     cfg = run.point.config
     batches = -(-cfg.n_prompts // max_concurrency(cfg))
     passes = cfg.warmup_runs + 1
-    return STARTUP_S[runner.kind] + passes * batches * cfg.max_output_tokens * DECODE_STEP_S
+    busy = passes * batches * cfg.max_output_tokens * DECODE_STEP_S
+    if cfg.scenario == "serving":
+        opts = cfg.serving_options()
+        rate = opts.rate
+        sending = opts.duration_s or ((opts.n_requests or cfg.n_prompts) / rate if rate else 0.0)
+        busy = max(busy, sending + cfg.warmup_runs * cfg.max_output_tokens * DECODE_STEP_S)
+    return STARTUP_S[runner.kind] + busy
 
 
 def human_s(seconds: float) -> str:

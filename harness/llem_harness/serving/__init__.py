@@ -1,0 +1,1 @@
+"""The serving scenario: an engine's own OpenAI-compatible server under a load generator."""

