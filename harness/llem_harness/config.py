@@ -42,6 +42,10 @@ class PyTorchOptions(_Strict):
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     cache_implementation: Literal["dynamic", "static"] = "static"
     torch_compile: bool = False
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further keywords for the engine, checked against its signatures at start",
+    )
 
 
 class VLLMOptions(_Strict):
@@ -53,6 +57,10 @@ class VLLMOptions(_Strict):
     enforce_eager: bool = False
     max_model_len: int | None = Field(None, ge=1)
     enable_prefix_caching: bool = False
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further keywords for the engine, checked against its signatures at start",
+    )
 
 
 class TensorRTOptions(_Strict):
@@ -62,6 +70,45 @@ class TensorRTOptions(_Strict):
     tp_size: int = Field(1, ge=1)
     kv_cache_free_gpu_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)
     max_num_tokens: int | None = Field(None, ge=1)
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="further keywords for the engine, checked against its signatures at start",
+    )
+
+
+# Keywords the harness sets from other fields: engine_args may not set them (the fix names
+# the field that does). Everything else goes to the engine, checked there (engine_args.py).
+RESERVED_ARGS: dict[str, dict[str, str]] = {
+    "pytorch": {
+        **dict.fromkeys(("max_new_tokens", "min_new_tokens"), "max_output_tokens"),
+        **dict.fromkeys(("do_sample", "temperature", "top_p", "top_k"), "decoding"),
+        "repetition_penalty": "decoding.repetition_penalty",
+        "cache_implementation": "pytorch.cache_implementation",
+        "attn_implementation": "pytorch.attn_implementation",
+        **dict.fromkeys(("dtype", "torch_dtype"), "precision"),
+        **dict.fromkeys(("pad_token_id", "streamer", "input_ids", "attention_mask"), "-"),
+    },
+    "vllm": {
+        **dict.fromkeys(("max_tokens", "min_tokens", "ignore_eos", "n"), "max_output_tokens"),
+        **dict.fromkeys(("temperature", "top_p", "top_k"), "decoding"),
+        "repetition_penalty": "decoding.repetition_penalty",
+        **dict.fromkeys(("model", "load_format", "skip_tokenizer_init"), "model / weights"),
+        "dtype": "precision",
+        "seed": "random_seed",
+        **{k: f"vllm.{k}" for k in VLLMOptions.model_fields if k != "engine_args"},
+        "disable_log_stats": "- (off, as users run the engine: docs/backends.md)",
+    },
+    "tensorrt": {
+        **dict.fromkeys(("model", "load_format", "skip_tokenizer_init"), "model / weights"),
+        "tensor_parallel_size": "tensorrt.tp_size",
+        "dtype": "precision",
+        **dict.fromkeys(("max_tokens", "min_tokens", "ignore_eos"), "max_output_tokens"),
+        **dict.fromkeys(("temperature", "top_p", "top_k"), "decoding"),
+        "repetition_penalty": "decoding.repetition_penalty",
+        "kv_cache_config": "tensorrt.kv_cache_free_gpu_memory_fraction",
+        **{k: f"tensorrt.{k}" for k in ("max_batch_size", "max_num_tokens")},
+    },
+}
 
 
 class SLO(_Strict):
@@ -191,6 +238,14 @@ class ExperimentConfig(_Strict):
                 f"scenario: serving needs the engine's own server, and backend "
                 f"`{self.backend}` has none; use one of {servers}"
             )
+        reserved = RESERVED_ARGS[self.backend]
+        for key in getattr(self.options(), "engine_args", {}):
+            if key in reserved:
+                instead = reserved[key]
+                fix = "the harness sets it" if instead.startswith("-") else f"set {instead}"
+                raise ValueError(
+                    f"{self.backend}.engine_args.{key} is set by the harness; {fix} instead"
+                )
         if self.warmup_max_runs < self.warmup_runs:
             raise ValueError(
                 f"warmup_max_runs ({self.warmup_max_runs}) is below warmup_runs "
@@ -213,6 +268,8 @@ class ExperimentConfig(_Strict):
         """Fully-resolved JSON form: the backend section filled in, used for hashing."""
         data = self.model_dump(mode="json")
         data[self.backend] = self.options().model_dump(mode="json")
+        if not data[self.backend].get("engine_args"):  # none given: hashes as before
+            data[self.backend].pop("engine_args", None)
         if self.scenario == "offline":  # as before the scenario existed: offline hashes hold
             del data["scenario"], data["serving"]
         else:

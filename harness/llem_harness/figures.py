@@ -31,10 +31,17 @@ def offline_figures(
         pre.energy_j, pre.tokens, reading.unavailable_reason, pre.unavailable_reason,
         reuse, pre.passes,
     )  # fmt: skip
+    overrides = (result.backend_details or {}).get("config_overrides")
+    why_no_flops = reuse
+    if overrides and why_no_flops is None:
+        why_no_flops = (
+            f"pytorch.engine_args change the model's config ({', '.join(overrides)}), and the "
+            "FLOPs count reads the model's own config"
+        )
     result.flops = flops_block(
         cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],
         cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],
-    ) if reuse is None else Flops(unavailable_reason=reuse)  # fmt: skip
+    ) if why_no_flops is None else Flops(unavailable_reason=why_no_flops)  # fmt: skip
     if cfg_window == "steady_state" and measured.spans:
         n = write_requests(run_dir / REQUESTS_FILE, measured.spans, measured.submitted, t0_mono)
         result.requests = {

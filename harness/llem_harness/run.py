@@ -57,6 +57,7 @@ from llem_harness.energy import (
     write_timeseries,
 )
 from llem_harness.energy.rapl import RaplReader, cpu_fields
+from llem_harness.engine_args import EngineArgsError
 from llem_harness.environment import snapshot
 from llem_harness.figures import offline_figures
 from llem_harness.phases import (
@@ -163,7 +164,11 @@ class Harness:
         )
 
         self.set_phase("load", model=cfg.model, weights=cfg.weights)
-        backend.load(cfg, self.run_dir)
+        try:
+            backend.load(cfg, self.run_dir)
+        except EngineArgsError:  # a key of <backend>.engine_args no entry point takes
+            self.phase = "config"
+            raise
         prompts = load_prompt_ids(cfg, backend.tokenize, backend.vocab_size, self.run_dir)
 
         self.set_phase("warmup")

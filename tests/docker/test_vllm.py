@@ -71,3 +71,30 @@ def test_pytorch_and_vllm_see_the_same_tokens(tmp_path: Path, vllm_image: str) -
     assert pt.steady_state is not None and "per-request" in (
         pt.steady_state.unavailable_reason or ""
     )
+
+
+def test_vllm_engine_args_reach_the_engine_and_a_typo_is_a_config_error(
+    tmp_path: Path, vllm_image: str
+) -> None:
+    good = {"max_num_batched_tokens": 2048, "skip_special_tokens": False}  # LLM; SamplingParams
+    study = tiny_study(
+        "engine-args",
+        backend="vllm",
+        vllm={"max_num_seqs": 4, "gpu_memory_utilization": 0.2, "enforce_eager": True},
+        experiments=[
+            {"vllm": {"engine_args": good}},
+            {"vllm": {"engine_args": {"max_num_batched_tokns": 2048}}},  # a typo
+        ],
+    )
+    path = write_study(tmp_path / "args.yaml", study)
+    config = user_config(tmp_path, runners={"vllm": f"docker:{vllm_image}"})
+    proc = run_cli(["run", str(path)], cli_env(config))
+    out = study_dir(tmp_path / "results")
+    runs = manifest(out)["runs"]
+    assert [r["state"] for r in runs] == ["completed", "failed"], proc.stdout[-3000:]
+    res = ExperimentResult.model_validate_json(
+        (out / "runs" / runs[0]["run_id"] / "result.json").read_text()
+    )
+    assert res.backend_details["engine_args"] == good
+    assert runs[1]["error"]["phase"] == "config"
+    assert "nearest: max_num_batched_tokens" in runs[1]["error"]["message"]

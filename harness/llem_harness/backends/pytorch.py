@@ -10,10 +10,12 @@ from typing import Any
 
 from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, PyTorchOptions
+from llem_harness.engine_args import parameters, route
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config, tokenize
 from llem_harness.termination import check_terminated
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+CONFIG = "the model's config"  # an engine_args target: attributes set before the build
 
 
 def _one_init_context() -> Any:
@@ -64,6 +66,8 @@ class PyTorchBackend:
         self._tokenizer: Any = None
         self._vocab = 0
         self._pad = PAD_ID
+        self._gen_args: dict[str, Any] = {}
+        self._config_overrides: set[str] = set()
 
     def version(self) -> str | None:
         import transformers
@@ -87,6 +91,9 @@ class PyTorchBackend:
         kwargs: dict[str, Any] = {"attn_implementation": self.opts.attn_implementation}
         if cfg.weights == "dummy":
             config = dummy_config(cfg.model)
+            routed = self._route(config.to_dict(), pretrained=False)
+            for key, value in routed[CONFIG].items():
+                setattr(config, key, value)
             one_init = _one_init_context()
             with self.device, one_init():  # random init straight on the device, once
                 model = transformers.AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
@@ -98,6 +105,12 @@ class PyTorchBackend:
         else:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
             try:
+                if self.opts.engine_args:
+                    found = transformers.AutoConfig.from_pretrained(
+                        cfg.model, local_files_only=offline
+                    )
+                    routed = self._route(found.to_dict(), pretrained=True)
+                    kwargs |= routed[CONFIG] | routed["from_pretrained"]
                 model = transformers.AutoModelForCausalLM.from_pretrained(
                     cfg.model, dtype=dtype, local_files_only=offline, **kwargs
                 )
@@ -129,6 +142,22 @@ class PyTorchBackend:
             "build_s": t2 - t1,
             "to_device_s": time.perf_counter() - t2,
         }
+
+    def _route(self, config_keys: Any, *, pretrained: bool) -> dict[str, dict[str, Any]]:
+        """pytorch.engine_args split between generate, the model's config and from_pretrained
+        (engine_args.py); the generate part is kept for every pass."""
+        import transformers
+
+        targets: dict[str, Any] = {
+            "generate": transformers.GenerationConfig().to_dict().keys(),  # type: ignore[no-untyped-call]
+            CONFIG: config_keys,
+            "from_pretrained": parameters(transformers.PreTrainedModel.from_pretrained)
+            if pretrained
+            else (),
+        }
+        routed = route("pytorch", dict(self.opts.engine_args), targets)
+        self._gen_args, self._config_overrides = routed["generate"], set(routed[CONFIG])
+        return routed
 
     def tokenize(self, text: str) -> list[int]:
         return tokenize(text, self._tokenizer, self._vocab)
@@ -185,6 +214,7 @@ class PyTorchBackend:
         }
         if d.temperature > 0:
             kwargs.update(temperature=d.temperature, top_p=d.top_p, top_k=d.top_k or None)
+        kwargs.update(self._gen_args)  # pytorch.engine_args for generate
         ids, mask = ids.to(self.device), mask.to(self.device)
         start = time.perf_counter()
         with torch.inference_mode():
@@ -228,6 +258,8 @@ class PyTorchBackend:
             "torch_compile": self.opts.torch_compile,
             "padding_side": "left",
             "load_breakdown": self.load_breakdown,
+            "engine_args": dict(self.opts.engine_args),
+            "config_overrides": sorted(self._config_overrides),
         }
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, TensorRTOptions
+from llem_harness.engine_args import parameters, route
 from llem_harness.models import byte_tokenize, dummy_model_dir
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -41,6 +42,7 @@ class TensorRTBackend:
         self._tmp: str | None = None
         self.engine_build_s: float | None = None
         self.engine_cache: str | None = None
+        self._sampling_args: dict[str, Any] = {}
 
     def version(self) -> str | None:
         import tensorrt_llm
@@ -76,12 +78,35 @@ class TensorRTBackend:
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
         else:
             kwargs["model"] = cfg.model
+        kwargs |= self._route(LLM)["LLM"]  # tensorrt.engine_args
         t0 = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.engine_build_s = time.perf_counter() - t0
         if cfg.weights != "dummy":
             self._tokenizer = self.llm.tokenizer
             self._vocab = int(self._tokenizer.vocab_size)
+
+    def _route(self, llm: Any) -> dict[str, dict[str, Any]]:
+        """tensorrt.engine_args split between `LLM` (its parameters and its LLM API
+        arguments' fields) and `SamplingParams` (engine_args.py)."""
+        import dataclasses
+
+        from tensorrt_llm import SamplingParams
+
+        engine = parameters(llm.__init__)
+        try:
+            from tensorrt_llm.llmapi.llm_args import TorchLlmArgs
+
+            engine |= set(TorchLlmArgs.model_fields)
+        except (ImportError, AttributeError):
+            pass
+        sampling = parameters(SamplingParams)
+        if dataclasses.is_dataclass(SamplingParams):
+            sampling |= {f.name for f in dataclasses.fields(SamplingParams)}
+        targets = {"LLM": engine, "SamplingParams": sampling}
+        routed = route("tensorrt", dict(self.opts.engine_args), targets)
+        self._sampling_args = routed["SamplingParams"]
+        return routed
 
     def tokenize(self, text: str) -> list[int]:
         if self._tokenizer is None:
@@ -111,6 +136,7 @@ class TensorRTBackend:
             top_p=d.top_p,
             top_k=d.top_k or None,
             repetition_penalty=d.repetition_penalty,
+            **self._sampling_args,  # tensorrt.engine_args for SamplingParams
         )
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         result = PassResult(input_tokens=0, output_tokens=0)

@@ -43,6 +43,7 @@ from typing import Any
 
 from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, VLLMOptions
+from llem_harness.engine_args import parameters, route
 from llem_harness.models import dummy_model_dir, tokenize
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -115,6 +116,7 @@ class VLLMBackend:
         self._tmp: str | None = None
         self._model_dir: str | None = None
         self.engine_args: dict[str, Any] = {}
+        self._sampling_args: dict[str, Any] = {}
         self.latency_mode = ENGINE_TS_MODE
 
     def version(self) -> str | None:
@@ -146,11 +148,30 @@ class VLLMBackend:
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
         else:
             kwargs.update(model=cfg.model)
+        kwargs |= self._route(LLM)["LLM"]  # vllm.engine_args
         self.engine_args = dict(kwargs)  # for benchmarks that build a twin engine
         self.llm = LLM(**kwargs)
         if cfg.weights != "dummy":
             self._tokenizer = self.llm.get_tokenizer()
             self._vocab = int(self.llm.llm_engine.model_config.get_vocab_size())
+
+    def _route(self, llm: Any) -> dict[str, dict[str, Any]]:
+        """vllm.engine_args split between `LLM` (and its EngineArgs) and `SamplingParams`
+        (engine_args.py); the sampling part is kept for every pass."""
+        import dataclasses
+
+        from vllm import SamplingParams
+        from vllm.engine.arg_utils import EngineArgs
+
+        engine = parameters(llm.__init__) | {f.name for f in dataclasses.fields(EngineArgs)}
+        sampling = parameters(SamplingParams) | set(
+            getattr(SamplingParams, "__struct_fields__", ())
+        )
+        routed = route(
+            "vllm", dict(self.opts.engine_args), {"LLM": engine, "SamplingParams": sampling}
+        )
+        self._sampling_args = routed["SamplingParams"]
+        return routed
 
     def _dummy_model(self, model_id: str) -> tuple[Path, int]:
         """The dummy model's folder: stable under $LLEM_ENGINE_CACHE (named by a hash of its
@@ -206,6 +227,7 @@ class VLLMBackend:
             top_k=d.top_k if d.top_k > 0 else -1,
             repetition_penalty=d.repetition_penalty,
             seed=self.cfg.random_seed if d.temperature > 0 else None,
+            **self._sampling_args,  # vllm.engine_args for SamplingParams
         )
 
     def generate(
@@ -260,6 +282,7 @@ class VLLMBackend:
             "log_stats": False,
             "token_times": "engine step timestamps, tapped from the OutputProcessor",
             "model_dir": self._model_dir,
+            "engine_args": dict(self.opts.engine_args),
         }
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -65,7 +66,23 @@ def vllm_command(cfg: ExperimentConfig, model: str, port: int) -> list[str]:
         cmd.append("--enforce-eager")
     if cfg.weights == "dummy":
         cmd += ["--load-format", "dummy", "--skip-tokenizer-init"]
-    return cmd
+    return cmd + engine_flags(opts.engine_args)
+
+
+def engine_flags(args: dict[str, Any]) -> list[str]:
+    """vllm.engine_args as the server's flags: `--key-name value`, a bool as `--key-name` or
+    `--no-key-name`, a list or mapping as JSON. The server refuses a flag it does not know,
+    and its log's tail says which."""
+    flags: list[str] = []
+    for key, value in args.items():
+        name = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(name if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, dict | list):
+            flags += [name, json.dumps(value)]
+        else:
+            flags += [name, str(value)]
+    return flags
 
 
 def tensorrt_command(cfg: ExperimentConfig, model: str, port: int, options: Path) -> list[str]:
@@ -87,6 +104,8 @@ def tensorrt_options(cfg: ExperimentConfig) -> str:
     (no KV block reuse). It serves pretrained checkpoints only (config.py refuses dummy
     weights: its server detokenises every chunk, and a dummy folder has no tokenizer)."""
     lines = ["kv_cache_config:", "  enable_block_reuse: false"]
+    opts = cfg.tensorrt or TensorRTOptions()
+    lines += [f"{key}: {json.dumps(value)}" for key, value in opts.engine_args.items()]
     return "\n".join(lines) + "\n"
 
 

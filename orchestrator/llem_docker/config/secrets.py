@@ -34,7 +34,12 @@ _VALUE_PATTERNS = (
 
 def key_looks_secret(name: str) -> bool:
     words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
-    if any(w in _SECRET_WORDS for w in words):
+    # "token" names a credential at the end of a key (hf_token, token), not inside one: an
+    # engine's eos_token_id or pad_token_id is a vocabulary id (engine_args take them)
+    inner = {"token"}
+    if any(
+        w in _SECRET_WORDS and (w not in inner or i == len(words) - 1) for i, w in enumerate(words)
+    ):
         return True
     return any(a == "api" and b == "key" for a, b in itertools.pairwise(words))
 

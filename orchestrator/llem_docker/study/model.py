@@ -110,6 +110,8 @@ def parse_axis_key(key: str) -> tuple[str | None, tuple[str, ...]] | str:
         rest = parts[1:]
         if len(rest) == 1 and rest[0] in BACKEND_OPTIONS[head].model_fields:
             return head, (head, rest[0])
+        if len(rest) == 2 and rest[0] == "engine_args":  # any key: the harness checks it
+            return head, (head, "engine_args", rest[1])
         if rest[0] in EXPERIMENT_FIELDS and rest[0] not in NESTED_SECTIONS and len(rest) == 1:
             return head, (rest[0],)
         if rest[0] == "decoding" and len(rest) == 2:
