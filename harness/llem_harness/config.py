@@ -198,6 +198,11 @@ class ExperimentConfig(_Strict):
     )
     max_input_tokens: int = Field(256, ge=1)
     max_output_tokens: int = Field(128, ge=1)
+    output_length: Literal["fixed", "natural"] = Field(
+        "fixed",
+        description="fixed: every response max_output_tokens long (EOS ignored); natural: a "
+        "response ends at EOS, max_output_tokens at most",
+    )
     warmup_runs: int = Field(2, ge=0, description="minimum full-length warmup passes")
     warmup_max_runs: int = Field(
         10, ge=0, description="cap on warmup passes while throughput settles"
@@ -270,6 +275,8 @@ class ExperimentConfig(_Strict):
         data[self.backend] = self.options().model_dump(mode="json")
         if not data[self.backend].get("engine_args"):  # none given: hashes as before
             data[self.backend].pop("engine_args", None)
+        if self.output_length == "fixed":  # as before natural lengths existed: hashes hold
+            del data["output_length"]
         if self.scenario == "offline":  # as before the scenario existed: offline hashes hold
             del data["scenario"], data["serving"]
         else:

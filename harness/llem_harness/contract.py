@@ -29,6 +29,7 @@ from llem_harness.config import ExperimentConfig
 SCHEMA_VERSION = "1.6"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
+RESPONSES_FILE = "responses.parquet"
 ERROR_FILE = "error.json"
 TIMESERIES_FILE = "timeseries.parquet"
 REQUESTS_FILE = "requests.parquet"
@@ -163,6 +164,18 @@ class SteadyState(_Model):
     throughput_tokens_per_s: float | None = None
     energy_j: float | None = None
     energy_per_output_token_j: float | None = None
+    unavailable_reason: str | None = None
+
+
+class Responses(_Model):
+    """The measured pass's responses (added in 1.6): their lengths, and energy per response
+    beside energy per token. With `output_length: natural` a response ends at EOS."""
+
+    output_length: str  # fixed | natural
+    count: int
+    output_tokens: Stats | None = None  # per response
+    energy_per_response_j: float | None = None
+    file: str | None = None  # responses.parquet: every response's prompt and output tokens
     unavailable_reason: str | None = None
 
 
@@ -307,6 +320,7 @@ class ExperimentResult(_Model):
     flops: Flops | None = None  # 1.4
     phases: Phases | None = None  # 1.4
     serving: Serving | None = None  # 1.6, with scenario: serving
+    responses: Responses | None = None  # 1.6
     environment: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

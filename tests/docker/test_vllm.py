@@ -73,9 +73,7 @@ def test_pytorch_and_vllm_see_the_same_tokens(tmp_path: Path, vllm_image: str) -
     )
 
 
-def test_vllm_engine_args_reach_the_engine_and_a_typo_is_a_config_error(
-    tmp_path: Path, vllm_image: str
-) -> None:
+def test_vllm_engine_args_and_natural_lengths(tmp_path: Path, vllm_image: str) -> None:
     good = {"max_num_batched_tokens": 2048, "skip_special_tokens": False}  # LLM; SamplingParams
     study = tiny_study(
         "engine-args",
@@ -84,6 +82,7 @@ def test_vllm_engine_args_reach_the_engine_and_a_typo_is_a_config_error(
         experiments=[
             {"vllm": {"engine_args": good}},
             {"vllm": {"engine_args": {"max_num_batched_tokns": 2048}}},  # a typo
+            {"output_length": "natural"},  # EOS ends a response, 8 tokens at most
         ],
     )
     path = write_study(tmp_path / "args.yaml", study)
@@ -91,10 +90,18 @@ def test_vllm_engine_args_reach_the_engine_and_a_typo_is_a_config_error(
     proc = run_cli(["run", str(path)], cli_env(config))
     out = study_dir(tmp_path / "results")
     runs = manifest(out)["runs"]
-    assert [r["state"] for r in runs] == ["completed", "failed"], proc.stdout[-3000:]
+    assert [r["state"] for r in runs] == ["completed", "failed", "completed"], proc.stdout[-3000:]
     res = ExperimentResult.model_validate_json(
         (out / "runs" / runs[0]["run_id"] / "result.json").read_text()
     )
     assert res.backend_details["engine_args"] == good
     assert runs[1]["error"]["phase"] == "config"
     assert "nearest: max_num_batched_tokens" in runs[1]["error"]["message"]
+    natural = ExperimentResult.model_validate_json(
+        (out / "runs" / runs[2]["run_id"] / "result.json").read_text()
+    )
+    responses = natural.responses
+    assert responses is not None and responses.output_length == "natural"
+    assert responses.count == 4 and responses.output_tokens is not None
+    assert 1 <= responses.output_tokens.mean <= 8
+    assert natural.tokens.output == round(responses.output_tokens.mean * 4)

@@ -78,3 +78,30 @@ def test_a_vocabulary_id_is_not_taken_for_a_credential() -> None:
     assert not key_looks_secret("eos_token_id") and not key_looks_secret("pad_token_id")
     assert key_looks_secret("hf_token") and key_looks_secret("token")
     assert key_looks_secret("api_key") and key_looks_secret("engine_secret")
+
+
+def test_natural_lengths_end_at_eos_and_fixed_ones_do_not(tmp_path: Path) -> None:
+    """Every id of the tiny model's vocabulary made an EOS: a natural response ends after its
+    first token. A fixed one runs to max_output_tokens."""
+    every_id = {"eos_token_id": list(range(1024))}
+    results: dict[str, ExperimentResult] = {}
+    for mode, args in (("natural", every_id), ("fixed", {})):
+        run = tmp_path / mode
+        options = {"engine_args": args, "cache_implementation": "dynamic"}
+        write_request(run, output_length=mode, pytorch=options)
+        assert run_experiment(run) == 0, (run / "error.json").read_text()
+        results[mode] = ExperimentResult.model_validate_json((run / "result.json").read_text())
+    nat, fix = results["natural"], results["fixed"]
+    assert nat.tokens.output == 4 and fix.tokens.output == 4 * 8
+    assert nat.responses is not None and nat.responses.output_tokens is not None
+    assert nat.responses.output_tokens.mean == 1 and nat.responses.count == 4
+    assert fix.responses is not None and fix.responses.output_tokens is not None
+    assert fix.responses.output_tokens.mean == 8 and fix.responses.file == "responses.parquet"
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "natural" / "responses.parquet").to_pydict()
+    assert table["output_tokens"] == [1, 1, 1, 1] and table["prompt_tokens"] == [16] * 4
+    assert nat.flops is not None and "natural" in (nat.flops.unavailable_reason or "")
+    assert fix.flops is not None and fix.flops.total  # counted for fixed lengths
+    assert nat.responses.energy_per_response_j is None and nat.responses.unavailable_reason
+    assert nat.phases is not None and nat.phases.decode.unavailable_reason  # 1 token: no decode

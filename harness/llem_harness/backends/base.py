@@ -38,6 +38,9 @@ class PassResult:
     spans: list[tuple[float, float, int]] = field(default_factory=list)
     # Per request, aligned with `spans`: when it was handed to the engine (time.monotonic()).
     submitted: list[float] = field(default_factory=list)
+    # Per response, in the prompts' order: its output tokens (all max_output_tokens unless
+    # output_length: natural, where a response ends at EOS).
+    lengths: list[int] = field(default_factory=list)
 
 
 class Backend(Protocol):

@@ -204,9 +204,11 @@ class PyTorchBackend:
             mask[row, width - len(prompt) :] = 1
         d = self.cfg.decoding
         timer = _StepTimer() if timed else None
+        natural = self.cfg.output_length == "natural"
         kwargs: dict[str, Any] = {
             "max_new_tokens": n_out,
-            "min_new_tokens": n_out,  # fixed output length: EOS cannot end a sequence early
+            # fixed output length: EOS cannot end a sequence early
+            **({} if natural else {"min_new_tokens": n_out}),
             "do_sample": d.temperature > 0,
             "pad_token_id": self._pad,
             "cache_implementation": self.opts.cache_implementation,
@@ -222,10 +224,15 @@ class PyTorchBackend:
         self.synchronize()
         end = time.perf_counter()
         produced = int(out.shape[1] - width)
-        if produced != n_out:
+        if natural:  # each response up to and including its first EOS
+            lengths = [_length(row, self._eos_ids()) for row in out[:, width:].tolist()]
+        elif produced != n_out:
             raise RuntimeError(f"generate produced {produced} tokens per sequence, not {n_out}")
+        else:
+            lengths = [produced] * len(batch)
         result.input_tokens += sum(len(p) for p in batch)
-        result.output_tokens += produced * len(batch)
+        result.output_tokens += sum(lengths)
+        result.lengths += lengths
         if timer is not None and timer.stamps:
             ttft = (timer.stamps[0] - start) * 1000
             gaps = [(b - a) * 1000 for a, b in zip(timer.stamps, timer.stamps[1:], strict=False)]
@@ -233,6 +240,16 @@ class PyTorchBackend:
                 result.ttft_ms.append(ttft)
                 result.itl_ms.extend(gaps)
                 result.request_ms.append((end - start) * 1000)
+
+    def _eos_ids(self) -> set[int]:
+        """The ids that end a natural-length response: generate's (pytorch.engine_args may set
+        eos_token_id), else the model's generation config's, else its config's."""
+        eos = self._gen_args.get("eos_token_id")
+        if eos is None:
+            eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = getattr(getattr(self.model, "config", None), "eos_token_id", None)
+        return set(eos) if isinstance(eos, list) else ({int(eos)} if eos is not None else set())
 
     def synchronize(self) -> None:
         import torch
@@ -271,3 +288,8 @@ class PyTorchBackend:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _length(tokens: list[int], eos: set[int]) -> int:
+    """A generated row's length: up to and including its first EOS (the rest is padding)."""
+    return next((i + 1 for i, t in enumerate(tokens) if t in eos), len(tokens))

@@ -130,8 +130,8 @@ class TensorRTBackend:
         n_out, d = output_tokens or self.cfg.max_output_tokens, self.cfg.decoding
         params = SamplingParams(
             max_tokens=n_out,
-            min_tokens=n_out,
-            ignore_eos=True,
+            min_tokens=n_out if self.cfg.output_length == "fixed" else None,
+            ignore_eos=self.cfg.output_length == "fixed",  # natural: a response ends at EOS
             temperature=d.temperature,
             top_p=d.top_p,
             top_k=d.top_k or None,
@@ -142,7 +142,8 @@ class TensorRTBackend:
         result = PassResult(input_tokens=0, output_tokens=0)
         for prompt, out in zip(prompts, outs, strict=True):
             produced = len(out.outputs[0].token_ids)
-            if produced != n_out:
+            result.lengths.append(produced)
+            if produced != n_out and self.cfg.output_length == "fixed":
                 raise RuntimeError(
                     f"TensorRT-LLM produced {produced} tokens for a request, not {n_out}"
                 )

@@ -217,11 +217,12 @@ class VLLMBackend:
 
         assert self.cfg is not None
         n_out, d = output_tokens or self.cfg.max_output_tokens, self.cfg.decoding
+        fixed = self.cfg.output_length == "fixed"
         return SamplingParams(
             n=1,
             max_tokens=n_out,
-            min_tokens=n_out,
-            ignore_eos=True,  # fixed output length, as on every backend
+            min_tokens=n_out if fixed else 0,
+            ignore_eos=fixed,  # fixed output length, as on every backend, unless natural
             temperature=d.temperature,
             top_p=d.top_p,
             top_k=d.top_k if d.top_k > 0 else -1,
@@ -250,7 +251,8 @@ class VLLMBackend:
         times = tap.by_external_id() if tap is not None else {}
         for out in outs:
             produced = len(out.outputs[0].token_ids)
-            if produced != n_out:
+            result.lengths.append(produced)
+            if produced != n_out and self.cfg.output_length == "fixed":
                 raise RuntimeError(f"vLLM produced {produced} tokens for a request, not {n_out}")
             result.input_tokens += len(out.prompt_token_ids)
             result.output_tokens += produced

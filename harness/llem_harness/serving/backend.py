@@ -180,9 +180,10 @@ class ServingBackend:
         """Fixed output length and the study's decoding, as the offline backends set them."""
         assert self.cfg is not None
         d = self.cfg.decoding
+        fixed = self.cfg.output_length == "fixed"
         body: dict[str, Any] = {
-            "min_tokens": n_out,
-            "ignore_eos": True,
+            "min_tokens": n_out if fixed else 0,
+            "ignore_eos": fixed,
             "temperature": d.temperature,
             "top_p": d.top_p,
             **({"top_k": d.top_k} if d.top_k > 0 else {}),  # 0: the server's default (none)
@@ -235,6 +236,7 @@ def pass_result(records: list[dict[str, Any]]) -> PassResult:
         n = int(r["output_tokens"] or 0)
         result.input_tokens += int(r["prompt_tokens"] or 0)
         result.output_tokens += n
+        result.lengths.append(n)
         sent, first, last, done = r["sent_s"], r["first_token_s"], r["last_token_s"], r["done_s"]
         result.ttft_ms.append((first - sent) * 1000)
         if n > 1:

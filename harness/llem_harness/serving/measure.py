@@ -34,6 +34,7 @@ from llem_harness.contract import (
 )
 from llem_harness.energy.base import Sample
 from llem_harness.energy.timeseries import power_integral_j
+from llem_harness.figures import natural_flops, responses_block
 from llem_harness.flops import flops_block
 from llem_harness.phases import kv_reuse
 from llem_harness.steady import tokens_within
@@ -248,7 +249,12 @@ def finish_serving(
         decode=PhaseFigures(unavailable_reason=NO_PHASES),
     )
     done = _ok(records)
-    reuse = kv_reuse(cfg)
+    reuse = kv_reuse(cfg) or natural_flops(cfg.output_length)
+    result.responses = responses_block(
+        cfg.output_length, [int(r["output_tokens"] or 0) for r in done], None,
+        result.energy.total_j, result.energy.unavailable_reason, None,
+    )  # fmt: skip
+    result.responses.file = REQUESTS_FILE  # every request's lengths are there
     result.flops = flops_block(
         cfg.model, cfg.weights, cfg.precision, [int(r["prompt_tokens"] or 0) for r in done],
         cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],
@@ -264,7 +270,7 @@ def finish_serving(
             "makes its energy imprecise, so send more requests or for longer"
         )
     short = sum(1 for r in done if int(r["output_tokens"] or 0) != cfg.max_output_tokens)
-    if short:
+    if short and cfg.output_length == "fixed":
         result.warnings.append(
             f"{short} completed requests returned a length other than max_output_tokens "
             f"({cfg.max_output_tokens}): the server did not honour the fixed output length"

@@ -25,6 +25,8 @@ from llem_docker.store.load import load_results, study_labels
 METRICS: dict[str, tuple[str, str]] = {
     "energy_per_output_token_j": ("J/token", "J"),
     "energy_per_output_token_all_j": ("J/token GPU+CPU+DRAM", "J"),
+    "energy_per_response_j": ("J/response", "J"),
+    "response_tokens_mean": ("tokens/response", "tokens"),
     "prefill_energy_per_token_j": ("J/prefill token", "J"),
     "decode_energy_per_token_j": ("J/decode token", "J"),
     "throughput_tokens_per_s": ("tokens/s", "tok/s"),

@@ -203,6 +203,8 @@ _METRICS: list[tuple[str, Any]] = [
     ("energy_cpu_j", pa.float64()),
     ("energy_dram_j", pa.float64()),
     ("energy_per_output_token_all_j", pa.float64()),
+    ("energy_per_response_j", pa.float64()),  # 1.3, with the responses' mean length
+    ("response_tokens_mean", pa.float64()),
     *SERVING_COLUMNS,  # 1.3: the serving scenario (store/serving_columns.py)
     ("warnings", pa.int64()),
     ("error_type", pa.string()),
@@ -305,6 +307,12 @@ def _deeper(res: ExperimentResult) -> dict[str, Any]:
             "flops_total": res.flops.total,
             "achieved_tflops": res.flops.achieved_tflops,
             "mfu": res.flops.mfu,
+        }
+    if res.responses is not None:
+        lengths = res.responses.output_tokens
+        row |= {
+            "energy_per_response_j": res.responses.energy_per_response_j,
+            "response_tokens_mean": lengths.mean if lengths is not None else None,
         }
     parts = (res.energy.total_j, res.energy.cpu_j, res.energy.dram_j)
     if None not in parts and res.tokens.output:  # GPU + CPU packages + DRAM, all measured
