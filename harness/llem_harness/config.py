@@ -256,11 +256,12 @@ class ExperimentConfig(_Strict):
                 f"warmup_max_runs ({self.warmup_max_runs}) is below warmup_runs "
                 f"({self.warmup_runs}); raise warmup_max_runs"
             )
-        if not (self.dataset in BUILTIN_DATASETS or self.dataset.endswith(".jsonl")):
+        hf = self.dataset.startswith("hf:") and "/" in self.dataset
+        if not (self.dataset in BUILTIN_DATASETS or self.dataset.endswith(".jsonl") or hf):
             raise ValueError(
                 f"dataset `{self.dataset}` is neither a built-in set "
-                f"({', '.join(BUILTIN_DATASETS)}) "
-                "nor a path ending in .jsonl"
+                f"({', '.join(BUILTIN_DATASETS)}), a path ending in .jsonl, "
+                "nor a Hugging Face dataset `hf:<org>/<name>[:<split>]`"
             )
         return self
 

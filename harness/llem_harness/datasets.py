@@ -3,7 +3,13 @@
 - `builtin`: prompts generated here from templates with a seeded RNG (no third-party text,
   so no licence question), tokenized and cut to `max_input_tokens`.
 - `synthetic`: exactly `max_input_tokens` pseudo-random token ids per prompt.
-- a `.jsonl` path: one object per line with a `prompt` (or `text`) string.
+- a `.jsonl` path: one object per line with a `prompt` (or `text`) string, or a conversation
+  (ShareGPT's `conversations`, or `messages`) whose first user turn is the prompt.
+
+With pretrained weights whose tokenizer has a chat template, each prompt goes through it as
+one user turn, with the generation prompt (models.tokenize; pytorch, vllm and serving runs,
+not yet tensorrt); `random`/dummy weights and
+`synthetic` ids do not. Every prompt's length is recorded per request (responses.parquet).
 """
 
 from __future__ import annotations
@@ -75,14 +81,36 @@ def jsonl_prompts(path: Path, n: int) -> list[str]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}, line {lineno}: not JSON ({exc.msg})") from None
-            text = obj.get("prompt", obj.get("text")) if isinstance(obj, dict) else None
+            text = prompt_of(obj) if isinstance(obj, dict) else None
             if not isinstance(text, str) or not text:
-                raise ValueError(f"{path}, line {lineno}: needs a non-empty `prompt` string")
+                raise ValueError(
+                    f"{path}, line {lineno}: needs a non-empty `prompt` (or `text`) string, or "
+                    "a conversation (`conversations` as in ShareGPT, or `messages`) whose "
+                    "first user turn is one"
+                )
             prompts.append(text)
     if not prompts:
         raise ValueError(f"{path}: no prompts")
     # Cycle through the file when it holds fewer prompts than asked for.
     return [prompts[i % len(prompts)] for i in range(n)]
+
+
+USER_ROLES = ("human", "user")
+
+
+def prompt_of(obj: dict[str, object]) -> object:
+    """A line's prompt: `prompt` or `text`; or the first user turn of a conversation, ShareGPT
+    style (`conversations: [{from: human, value}, …]`) or OpenAI style (`messages: [{role:
+    user, content}, …]`)."""
+    if "prompt" in obj or "text" in obj:
+        return obj.get("prompt", obj.get("text"))
+    turns = obj.get("conversations", obj.get("messages"))
+    if not isinstance(turns, list):
+        return None
+    for turn in turns:
+        if isinstance(turn, dict) and turn.get("from", turn.get("role")) in USER_ROLES:
+            return turn.get("value", turn.get("content"))
+    return None
 
 
 def synthetic_ids(n: int, length: int, vocab_size: int, seed: int) -> list[list[int]]:

@@ -53,3 +53,58 @@ def test_shipped_configs() -> None:
     for name in ("meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.1-8B", "Qwen/Qwen2.5-7B"):
         assert shipped_config(name) is not None
     assert shipped_config("nobody/nothing") is None
+
+
+def test_conversations_give_their_first_user_turn(tmp_path: Path) -> None:
+    path = tmp_path / "chats.jsonl"
+    path.write_text(
+        '{"conversations": [{"from": "system", "value": "be brief"},'
+        ' {"from": "human", "value": "what is a joule?"}, {"from": "gpt", "value": "..."}]}\n'
+        '{"messages": [{"role": "user", "content": "and a watt?"}]}\n'
+        '{"prompt": "plain"}\n'
+    )
+    assert jsonl_prompts(path, 4) == [
+        "what is a joule?",
+        "and a watt?",
+        "plain",
+        "what is a joule?",
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"conversations": [{"from": "gpt", "value": "only an answer"}]}\n')
+    with pytest.raises(ValueError, match=r"line 1: needs .*first user turn"):
+        jsonl_prompts(bad, 1)
+
+
+def test_a_pretrained_tokenizer_with_a_chat_template_wraps_each_prompt() -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from llem_harness.models import tokenize
+
+    vocab = {"<unk>": 0, "<s>": 1, "USER": 2, "ASSISTANT": 3, "hello": 4, "world": 5}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    assert tokenize("hello world", fast, 6) == [4, 5]  # no template: the plain ids
+    fast.chat_template = (
+        "{% for m in messages %}USER {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT{% endif %}"
+    )
+    assert tokenize("hello world", fast, 6) == [2, 4, 5, 3]
+
+
+def test_a_long_templated_prompt_keeps_the_template_end() -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from llem_harness.models import tokenize
+
+    vocab = {"<unk>": 0, "USER": 2, "ASSISTANT": 3, "w": 4}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    fast.chat_template = "USER {{ messages[0]['content'] }} ASSISTANT"
+    ids = tokenize("w " * 50, fast, 5, max_tokens=10)
+    assert len(ids) <= 10 and ids[0] == 2 and ids[-1] == 3  # cut inside, not at the end
+    with pytest.raises(ValueError, match="chat template alone"):
+        tokenize("w", fast, 5, max_tokens=1)

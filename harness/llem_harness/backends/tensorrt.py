@@ -109,6 +109,8 @@ class TensorRTBackend:
         return routed
 
     def tokenize(self, text: str) -> list[int]:
+        """Byte-level ids for dummy weights; with pretrained ones, TensorRT-LLM's tokenizer
+        wrapper's `encode` (no chat template yet: that wrapper has not run here)."""
         if self._tokenizer is None:
             return [t % self._vocab for t in byte_tokenize(text)]
         ids: list[int] = self._tokenizer.encode(text)

@@ -37,13 +37,38 @@ def byte_tokenize(text: str) -> list[int]:
     return [BOS_ID] + [b + BYTE_OFFSET for b in text.encode("utf-8")]
 
 
-def tokenize(text: str, tokenizer: Any, vocab_size: int) -> list[int]:
-    """With a real tokenizer (pretrained weights), its ids; for dummy weights, the byte-level
-    ids folded into the vocabulary, identical on every backend."""
+def tokenize(
+    text: str, tokenizer: Any, vocab_size: int, max_tokens: int | None = None
+) -> list[int]:
+    """With a real tokenizer (pretrained weights), its ids, through the model's chat template
+    (one user turn and the generation prompt) when it has one; for dummy weights, the
+    byte-level ids folded into the vocabulary, identical on every backend.
+
+    A templated prompt longer than `max_tokens` is fitted by shortening its text, not its ids,
+    so the template's end (the generation prompt) stays; callers cut any other prompt."""
     if tokenizer is None:
         return [t % vocab_size for t in byte_tokenize(text)]
-    ids: list[int] = tokenizer(text, add_special_tokens=True)["input_ids"]
-    return ids
+    if not getattr(tokenizer, "chat_template", None):
+        ids: list[int] = tokenizer(text, add_special_tokens=True)["input_ids"]
+        return ids
+    chat = _chat_ids(tokenizer, text)
+    while max_tokens is not None and len(chat) > max_tokens:
+        if not text:
+            raise ValueError(
+                f"the chat template alone is {len(chat)} tokens, over max_input_tokens "
+                f"({max_tokens}); raise max_input_tokens"
+            )
+        text = text[: int(len(text) * max_tokens / len(chat) * 0.95)]
+        chat = _chat_ids(tokenizer, text)
+    return chat
+
+
+def _chat_ids(tokenizer: Any, text: str) -> list[int]:
+    out: Any = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+    )
+    out = out["input_ids"] if hasattr(out, "keys") else out
+    return [int(t) for t in out]
 
 
 class ModelNotFoundError(RuntimeError):

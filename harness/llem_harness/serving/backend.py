@@ -99,7 +99,8 @@ class ServingBackend:
         return str(folder)
 
     def tokenize(self, text: str) -> list[int]:
-        return tokenize(text, self._tokenizer, self._vocab)
+        limit = self.cfg.max_input_tokens if self.cfg is not None else None
+        return tokenize(text, self._tokenizer, self._vocab, limit)
 
     @property
     def vocab_size(self) -> int:

@@ -24,6 +24,7 @@ from rich.markup import escape
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.execution.classify import classify
 from llem_docker.execution.prepare import (
+    hub_cache,
     make_study_dir,
     measurement_settings,
     prepare_run,
@@ -81,7 +82,7 @@ def execute_study(
     backends = sorted(plan.counts())
     specs = {b: runners[b] for b in backends}
     live = {b: runner_factory(spec, settings) for b, spec in specs.items()}
-    datasets = resolve_datasets(plan, study)
+    datasets = resolve_datasets(plan, study, hub_cache(settings))
     measurement = measurement_settings(settings)
     results: dict[str, ExperimentResult] = {}
     if resume is None:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
+from llem_docker.execution import hf_datasets
 from llem_docker.store.layout import StudyDir
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan
@@ -34,17 +35,34 @@ class Described(Protocol):
     def info(self) -> RunnerInfo: ...
 
 
+def hub_cache(settings: Settings) -> Path:
+    """The Hugging Face hub cache the host reads `hf:` datasets from."""
+    out = settings.output
+    if out.hub_cache_dir:
+        return Path(str(out.hub_cache_dir)).expanduser()
+    return Path(str(out.model_cache_dir)).expanduser() / "hub"
+
+
 def measurement_settings(settings: Settings) -> MeasurementSettings:
     """The user config's `measurement:` with env overrides applied."""
     return settings.measurement
 
 
-def resolve_datasets(plan: StudyPlan, study: StudyConfig) -> dict[str, Path]:
-    """Every .jsonl dataset, resolved against the study file's folder; all checked up front."""
+def resolve_datasets(
+    plan: StudyPlan, study: StudyConfig, hub_cache: Path | None = None
+) -> dict[str, Path]:
+    """Every .jsonl dataset, resolved against the study file's folder, and every `hf:`
+    dataset, read from the hub cache into a JSONL file (hf_datasets.py); all checked up
+    front."""
     base = Path(study.source).resolve().parent if study.source else Path.cwd()
     found: dict[str, Path] = {}
     for point in plan.points:
         name = point.config.dataset
+        if name.startswith(hf_datasets.PREFIX) and name not in found:
+            most = max(p.config.n_prompts for p in plan.points if p.config.dataset == name)
+            cache = hub_cache or Path.home() / ".cache" / "huggingface" / "hub"
+            found[name] = hf_datasets.to_jsonl(name, cache, most, study.source)
+            continue
         if not name.endswith(".jsonl") or name in found:
             continue
         path = Path(name).expanduser()

@@ -18,6 +18,7 @@ from rich.markup import escape
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError, LlemError
 from llem_docker.execution.prepare import (
+    hub_cache,
     make_study_dir,
     measurement_settings,
     prepare_run,
@@ -114,7 +115,7 @@ def submit_study(
     backends = sorted(plan.counts())
     specs = {b: runners[b] for b in backends}
     live = {b: _submit_runner(spec, settings, warn) for b, spec in specs.items()}
-    datasets = resolve_datasets(plan, study)
+    datasets = resolve_datasets(plan, study, hub_cache(settings))
     if resume is None:
         study_dir = make_study_dir(results, plan.name)
         study_file = str(Path(study.source).resolve()) if study.source else None

@@ -1,0 +1,100 @@
+"""`dataset: hf:<org>/<name>[:<split>]`: a Hugging Face dataset, read from the local cache.
+
+Runs are offline, so the dataset must already be in the hub cache (`output.hub_cache_dir`,
+else `<output.model_cache_dir>/hub`: `huggingface-cli download --repo-type dataset <id>`
+puts it there). The host reads the cached snapshot's data files for the split (default
+`train`) with pyarrow (Parquet) or as JSON Lines/JSON, takes each row's prompt as a `.jsonl`
+line does (`prompt` or `text`, or the first user turn of `conversations`/`messages`; also
+`instruction` and `question`), and writes them to a JSONL file that every run then gets as
+its `dataset.jsonl`, exactly as a `.jsonl` dataset. Only the rows a study needs are read.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from llem_docker.errors import ConfigError
+from llem_harness.datasets import prompt_of
+
+PREFIX = "hf:"
+SUFFIXES = (".parquet", ".jsonl", ".json")
+EXTRA_FIELDS = ("instruction", "question", "input")
+
+
+def parse(name: str) -> tuple[str, str]:
+    """(repo id, split) of `hf:<org>/<name>[:<split>]`."""
+    rest = name[len(PREFIX) :]
+    repo, _, split = rest.partition(":")
+    return repo, split or "train"
+
+
+def snapshot_files(hub_cache: Path, repo: str, split: str) -> list[Path]:
+    """The cached data files of `repo` for `split`, in a stable order."""
+    folder = hub_cache / f"datasets--{repo.replace('/', '--')}" / "snapshots"
+    files = sorted(
+        p for p in folder.glob("*/**/*") if p.is_file() and p.name.endswith(SUFFIXES)
+    ) if folder.is_dir() else []  # fmt: skip
+    chosen = [p for p in files if split in p.relative_to(folder).as_posix().split("/")[-1]]
+    chosen = chosen or [p for p in files if f"/{split}/" in p.as_posix()]
+    return chosen or (files if len(files) == 1 else [])
+
+
+def _rows(path: Path) -> Any:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+    elif path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as fh:
+            yield from (json.loads(line) for line in fh if line.strip())
+    else:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        yield from data if isinstance(data, list) else []
+
+
+def _prompt(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return None
+    text = prompt_of(row)
+    if not isinstance(text, str) or not text:
+        text = next((row[f] for f in EXTRA_FIELDS if isinstance(row.get(f), str)), None)
+    return text or None
+
+
+def to_jsonl(name: str, hub_cache: Path, n: int, source: str | None) -> Path:
+    """The first `n` prompts of the cached dataset `name` as a JSONL file."""
+    repo, split = parse(name)
+    files = snapshot_files(hub_cache, repo, split)
+    if not files:
+        raise ConfigError(
+            f"dataset `{name}` is not in the local Hugging Face cache ({hub_cache}: no data "
+            f"files of split `{split}` under datasets--{repo.replace('/', '--')})",
+            source=source,
+            key="dataset",
+            fix=f"download it there first (HF_HOME / output.model_cache_dir): "
+            f"`huggingface-cli download --repo-type dataset {repo}`; runs are offline",
+        )
+    prompts: list[str] = []
+    for path in files:
+        for row in _rows(path):
+            if (text := _prompt(row)) is not None:
+                prompts.append(text)
+            if len(prompts) >= n:
+                break
+        if len(prompts) >= n:
+            break
+    if not prompts:
+        raise ConfigError(
+            f"dataset `{name}`: no row of {', '.join(p.name for p in files)} has a prompt",
+            source=source,
+            key="dataset",
+            fix="use a dataset whose rows have `prompt`, `text`, `instruction`, `question` or "
+            "a conversation, or convert it to a .jsonl file",
+        )
+    out = Path(tempfile.mkdtemp(prefix="llem-hf-dataset-")) / "dataset.jsonl"
+    out.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    return out
