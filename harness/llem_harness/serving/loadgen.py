@@ -1,36 +1,24 @@
-"""A stdlib-only asynchronous load generator for an OpenAI-compatible streaming completions server
-(`vllm serve`, `trtllm-serve`), run as its own process next to the server, on loopback. This file
-imports nothing outside the standard library; the harness runs it by path (`python -I`), so not
-even the llem_harness package is imported.
+"""A stdlib-only asynchronous load generator for an OpenAI-compatible streaming completions
+server (`vllm serve`, `trtllm-serve`), run as its own process beside the server, on loopback.
+The harness runs it by path (`python -I`): it imports the standard library only.
 
-Design:
+- Arrivals (`arrival_offsets`): the first request is due at 0.0, each later one a gap after
+  the one before (as vLLM's `bench serve`): constant (1/r), exponential (Poisson) or gamma
+  (shape = burstiness, mean 1/r). A rate of None is infinite: every request due at 0.0.
+- Dispatch (`run_load`): requests start at their due time, then wait for a concurrency slot
+  (as `bench serve`), so `sent_s - scheduled_s` is the client-side queueing.
+- Each request is one HTTP/1.1 connection (`Connection: close`, asyncio streams); the body
+  (chunked, Content-Length, or to EOF) feeds an incremental SSE parser. An event whose choices
+  carry text or token ids is a token event (`len(token_ids)` tokens, else 1); the usage event
+  gives the exact counts. About 20 µs of one core per event (against a local stand-in).
+- Times are `time.monotonic()`, shared with the harness's process. `sent_s`: the connection is
+  open, the request about to be written; `done_s`: `[DONE]` or the body's end, or the failure.
+- A request's failure (refused, HTTP error, malformed stream, error event, the timeout from the
+  connection's opening) is in its record (`ok` False, `error`) and never stops the load.
 
-- Arrivals (`arrival_offsets`): the first request is due at 0.0 and each later one a gap after
-  the one before (as vLLM's `bench serve` sends its first request at once), so n requests at a
-  constant rate r span (n - 1) / r seconds. Gaps are constant (1/r), exponential (Poisson) or
-  gamma (shape = burstiness, mean 1/r). A rate of None is infinite: every request due at 0.0.
-- Dispatch (`run_load`): one coroutine walks the specs in due order, encodes the next body, sleeps
-  until its due time and only then starts its task; the task then waits for a concurrency slot
-  (due time first, then the semaphore, as `bench serve` does), so `sent_s - scheduled_s` is the
-  client-side queueing a saturated server imposes.
-- Each request is one HTTP/1.1 connection (`Connection: close`) made with asyncio streams: no
-  pooling, no third-party client, and so nothing but this file between the socket and the clock.
-  The body (chunked, decoded from whatever has arrived; Content-Length; or to EOF) is fed to an
-  incremental SSE parser; a JSON event whose choices carry text or token ids is a token event
-  (counted by `len(token_ids)` when the server returns them, else 1); the usage event, when the
-  server sends one, gives the exact token counts. The cost is about 20 µs of one core per event
-  (measured against a local stand-in server), so one process keeps up with ~40k events/s.
-- Times are `time.monotonic()` (CLOCK_MONOTONIC on Linux), comparable with the harness's power
-  samples taken in another process. `sent_s` is taken once the connection is open, just before
-  the request is written; `done_s` once `[DONE]` (or the end of the body) is read, or on failure.
-- A request's failure (refused connection, HTTP error, malformed stream, an error event, the
-  timeout, which runs from the connection's opening, not from the wait for a slot) is recorded
-  in its record (`ok` False, `error`) and never stops the load.
-
-CLI: `python -m llem_harness.serving.loadgen --url URL --model NAME --requests IN.jsonl --out
-OUT.jsonl [--max-concurrency N] [--timeout-s S] [--extra-json '{...}']`; it writes one record per
-line and prints one JSON summary line (with `cpu_s`, its CPU time from the load's start to its
-end). Exit 0 when the load ran, 2 for bad arguments or input.
+CLI: `loadgen.py --url URL --model NAME --requests IN.jsonl --out OUT.jsonl [--max-concurrency
+N] [--timeout-s S] [--extra-json '{...}']`: one record per line, then a JSON summary line (with
+`cpu_s`, the load's own CPU time). Exit 0 when the load ran, 2 for bad arguments or input.
 """
 
 from __future__ import annotations
@@ -81,13 +69,11 @@ def arrival_offsets(
         raise ValueError(f"rate must be a positive finite number or None, got {rate}")
     if arrival == "gamma" and not (burstiness > 0 and math.isfinite(burstiness)):
         raise ValueError(f"burstiness must be positive, got {burstiness}")
-    if rate is None and n is None:
-        raise ValueError("an infinite rate (rate None) needs a request count n, not duration_s")
-    if rate is None:
-        return [0.0] * (n or 0)
-    rng = random.Random(seed)
-    offsets: list[float] = []
-    t = 0.0
+    if rate is None:  # infinite: every request due at once, which needs a count
+        if n is None:
+            raise ValueError("an infinite rate (rate None) needs a request count n, not duration_s")
+        return [0.0] * n
+    rng, t, offsets = random.Random(seed), 0.0, list[float]()
     while n is None or len(offsets) < n:
         if arrival == "constant":
             t = len(offsets) / rate  # not a running sum: no drift past the duration bound
