@@ -2,7 +2,7 @@
 # One lease on the lent H200 for issue 15 (vLLM figures): the steps, one `device run` each.
 #   part K      (carry .vK)       copy one part of the vLLM wheels (../shared/gpu/prepare-vllm-wheels.sh)
 #   bench       (carry .v6 .whl)  install vLLM into /tmp/site, run bench/gpu_vllm.py
-#   install     (carry .v6 .whl)  only install vLLM into /tmp/site
+#   install     (carry .v6 .whl)  only install vLLM (and part 7: the server wheels) into /tmp/site
 #   study       (carry .whl)      examples/gpu-vllm-vs-pytorch.yaml through `llem-docker run --runner local`,
 #                                 stopped cleanly (SIGINT) before the call's limit
 #   resume      (carry .whl)      --resume the same study folder, then report it
@@ -15,11 +15,20 @@
 #   phases      (after bench)     examples/gpu-phases.yaml: the phase check (issue 17)
 #   probe       (carry .whl .pyd) bench/h200_load_probe.py: where load and the first warmup
 #                                 pass go, and what powercap (RAPL) offers
+#   sweep       (after install)   $STUDY through the local runner, stopped cleanly before the
+#                                 call's limit; a second call resumes the same folder. Then
+#                                 collect (--partial when unfinished) and report
+#                                 (bench/h200_serving_sweep.yaml: issue 18; bench/h200_quant.yaml: 19)
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # .whl (the docker SDK) and .pyd (pydantic, which the machine's Python 3.12 lacks) are made
 # here, git-ignored, with `pip download --no-deps --only-binary=:all: --python-version 3.12
 # --platform manylinux2014_x86_64 -d .pyd pydantic==2.14.4 pydantic-core==2.50.5
 # annotated-types==0.8.0 typing-inspection==0.4.5` (and `-d .whl docker==7.1.0`).
+# .v7 (part 7: the API server's dependencies, for `sweep` with scenario: serving) is made with
+# `pip download --only-binary=:all: --python-version 3.12 --implementation cp --platform
+# manylinux2014_x86_64 (and manylinux_2_17/2_28/2_31/2_34) -d .v7 "uvicorn[standard]"
+# model-hosting-container-standards prometheus-fastapi-instrumentator "fastapi[standard]<0.137"
+# aiohttp`, less the wheels parts 1-6 already carry (fastapi, starlette, pydantic*, ...).
 # Results go to /tmp/h200 (kept while the machine stays warm) and, tarred, to $OUT.
 set -uo pipefail
 step=$1; shift
@@ -39,6 +48,14 @@ case "$step" in
   bench|install)
     cp .v6/* /tmp/vch/ && cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
     env_setup; python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)'
+    # part 7 (.v7, optional): the API server's wheels (uvicorn, h11, prometheus-fastapi-instrumentator,
+    # model-hosting-container-standards, ...): each installed only where the machine lacks its module.
+    for w in /tmp/vch/*.whl; do
+      [ -f "$w" ] || continue
+      mods=$(python3 -m zipfile -l "$w" | awk 'NR>1{print $1}' | cut -d/ -f1 | grep -v -e dist-info -e '\.data$' | sed 's/\.py$//' | grep -v '\.' | sort -u)
+      for m in $mods; do python3 -c "import importlib.util as u,sys; sys.exit(u.find_spec('$m') is not None)" && { python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$w" 2>&1 | grep -v 'already exists' | tail -2; echo "added $(basename "$w")"; break; }; done
+    done
+    python3 -c 'import vllm.entrypoints.openai.api_server' 2>&1 | tail -3
     [ "$step" = install ] && exit 0
     timeout -s INT "${BENCH_LIMIT_S:-450}" python3 bench/gpu_vllm.py --out "$W/bench" \
       --sections "${SECTIONS:-overhead,harness}" --variants "${VARIANTS:-plain_off,harness,plain_on}" \
@@ -77,6 +94,16 @@ PY
     )
     python3 bench/measured_share.py "$W/$step"/*/ --json "$W/share-$step.json"
     pack "$step" ;;
+  sweep)
+    env_setup; name=$(basename "${STUDY:?set STUDY}" .yaml); dir=$(ls -d "$W/$name"/*/ 2>/dev/null | head -1)
+    resume=(); [ -n "$dir" ] && resume=(--resume "$dir")
+    printf 'execution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/%s}\n' "$W" "$name" > "$W/llem.yaml"
+    timeout -s INT "${STUDY_LIMIT_S:-520}" python3 -m llem_docker.cli run "$STUDY" --runner local --yes "${resume[@]}" 2>&1 | tail -20
+    dir=$(ls -d "$W/$name"/*/ | head -1)
+    [ -f "$dir/study.json" ] || python3 -m llem_docker.cli collect "$dir" --partial
+    python3 -m llem_docker.cli report "$dir" --format md --out "$W/$name-report" 2>&1 | tail -3
+    head -60 "$W/$name-report/report.md"
+    pack "$name" ;;
   study)
     env_setup
     timeout -s INT "${STUDY_LIMIT_S:-480}" python3 -m llem_docker.cli run examples/gpu-vllm-vs-pytorch.yaml --runner local --yes 2>&1 | tail -25

@@ -190,3 +190,15 @@ def test_the_report_names_the_rate_where_attainment_falls_and_draws_it(tmp_path:
     assert report.draw(pts, tmp_path / "serving.png") == tmp_path / "serving.png"
     assert (tmp_path / "serving.png").stat().st_size > 10_000
     assert report.draw([point(float("inf"), 1.0, 1.0)], tmp_path / "none.png") is None
+
+
+def test_serving_figure_axes_turn_logarithmic_over_a_decade() -> None:
+    from matplotlib.figure import Figure
+
+    from llem_docker.report import serving as report
+
+    sweep, narrow = Figure().subplots(1, 2)
+    report._log_scales(sweep, [(4.0, 48.6), (32.0, 10.3), (128.0, 2.6)])
+    report._log_scales(narrow, [(2.0, 10.0), (8.0, 12.0)])
+    assert (sweep.get_xscale(), sweep.get_yscale()) == ("log", "log")
+    assert (narrow.get_xscale(), narrow.get_yscale()) == ("linear", "linear")

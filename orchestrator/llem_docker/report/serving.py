@@ -108,6 +108,7 @@ def draw(points: list[Any], path: Path) -> Path | None:
     fig = Figure(figsize=(8.0, 5.0), dpi=100)
     energy_ax, latency_ax = fig.subplots(1, 2)
     drawn = energy_drawn = False
+    plotted: dict[Any, list[tuple[float, float]]] = {energy_ax: [], latency_ax: []}
     for name, pts in _series(points).items():
         pts = sorted((p for p in pts if _finite(p) is not None), key=_finite)  # type: ignore[arg-type]
         xs = [_finite(p) for p in pts]
@@ -126,6 +127,7 @@ def draw(points: list[Any], path: Path) -> Path | None:
             ax.errorbar([x for x, _ in got], [s.mean for _, s in got],
                         yerr=[_ci(s) for _, s in got], fmt=style, capsize=3,
                         label=f"{name}, {label}")  # fmt: skip
+            plotted[ax] += [(x, s.mean) for x, s in got if x is not None]
             drawn = True
             energy_drawn = energy_drawn or ax is energy_ax
     if not drawn:
@@ -147,12 +149,31 @@ def draw(points: list[Any], path: Path) -> Path | None:
                   title="Energy per request")  # fmt: skip
     latency_ax.set(xlabel="request rate (req/s)", ylabel="ms", title="Latency percentiles")
     for ax in (energy_ax, latency_ax):
+        _log_scales(ax, plotted[ax])
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+def _log_scales(ax: Any, xy: list[tuple[float, float]]) -> None:
+    """Log axes where the rates or the figures span a decade or more (a rate sweep usually
+    doubles or quadruples); a confidence bar reaching below zero is cut at the axis."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    xs = [x for x, _ in xy if x > 0]
+    ys = [y for _, y in xy if y > 0]
+    if xs and max(xs) >= 8 * min(xs):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(plain)
+    if ys and max(ys) >= 10 * min(ys):
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(plain)
+        if max(ys) < 100 * min(ys):  # minor labels only where few decades leave room
+            ax.yaxis.set_minor_formatter(plain)
 
 
 def _ci(s: Summary) -> float:
