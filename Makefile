@@ -12,7 +12,7 @@ setup: $(BIN)/llem-docker
 $(BIN)/llem-docker: pyproject.toml harness/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e './harness[measure,pytorch]' -e '.[dev]' 'torch==$(TORCH_VERSION)'
+	$(BIN)/pip install --quiet -e './harness[measure,pytorch,quantization]' -e '.[dev]' 'torch==$(TORCH_VERSION)'
 	@touch $@
 
 test: setup lint

@@ -28,7 +28,8 @@
 # `pip download --only-binary=:all: --python-version 3.12 --implementation cp --platform
 # manylinux2014_x86_64 (and manylinux_2_17/2_28/2_31/2_34) -d .v7 "uvicorn[standard]"
 # model-hosting-container-standards prometheus-fastapi-instrumentator "fastapi[standard]<0.137"
-# aiohttp`, less the wheels parts 1-6 already carry (fastapi, starlette, pydantic*, ...).
+# aiohttp`, less the wheels parts 1-6 already carry (fastapi, starlette, pydantic*, ...); plus, with
+# --no-deps, torchao==0.18.0 (pytorch fp8), compressed-tensors==0.17.0 and loguru (vllm fp8).
 # Results go to /tmp/h200 (kept while the machine stays warm) and, tarred, to $OUT.
 set -uo pipefail
 step=$1; shift

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llem_harness.quantization import Quantization, config_problem
+
 BACKENDS: tuple[str, ...] = ("pytorch", "vllm", "tensorrt")
 Backend = Literal["pytorch", "vllm", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -87,6 +89,7 @@ RESERVED_ARGS: dict[str, dict[str, str]] = {
         "attn_implementation": "pytorch.attn_implementation",
         **dict.fromkeys(("dtype", "torch_dtype"), "precision"),
         **dict.fromkeys(("pad_token_id", "streamer", "input_ids", "attention_mask"), "-"),
+        "quantization_config": "quantization",
     },
     "vllm": {
         **dict.fromkeys(("max_tokens", "min_tokens", "ignore_eos", "n"), "max_output_tokens"),
@@ -97,6 +100,7 @@ RESERVED_ARGS: dict[str, dict[str, str]] = {
         "seed": "random_seed",
         **{k: f"vllm.{k}" for k in VLLMOptions.model_fields if k != "engine_args"},
         "disable_log_stats": "- (off, as users run the engine: docs/backends.md)",
+        "quantization": "quantization",
     },
     "tensorrt": {
         **dict.fromkeys(("model", "load_format", "skip_tokenizer_init"), "model / weights"),
@@ -107,6 +111,7 @@ RESERVED_ARGS: dict[str, dict[str, str]] = {
         "repetition_penalty": "decoding.repetition_penalty",
         "kv_cache_config": "tensorrt.kv_cache_free_gpu_memory_fraction",
         **{k: f"tensorrt.{k}" for k in ("max_batch_size", "max_num_tokens")},
+        "quant_config": "quantization",
     },
 }
 
@@ -191,6 +196,10 @@ class ExperimentConfig(_Strict):
     backend: Backend
     precision: Precision = "bf16"
     weights: Weights = "pretrained"
+    quantization: Quantization = Field(
+        "none",
+        description="none | fp8 | int8 | awq | gptq | bnb-nf4 | bnb-int8 (docs/quantization.md)",
+    )
     batch_size: int = Field(1, ge=1)
     n_prompts: int = Field(100, ge=1)
     dataset: str = Field(
@@ -243,6 +252,9 @@ class ExperimentConfig(_Strict):
                 f"scenario: serving needs the engine's own server, and backend "
                 f"`{self.backend}` has none; use one of {servers}"
             )
+        problem = config_problem(self.backend, self.quantization, self.weights)
+        if problem is not None:
+            raise ValueError(problem)
         reserved = RESERVED_ARGS[self.backend]
         for key in getattr(self.options(), "engine_args", {}):
             if key in reserved:
@@ -278,6 +290,8 @@ class ExperimentConfig(_Strict):
             data[self.backend].pop("engine_args", None)
         if self.output_length == "fixed":  # as before natural lengths existed: hashes hold
             del data["output_length"]
+        if self.quantization == "none":  # as before the axis existed: hashes hold
+            del data["quantization"]
         if self.scenario == "offline":  # as before the scenario existed: offline hashes hold
             del data["scenario"], data["serving"]
         else:

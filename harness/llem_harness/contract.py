@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_harness.config import ExperimentConfig
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 RESPONSES_FILE = "responses.parquet"

@@ -65,6 +65,7 @@ from llem_harness.phases import (
     prefill_pass,
     quiet_gc,
 )
+from llem_harness.quantization import device_gpus, gpu_problem
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving
 from llem_harness.steady import measure_steady
@@ -147,6 +148,11 @@ class Harness:
             ServingBackend(cfg.backend) if serving else get_backend(cfg.backend)
         )
         tracker = self._co2_tracker(req)
+        if cfg.quantization != "none":  # the GPU this run got, which the host may not see
+            gpus = device_gpus(_gpu_indices(gpus_needed(cfg)))
+            problem = gpu_problem(cfg.backend, cfg.quantization, gpus)
+            if problem is not None:
+                raise ValueError(problem)
 
         self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
         meter = self.meter = make_meter(req.measurement, _gpu_indices(gpus_needed(cfg)))

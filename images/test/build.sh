@@ -52,11 +52,14 @@ engine_requirements() {
   esac
 }
 # What the harness build context holds beside the harness wheel and its dependencies: for
-# pytorch, the transformers release its Dockerfile pins for the engine layer (the other
-# engines bring their own transformers).
+# pytorch, the transformers, torchao and bitsandbytes releases its Dockerfile pins for the
+# engine layer (the other engines bring their own).
 context_extras() {
   case "$1" in
-    pytorch) echo "transformers==$(sed -n 's/^ARG TRANSFORMERS_VERSION=//p' images/pytorch/Dockerfile)" ;;
+    pytorch)
+      for pin in transformers torchao bitsandbytes; do
+        printf '%s==%s ' "$pin" "$(sed -n "s/^ARG ${pin^^}_VERSION=//p" images/pytorch/Dockerfile)"
+      done ;;
     *) echo "" ;;
   esac
 }

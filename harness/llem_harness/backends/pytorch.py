@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llem_harness.backends.base import PassResult
+from llem_harness.backends.pytorch_quant import quantize
 from llem_harness.config import ExperimentConfig, PyTorchOptions
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config, tokenize
@@ -68,6 +69,7 @@ class PyTorchBackend:
         self._pad = PAD_ID
         self._gen_args: dict[str, Any] = {}
         self._config_overrides: set[str] = set()
+        self.quantization: dict[str, Any] | None = None
 
     def version(self) -> str | None:
         import transformers
@@ -129,6 +131,11 @@ class PyTorchBackend:
                 self._pad = self._tokenizer.eos_token_id or 0
         t2 = time.perf_counter()
         model.eval()
+        if cfg.quantization != "none":  # online, in place: backends/pytorch_quant.py
+            self.quantization = quantize(model, cfg.quantization, dtype, self.device)
+            if cfg.quantization.startswith("bnb-"):  # as transformers: no compile of bnb layers
+                self._gen_args["disable_compile"] = True
+        t3 = time.perf_counter()
         model.to(self.device)
         if self.opts.torch_compile:
             model.forward = torch.compile(model.forward)
@@ -140,7 +147,8 @@ class PyTorchBackend:
         self.load_breakdown = {
             "device_init_s": t1 - t0,
             "build_s": t2 - t1,
-            "to_device_s": time.perf_counter() - t2,
+            "quantize_s": t3 - t2,
+            "to_device_s": time.perf_counter() - t3,
         }
 
     def _route(self, config_keys: Any, *, pretrained: bool) -> dict[str, dict[str, Any]]:
@@ -278,6 +286,7 @@ class PyTorchBackend:
             "load_breakdown": self.load_breakdown,
             "engine_args": dict(self.opts.engine_args),
             "config_overrides": sorted(self._config_overrides),
+            "quantization": self.quantization,
         }
 
     def close(self) -> None:

@@ -45,6 +45,7 @@ from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, VLLMOptions
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import dummy_model_dir, tokenize
+from llem_harness.quantization import VLLM_QUANTIZATION
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Room above input + output tokens in the default max_model_len (BOS and rounding).
@@ -148,12 +149,24 @@ class VLLMBackend:
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
         else:
             kwargs.update(model=cfg.model)
+        if cfg.quantization != "none":  # vLLM's own method (docs/quantization.md)
+            kwargs["quantization"] = VLLM_QUANTIZATION[cfg.quantization]
         kwargs |= self._route(LLM)["LLM"]  # vllm.engine_args
         self.engine_args = dict(kwargs)  # for benchmarks that build a twin engine
         self.llm = LLM(**kwargs)
         if cfg.weights != "dummy":
             self._tokenizer = self.llm.get_tokenizer()
             self._vocab = int(self.llm.llm_engine.model_config.get_vocab_size())
+
+    def _quantization(self) -> dict[str, Any] | None:
+        """The method asked for and the one the engine reports it runs."""
+        if self.cfg is None or self.cfg.quantization == "none":
+            return None
+        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        return {
+            "method": self.cfg.quantization,
+            "engine_quantization": getattr(config, "quantization", None),
+        }
 
     def _route(self, llm: Any) -> dict[str, dict[str, Any]]:
         """vllm.engine_args split between `LLM` (and its EngineArgs) and `SamplingParams`
@@ -286,6 +299,7 @@ class VLLMBackend:
             "token_times": "engine step timestamps, tapped from the OutputProcessor",
             "model_dir": self._model_dir,
             "engine_args": dict(self.opts.engine_args),
+            "quantization": self._quantization(),
         }
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from llem_harness.config import ExperimentConfig, TensorRTOptions, VLLMOptions
+from llem_harness.quantization import VLLM_QUANTIZATION
 
 SERVED_NAME = "llem"
 LOG_FILE = "server.log"
@@ -66,6 +67,8 @@ def vllm_command(cfg: ExperimentConfig, model: str, port: int) -> list[str]:
         cmd.append("--enforce-eager")
     if cfg.weights == "dummy":
         cmd += ["--load-format", "dummy", "--skip-tokenizer-init"]
+    if cfg.quantization != "none":
+        cmd += ["--quantization", VLLM_QUANTIZATION[cfg.quantization]]
     return cmd + engine_flags(opts.engine_args)
 
 

@@ -149,6 +149,10 @@ def run(
     if prior is not None and resume is not None:
         check_same_design(prior, plan, study_file)
     runners = settings.runners(sorted(plan.counts()))
+    if executor is not Executor.slurm:  # on SLURM the nodes' GPUs are checked by the harness
+        from llem_docker.execution.gpu_check import check_quantization
+
+        check_quantization(plan, settings, runners, study_file)
     slurm_opts = None
     if executor is Executor.slurm:
         from llem_docker.cli.hpc import slurm_options

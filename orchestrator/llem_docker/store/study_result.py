@@ -28,7 +28,8 @@ from llem_harness.contract import (
 STUDY_SCHEMA_VERSION = "1.0"
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
-RESULTS_SCHEMA_VERSION = "1.3"
+# 1.4: quantization, always present (none where the run was not quantized).
+RESULTS_SCHEMA_VERSION = "1.4"
 
 
 class _Model(BaseModel):
@@ -169,6 +170,7 @@ def write_study_json(study_dir: Path, result: StudyResult) -> dict[str, Any]:
 _CONTEXT: list[tuple[str, Any]] = [
     ("model", pa.string()),
     ("precision", pa.string()),
+    ("quantization", pa.string()),
     ("batch_size", pa.int64()),
     ("gpu_name", pa.string()),
     ("gpu_count", pa.int64()),
@@ -249,7 +251,11 @@ def _context(
     config = res.config if res is not None else config
     row: dict[str, Any] = {"image_digest": digest}
     if config is not None:
-        row |= {"precision": config.precision, "batch_size": config.batch_size}
+        row |= {
+            "precision": config.precision,
+            "quantization": config.quantization,
+            "batch_size": config.batch_size,
+        }
     if res is None:
         return row
     env = res.environment

@@ -1,0 +1,205 @@
+"""The quantization axis: one support table, read by the host's dry run and by the harness.
+
+`quantization:` names a method (DESIGN.md's names). Each backend maps the methods it supports
+to its engine's own mechanism; everything else is refused before anything runs, with the
+combination and what is supported. Three things decide whether a point can run:
+
+- **backend × method**: the table below;
+- **weights**: online methods quantize whatever weights the engine builds, so they work on
+  `weights: dummy`; pre-quantized formats (AWQ, GPTQ, ModelOpt FP8) are what a checkpoint
+  holds, so they need `weights: pretrained` and a checkpoint in that format;
+- **the GPU**: a lowest CUDA compute capability, or no GPU at all (`cpu`). The host checks
+  the GPUs it can see (nvidia-smi) at dry run; the harness checks the device it got before
+  the model loads (a `config`-phase error), which covers hosts that cannot see the GPUs
+  (a SLURM login node).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Quantization = Literal["none", "fp8", "int8", "awq", "gptq", "bnb-nf4", "bnb-int8"]
+QUANTIZATIONS: tuple[str, ...] = ("none", "fp8", "int8", "awq", "gptq", "bnb-nf4", "bnb-int8")
+BOTH = ("dummy", "pretrained")
+PRETRAINED = ("pretrained",)
+
+
+@dataclass(frozen=True)
+class Support:
+    """How one backend runs one method."""
+
+    engine: str  # the engine's mechanism, as the docs and the result name it
+    weights: tuple[str, ...]  # the `weights:` values it works with
+    min_cc: float | None  # the lowest CUDA compute capability; None: any GPU
+    cpu: bool  # runs without a GPU
+    needs: str = ""  # what a pretrained checkpoint must hold, for the error's fix
+
+
+SUPPORT: dict[str, dict[str, Support]] = {
+    "pytorch": {
+        "fp8": Support(
+            "torchao Float8DynamicActivationFloat8WeightConfig (per-row scales, online)",
+            BOTH,
+            8.9,
+            cpu=False,
+        ),
+        "int8": Support("torchao Int8WeightOnlyConfig (online)", BOTH, None, cpu=True),
+        "bnb-nf4": Support(
+            "bitsandbytes Linear4bit, nf4, compute in the study's precision (online)",
+            BOTH,
+            6.0,
+            cpu=True,
+        ),
+        "bnb-int8": Support("bitsandbytes Linear8bitLt, LLM.int8() (online)", BOTH, 7.5, cpu=True),
+    },
+    "vllm": {
+        "fp8": Support("quantization='fp8': dynamic FP8 (online)", BOTH, 8.9, cpu=False),
+        "awq": Support(
+            "quantization='awq' (vLLM picks its Marlin kernel where it can)",
+            PRETRAINED,
+            7.5,
+            cpu=True,
+            needs="an AWQ checkpoint",
+        ),
+        "gptq": Support(
+            "quantization='gptq' (vLLM picks its Marlin kernel where it can)",
+            PRETRAINED,
+            7.0,
+            cpu=True,
+            needs="a GPTQ checkpoint",
+        ),
+        "bnb-nf4": Support(
+            "quantization='bitsandbytes': in-flight 4-bit of the checkpoint",
+            PRETRAINED,
+            7.0,
+            cpu=False,
+            needs="an unquantized checkpoint, read with load_format bitsandbytes",
+        ),
+    },
+    "tensorrt": {
+        "fp8": Support(
+            "a ModelOpt FP8 checkpoint, read as it is",
+            PRETRAINED,
+            8.9,
+            cpu=False,
+            needs="a ModelOpt FP8 checkpoint (hf_quant_config.json or quantization_config)",
+        ),
+        "awq": Support(
+            "a W4A16 AWQ checkpoint, read as it is",
+            PRETRAINED,
+            8.0,
+            cpu=False,
+            needs="an AWQ checkpoint",
+        ),
+        "gptq": Support(
+            "a W4A16 GPTQ checkpoint, read as it is",
+            PRETRAINED,
+            8.0,
+            cpu=False,
+            needs="a GPTQ checkpoint",
+        ),
+    },
+}
+# vLLM's `quantization=` (and the server's --quantization) for each method it supports.
+VLLM_QUANTIZATION: dict[str, str] = {
+    "fp8": "fp8",
+    "awq": "awq",
+    "gptq": "gptq",
+    "bnb-nf4": "bitsandbytes",
+}
+# Why a method is missing from a backend, where there is more to say than "not supported".
+NOT_SUPPORTED: dict[tuple[str, str], str] = {
+    ("pytorch", "awq"): "the pytorch image ships no AWQ kernels (autoawq); use backend vllm",
+    ("pytorch", "gptq"): "the pytorch image ships no GPTQ kernels (gptqmodel); use backend vllm",
+    ("vllm", "int8"): "vLLM has no online int8; a W8A8 checkpoint (compressed-tensors) runs "
+    "with quantization: none, as vLLM reads the method from it",
+    ("vllm", "bnb-int8"): "vLLM reads 8-bit bitsandbytes only from pre-quantized checkpoints",
+    **{
+        ("tensorrt", m): "TensorRT-LLM's LLM API runs pre-quantized ModelOpt checkpoints and "
+        "has no online quantization"
+        for m in ("int8", "bnb-nf4", "bnb-int8")
+    },
+}
+
+
+def supported(backend: str) -> str:
+    """The methods a backend supports, for an error message."""
+    rows = SUPPORT.get(backend, {})
+    return ", ".join(f"{m} ({'/'.join(s.weights)})" for m, s in rows.items()) or "none"
+
+
+def config_problem(backend: str, method: str, weights: str) -> str | None:
+    """Why backend × method × weights cannot run, or None when it can (on some GPU)."""
+    if method == "none":
+        return None
+    support = SUPPORT.get(backend, {}).get(method)
+    if support is None:
+        why = NOT_SUPPORTED.get((backend, method), "the support table has no such entry")
+        return (
+            f"quantization: {method} is not supported by backend {backend} ({why}); "
+            f"{backend} supports: {supported(backend)} (docs/quantization.md)"
+        )
+    if weights not in support.weights:
+        online = [m for m, s in SUPPORT[backend].items() if "dummy" in s.weights]
+        instead = (
+            f"with dummy weights use an online method: {', '.join(online)}"
+            if online
+            else f"{backend} has no online method: each one reads a checkpoint"
+        )
+        return (
+            f"quantization: {method} on backend {backend} needs weights: pretrained: it reads "
+            f"{support.needs or 'a pre-quantized checkpoint'}, and random weights (weights: "
+            f"dummy) are not one; {instead}"
+        )
+    return None
+
+
+def gpu_problem(backend: str, method: str, gpus: list[tuple[str, float]]) -> str | None:
+    """Why the method cannot run on these GPUs ((name, compute capability) each; an empty
+    list is no GPU), or None."""
+    support = SUPPORT.get(backend, {}).get(method)
+    if method == "none" or support is None:
+        return None
+    if not gpus:
+        if support.cpu:
+            return None
+        return (
+            f"quantization: {method} on backend {backend} needs a GPU"
+            + (f" of compute capability {support.min_cc} or above" if support.min_cc else "")
+            + ", and none is visible; run it on a GPU host"
+        )
+    if support.min_cc is None:
+        return None
+    low = [f"{name} ({cc:g})" for name, cc in gpus if cc < support.min_cc - 1e-9]
+    if low:
+        return (
+            f"quantization: {method} on backend {backend} ({support.engine}) needs compute "
+            f"capability {support.min_cc:g} or above; {', '.join(low)} is below it"
+        )
+    return None
+
+
+def device_gpus(indices: list[int] | None) -> list[tuple[str, float]]:
+    """(name, compute capability) of the GPUs a run uses, from NVML (no CUDA context in
+    this process); empty without NVML or GPUs. Inside the harness only."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no NVML library or no driver: no GPU for this run
+        return []
+    try:
+        found = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            if indices is not None and i not in indices:
+                continue
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            found.append(
+                (name.decode() if isinstance(name, bytes) else str(name), major + minor / 10)
+            )
+        return found
+    finally:
+        pynvml.nvmlShutdown()
