@@ -10,7 +10,14 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from llem_harness.quantization import Quantization, config_problem
 
@@ -227,6 +234,18 @@ class ExperimentConfig(_Strict):
     vllm: VLLMOptions | None = None
     tensorrt: TensorRTOptions | None = None
 
+    @field_validator("quantization")
+    @classmethod
+    def _quantization(cls, value: str, info: ValidationInfo) -> str:
+        """The support table's backend x method x weights (quantization.py); a field
+        check, so the error names the key."""
+        backend, weights = info.data.get("backend"), info.data.get("weights")
+        if backend is not None and weights is not None:
+            problem = config_problem(backend, value, weights)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         for other in BACKENDS:
@@ -252,9 +271,13 @@ class ExperimentConfig(_Strict):
                 f"scenario: serving needs the engine's own server, and backend "
                 f"`{self.backend}` has none; use one of {servers}"
             )
-        problem = config_problem(self.backend, self.quantization, self.weights)
-        if problem is not None:
-            raise ValueError(problem)
+        pt = self.pytorch
+        if self.quantization.startswith("bnb-") and pt is not None and pt.torch_compile:
+            raise ValueError(
+                f"quantization: {self.quantization} with pytorch.torch_compile: true: "
+                "bitsandbytes layers do not compile (transformers runs them eagerly too); "
+                "set torch_compile: false or use quantization: int8 or fp8 (torchao)"
+            )
         reserved = RESERVED_ARGS[self.backend]
         for key in getattr(self.options(), "engine_args", {}):
             if key in reserved:

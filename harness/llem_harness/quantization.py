@@ -17,7 +17,7 @@ combination and what is supported. Three things decide whether a point can run:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Quantization = Literal["none", "fp8", "int8", "awq", "gptq", "bnb-nf4", "bnb-int8"]
 QUANTIZATIONS: tuple[str, ...] = ("none", "fp8", "int8", "awq", "gptq", "bnb-nf4", "bnb-int8")
@@ -180,26 +180,63 @@ def gpu_problem(backend: str, method: str, gpus: list[tuple[str, float]]) -> str
     return None
 
 
-def device_gpus(indices: list[int] | None) -> list[tuple[str, float]]:
-    """(name, compute capability) of the GPUs a run uses, from NVML (no CUDA context in
-    this process); empty without NVML or GPUs. Inside the harness only."""
+def device_gpus(n: int) -> list[tuple[str, float]] | None:
+    """(name, compute capability) of the GPUs a run uses: the first `n` this process may use
+    (CUDA_VISIBLE_DEVICES, as CUDA counts them), read by NVML (no CUDA context in this
+    process). Empty without NVML or GPUs; None where NVML cannot tell a capability."""
     try:
         import pynvml
 
+        from llem_harness.energy.nvml_device import visible_gpu_indices
+
+        indices = visible_gpu_indices()[:n]
         pynvml.nvmlInit()
     except Exception:  # no NVML library or no driver: no GPU for this run
         return []
     try:
         found = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            if indices is not None and i not in indices:
-                continue
+        for i in indices:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             name = pynvml.nvmlDeviceGetName(handle)
-            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            found.append(
-                (name.decode() if isinstance(name, bytes) else str(name), major + minor / 10)
-            )
+            try:
+                major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            except pynvml.NVMLError:
+                return None
+            text = name.decode() if isinstance(name, bytes) else str(name)
+            found.append((text, major + minor / 10))
         return found
     finally:
         pynvml.nvmlShutdown()
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint's own quantization is not the one the study names (a config error)."""
+
+
+# A checkpoint's quantization_config (quant_method, and ModelOpt's quant_algo) in the names
+# of this axis; anything else is reported under its own name.
+CHECKPOINT_NAMES = {"fp8": "fp8", "awq": "awq", "gptq": "gptq", "bitsandbytes": "bnb"}
+MODELOPT_ALGOS = {"FP8": "fp8", "W4A16_AWQ": "awq", "W4A16_GPTQ": "gptq"}
+
+
+def checkpoint_method(config: dict[str, Any] | None, hf_quant: dict[str, Any] | None) -> str:
+    """The method a checkpoint holds, from its config's `quantization_config` or ModelOpt's
+    `hf_quant_config.json`; "none" for an unquantized one."""
+    q = dict(config or {})
+    algo = q.get("quant_algo") or ((hf_quant or {}).get("quantization") or {}).get("quant_algo")
+    method = str(q.get("quant_method") or ("modelopt" if algo else "none")).lower()
+    if method == "modelopt" or (method == "none" and algo):
+        return MODELOPT_ALGOS.get(str(algo), f"modelopt {algo}")
+    return CHECKPOINT_NAMES.get(method, method)
+
+
+def verify_checkpoint(model: str, method: str, found: str) -> None:
+    """Refuse a run whose checkpoint holds another method than the study names: an engine
+    that reads the method from the checkpoint would run it under the wrong name."""
+    if found != method:
+        raise CheckpointMismatch(
+            f"quantization: {method}, but the checkpoint `{model}` holds "
+            + ("no quantized weights" if found == "none" else f"{found} weights")
+            + f"; set quantization: {found if found in QUANTIZATIONS else 'none'} for it, "
+            "or use a checkpoint in that format"
+        )

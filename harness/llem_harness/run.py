@@ -65,7 +65,7 @@ from llem_harness.phases import (
     prefill_pass,
     quiet_gc,
 )
-from llem_harness.quantization import device_gpus, gpu_problem
+from llem_harness.quantization import CheckpointMismatch, device_gpus, gpu_problem
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving
 from llem_harness.steady import measure_steady
@@ -149,8 +149,8 @@ class Harness:
         )
         tracker = self._co2_tracker(req)
         if cfg.quantization != "none":  # the GPU this run got, which the host may not see
-            gpus = device_gpus(_gpu_indices(gpus_needed(cfg)))
-            problem = gpu_problem(cfg.backend, cfg.quantization, gpus)
+            gpus = device_gpus(gpus_needed(cfg))
+            problem = None if gpus is None else gpu_problem(cfg.backend, cfg.quantization, gpus)
             if problem is not None:
                 raise ValueError(problem)
 
@@ -172,7 +172,8 @@ class Harness:
         self.set_phase("load", model=cfg.model, weights=cfg.weights)
         try:
             backend.load(cfg, self.run_dir)
-        except EngineArgsError:  # a key of <backend>.engine_args no entry point takes
+        except (EngineArgsError, CheckpointMismatch):  # an engine_args key no entry point
+            # takes, or a checkpoint holding another quantization: the study's to fix
             self.phase = "config"
             raise
         prompts = load_prompt_ids(cfg, backend.tokenize, backend.vocab_size, self.run_dir)

@@ -24,6 +24,7 @@ from llem_docker.config.secrets import check_no_secrets
 from llem_docker.config.settings import Settings
 from llem_docker.config.yamlsrc import Document
 from llem_docker.errors import LlemError
+from llem_docker.execution.gpu_check import check_quantization
 from llem_docker.execution.loop import StudyOutcome, execute_study
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.study_result import StudyResult
@@ -92,11 +93,14 @@ def _execute(
         max_runs=int(settings.execution.max_runs),
         limit_source=str(settings.config_path),
     )
+    runners = settings.runners(sorted(plan.counts()))
+    source = study if isinstance(study, str | Path) else "the study"
+    check_quantization(plan, settings, runners, source)  # as the CLI's dry run does
     return execute_study(
         plan,
         config,
         settings,
-        settings.runners(sorted(plan.counts())),
+        runners,
         console=Console(quiet=quiet),
         as_json=quiet,
     )

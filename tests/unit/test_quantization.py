@@ -14,7 +14,15 @@ from pydantic import ValidationError
 from llem_docker.execution.gpu_check import host_gpus
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ErrorInfo, ExperimentResult
-from llem_harness.quantization import QUANTIZATIONS, SUPPORT, config_problem, gpu_problem
+from llem_harness.quantization import (
+    QUANTIZATIONS,
+    SUPPORT,
+    CheckpointMismatch,
+    checkpoint_method,
+    config_problem,
+    gpu_problem,
+    verify_checkpoint,
+)
 from llem_harness.run import run_experiment
 from tests.unit.cliutil import invoke
 from tests.unit.test_harness_run import write_request
@@ -79,12 +87,12 @@ def fake_smi(tmp_path: Path, rows: str) -> str:
 
 def test_host_gpus_come_from_nvidia_smi_and_the_selection(tmp_path: Path) -> None:
     rows = ["0, GPU-aaa, NVIDIA H200, 9.0", "1, GPU-bbb, NVIDIA A100-SXM4-80GB, 8.0"]
-    smi = fake_smi(tmp_path, "\n".join([*rows, "2, GPU-ccc, X, [N/A]"]))
+    smi = fake_smi(tmp_path, "\n".join(rows))
     assert host_gpus(None, smi) == [("NVIDIA H200", 9.0), ("NVIDIA A100-SXM4-80GB", 8.0)]
     assert host_gpus(["1"], smi) == [("NVIDIA A100-SXM4-80GB", 8.0)]
     assert host_gpus(["gpu-aaa"], smi) == [("NVIDIA H200", 9.0)]
     assert host_gpus([], smi) == []
-    assert host_gpus(None, str(tmp_path / "missing")) == []
+    assert host_gpus(None, str(tmp_path / "missing")) is None  # named but does not run
 
 
 def study(tmp_path: Path, backend: str, method: str) -> Path:
@@ -100,12 +108,11 @@ def test_the_dry_run_refuses_a_method_this_host_cannot_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: a host without GPUs
-    monkeypatch.setenv("LLEM_RUNNER", "docker")
     refused = invoke(capsys, monkeypatch, "run", str(study(tmp_path, "vllm", "fp8")), "--dry-run")
     assert refused.code == 2, refused.err
     text = " ".join(refused.err.split())
     assert "quantization: fp8 on backend vllm needs a GPU" in text
-    assert "vllm-fp8.yaml: `quantization`" in text
+    assert "vllm-fp8.yaml: `sweep.quantization`" in text and "the point quantization=fp8" in text
     fake_smi(tmp_path, "0, GPU-aaa, NVIDIA A100-SXM4-80GB, 8.0")
     low = invoke(capsys, monkeypatch, "run", str(study(tmp_path, "pytorch", "fp8")), "--dry-run")
     assert low.code == 2 and "NVIDIA A100-SXM4-80GB (8) is below it" in " ".join(low.err.split())
@@ -132,7 +139,10 @@ def test_online_quantization_of_the_tiny_model_on_the_cpu(
     assert res.backend_details["load_breakdown"]["quantize_s"] >= 0
 
 
-def test_the_harness_refuses_fp8_without_a_gpu_in_the_config_phase(tmp_path: Path) -> None:
+def test_the_harness_refuses_fp8_without_a_gpu_in_the_config_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("llem_harness.run.device_gpus", lambda n: [])  # as on a CPU host
     write_request(tmp_path, quantization="fp8", precision="bf16")
     assert run_experiment(tmp_path) == 2
     err = ErrorInfo.model_validate_json((tmp_path / "error.json").read_text())
@@ -166,3 +176,78 @@ def test_the_vllm_server_gets_the_method() -> None:
     assert cmd[cmd.index("--quantization") + 1] == "fp8"
     plain = vllm_command(cfg.model_copy(update={"quantization": "none"}), "/m", 8000)
     assert "--quantization" not in plain
+
+
+def test_unknown_capabilities_leave_the_check_to_the_harness(tmp_path: Path) -> None:
+    assert host_gpus(None, fake_smi(tmp_path, "0, GPU-aaa, Old GPU, [N/A]")) is None
+    failing = tmp_path / "failing-smi"
+    failing.write_text("#!/bin/sh\nexit 9\n")
+    failing.chmod(0o755)
+    assert host_gpus(None, str(failing)) is None
+
+
+def test_a_run_is_checked_on_the_gpus_it_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    fake_smi(tmp_path, "0, GPU-aaa, NVIDIA H100, 9.0\n1, GPU-bbb, Tesla T4, 7.5")
+    one = invoke(capsys, monkeypatch, "run", str(study(tmp_path, "pytorch", "fp8")), "--dry-run")
+    assert one.code == 0, one.err  # one GPU a run: GPU 0
+    two = study(tmp_path, "vllm", "fp8")
+    two.write_text(two.read_text() + "vllm: {tensor_parallel_size: 2}\n")
+    refused = invoke(capsys, monkeypatch, "run", str(two), "--dry-run")
+    text = " ".join(refused.err.split())
+    assert refused.code == 2 and "Tesla T4 (7.5) is below it" in text
+    assert "`sweep.quantization`" in text and "(--gpus, docker.gpus)" in text
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the local runner passes it on
+    local = invoke(
+        capsys, monkeypatch, "run", str(study(tmp_path, "pytorch", "fp8")), "--dry-run",
+        "--runner", "local",
+    )  # fmt: skip
+    assert local.code == 2 and "CUDA_VISIBLE_DEVICES" in " ".join(local.err.split())
+
+
+def test_the_library_api_checks_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llem_docker import run_study
+    from llem_docker.errors import ConfigError
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        run_study(study(tmp_path, "vllm", "fp8"), runner="docker", results_dir=tmp_path)
+
+
+def test_bitsandbytes_is_not_compiled() -> None:
+    with pytest.raises(ValidationError, match="set torch_compile: false"):
+        ExperimentConfig(
+            model="m", backend="pytorch", quantization="bnb-nf4", pytorch={"torch_compile": True}
+        )
+
+
+def test_a_checkpoint_must_hold_the_method_named() -> None:
+    assert checkpoint_method(None, None) == "none"
+    assert checkpoint_method({"quant_method": "awq", "bits": 4}, None) == "awq"
+    assert checkpoint_method({"quant_method": "modelopt", "quant_algo": "FP8"}, None) == "fp8"
+    assert checkpoint_method(None, {"quantization": {"quant_algo": "W4A16_AWQ"}}) == "awq"
+    assert checkpoint_method({"quant_method": "compressed-tensors"}, None) == "compressed-tensors"
+    verify_checkpoint("m", "awq", "awq")
+    with pytest.raises(CheckpointMismatch, match="holds no quantized weights"):
+        verify_checkpoint("m", "fp8", "none")
+    with pytest.raises(CheckpointMismatch, match="set quantization: fp8"):
+        verify_checkpoint("m", "none", "fp8")
+
+
+def test_tensorrt_reads_the_checkpoints_method(tmp_path: Path) -> None:
+    """The TensorRT-LLM backend's check, on a real checkpoint folder read by transformers."""
+    import json
+
+    from llem_harness.backends.tensorrt import TensorRTBackend
+    from llem_harness.models import dummy_model_dir
+
+    folder, _ = dummy_model_dir("llem/tiny-llama", tmp_path / "ckpt")
+    (folder / "hf_quant_config.json").write_text(
+        json.dumps({"quantization": {"quant_algo": "FP8"}})
+    )
+    cfg = ExperimentConfig(model=str(folder), backend="tensorrt", quantization="fp8")
+    assert TensorRTBackend._checkpoint_quantization(cfg) == {"method": "fp8", "checkpoint": "fp8"}
+    with pytest.raises(CheckpointMismatch, match="holds fp8 weights; set quantization: fp8"):
+        TensorRTBackend._checkpoint_quantization(cfg.model_copy(update={"quantization": "none"}))

@@ -14,6 +14,7 @@ runners mount `output.engine_cache_dir` there) through TensorRT-LLM's build cach
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, TensorRTOptions
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import byte_tokenize, dummy_model_dir
+from llem_harness.quantization import checkpoint_method, verify_checkpoint
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -42,6 +44,7 @@ class TensorRTBackend:
         self._tmp: str | None = None
         self.engine_build_s: float | None = None
         self.engine_cache: str | None = None
+        self.quantization: dict[str, Any] | None = None
         self._sampling_args: dict[str, Any] = {}
 
     def version(self) -> str | None:
@@ -78,6 +81,7 @@ class TensorRTBackend:
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
         else:
             kwargs["model"] = cfg.model
+            self.quantization = self._checkpoint_quantization(cfg)
         kwargs |= self._route(LLM)["LLM"]  # tensorrt.engine_args
         t0 = time.perf_counter()
         self.llm = LLM(**kwargs)
@@ -85,6 +89,24 @@ class TensorRTBackend:
         if cfg.weights != "dummy":
             self._tokenizer = self.llm.tokenizer
             self._vocab = int(self._tokenizer.vocab_size)
+
+    @staticmethod
+    def _checkpoint_quantization(cfg: ExperimentConfig) -> dict[str, Any]:
+        """TensorRT-LLM runs whatever a checkpoint holds, so the checkpoint must hold what
+        the study names (docs/quantization.md): read it, refuse a mismatch."""
+        import transformers
+        from transformers.utils.hub import cached_file
+
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        config = transformers.AutoConfig.from_pretrained(cfg.model, local_files_only=offline)
+        extra = cached_file(
+            cfg.model, "hf_quant_config.json", local_files_only=offline,
+            _raise_exceptions_for_missing_entries=False,
+        )  # fmt: skip
+        hf_quant = json.loads(Path(extra).read_text()) if extra else None
+        found = checkpoint_method(getattr(config, "quantization_config", None), hf_quant)
+        verify_checkpoint(cfg.model, cfg.quantization, found)
+        return {"method": cfg.quantization, "checkpoint": found}
 
     def _route(self, llm: Any) -> dict[str, dict[str, Any]]:
         """tensorrt.engine_args split between `LLM` (its parameters and its LLM API
@@ -172,6 +194,7 @@ class TensorRTBackend:
             "engine_build_s": self.engine_build_s,  # outside the measured window
             "engine_cache": self.engine_cache,
             "submission": "all prompts at once",
+            "quantization": self.quantization,
         }
 
     def close(self) -> None:

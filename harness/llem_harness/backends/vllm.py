@@ -159,8 +159,9 @@ class VLLMBackend:
             self._vocab = int(self.llm.llm_engine.model_config.get_vocab_size())
 
     def _quantization(self) -> dict[str, Any] | None:
-        """The method asked for and the one the engine reports it runs."""
-        if self.cfg is None or self.cfg.quantization == "none":
+        """The method asked for and the one the engine reports it runs (which a quantized
+        checkpoint sets even under quantization: none)."""
+        if self.cfg is None:
             return None
         config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
         return {

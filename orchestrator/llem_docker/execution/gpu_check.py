@@ -9,22 +9,29 @@ on other nodes: the harness makes the same check there, before the model loads.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.runners.container import parse_gpus
-from llem_docker.study.plan import StudyPlan
+from llem_docker.study.plan import ExperimentPoint, StudyPlan
+from llem_harness.backends.base import gpus_needed
 from llem_harness.quantization import gpu_problem
 
 QUERY = ["--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"]
 
 
-def host_gpus(selection: list[str] | None, smi: str | None = None) -> list[tuple[str, float]]:
-    """(name, compute capability) of the GPUs this host's runs get: `selection` as
-    `parse_gpus` returns it (None: all; []: none; or indices/UUIDs). No nvidia-smi: none."""
+def host_gpus(
+    selection: list[str] | None, smi: str | None = None
+) -> list[tuple[str, float]] | None:
+    """(name, compute capability) of the GPUs this host's runs get, in nvidia-smi's order:
+    `selection` as `parse_gpus` returns it (None: all; []: none; or indices/UUIDs). No
+    nvidia-smi: no NVIDIA driver, so none. None where the driver cannot say (nvidia-smi fails,
+    or a GPU's capability reads `[N/A]`): the harness then checks inside the run."""
     smi = smi or shutil.which("nvidia-smi")
     if selection == [] or smi is None:
         return []
@@ -32,49 +39,81 @@ def host_gpus(selection: list[str] | None, smi: str | None = None) -> list[tuple
         out = subprocess.run(
             [smi, *QUERY], capture_output=True, text=True, timeout=30, check=True
         ).stdout
-    except (OSError, subprocess.SubprocessError):  # a driver that does not answer: no GPU
-        return []
+    except (OSError, subprocess.SubprocessError):
+        return None
+    wanted = None if selection is None else {s.lower() for s in selection}
     found = []
     for line in out.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != 4:
             continue
         index, uuid, name, cap = parts
-        if selection is not None and index not in selection and uuid.lower() not in selection:
+        if wanted is not None and index not in wanted and uuid.lower() not in wanted:
             continue
         try:
             found.append((name, float(cap)))
-        except ValueError:  # "[N/A]": an old driver; the harness checks in the container
-            continue
+        except ValueError:  # "[N/A]": an older driver
+            return None
     return found
+
+
+def _selection(kind: str, settings: Settings, env: Mapping[str, str]) -> list[str] | None:
+    """The GPUs a runner hands a run: docker.gpus or apptainer.gpus for the containers; for
+    the local runner, CUDA_VISIBLE_DEVICES (which it passes on), else all."""
+    if kind == "local":
+        visible = env.get("CUDA_VISIBLE_DEVICES")
+        return None if visible is None else [v.strip() for v in visible.split(",") if v.strip()]
+    key = "docker.gpus" if kind == "docker" else "apptainer.gpus"
+    section = settings.docker if kind == "docker" else settings.apptainer
+    return parse_gpus(section.gpus, source=settings.source(key), key=key)
 
 
 def check_quantization(
     plan: StudyPlan,
     settings: Settings,
     runners: dict[str, RunnerSpec],
-    study_file: Path,
+    study_file: Path | str,
     smi: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    """Refuse the plan when a point's quantization cannot run on the GPUs its runner gets on
-    this host (docker.gpus, apptainer.gpus; the local runner: all)."""
-    wanted = sorted(
-        {(p.config.backend, p.config.quantization) for p in plan.points}
-        - {(b, "none") for b in ("pytorch", "vllm", "tensorrt")}
-    )
-    for backend, method in wanted:
-        kind = runners[backend].kind
-        selection = None
-        if kind != "local":
-            key = "docker.gpus" if kind == "docker" else "apptainer.gpus"
-            section = settings.docker if kind == "docker" else settings.apptainer
-            selection = parse_gpus(section.gpus, source=settings.source(key), key=key)
-        problem = gpu_problem(backend, method, host_gpus(selection, smi))
+    """Refuse the plan when a point's quantization cannot run on the GPUs its runner gives
+    it on this host: the first as many as the point uses (its tensor-parallel size)."""
+    env = os.environ if env is None else env
+    seen: dict[str, list[tuple[str, float]] | None] = {}
+    for point in plan.points:
+        cfg = point.config
+        if cfg.quantization == "none":
+            continue
+        kind = runners[cfg.backend].kind
+        if kind not in seen:
+            seen[kind] = host_gpus(_selection(kind, settings, env), smi)
+        gpus = seen[kind]
+        if gpus is None:  # the driver cannot say: the harness checks in the run
+            continue
+        problem = gpu_problem(cfg.backend, cfg.quantization, gpus[: gpus_needed(cfg)])
         if problem is not None:
+            where = "docker.gpus" if kind == "docker" else "apptainer.gpus"
             raise ConfigError(
-                problem,
+                f"{problem}" + (f" (the point {_label(point)})" if point.swept else ""),
                 source=study_file,
-                key="quantization",
-                fix="run the study on a host with such a GPU (or submit it with --executor "
-                "slurm, whose nodes the harness checks), or remove that quantization",
+                key=_key(point),
+                fix="run the study on a host with such a GPU, choose the GPUs the runs get "
+                + ("(CUDA_VISIBLE_DEVICES)" if kind == "local" else f"(--gpus, {where})")
+                + ", submit it with --executor slurm (the harness checks the nodes' GPUs), "
+                "or remove that quantization",
             )
+
+
+def _label(point: ExperimentPoint) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.swept.items())
+
+
+def _key(point: ExperimentPoint) -> str:
+    """Where the point's quantization was written: a sweep axis, an experiments entry, or the
+    top level."""
+    swept = [k for k in point.swept if k.split(".")[-1] == "quantization"]
+    if swept and point.origin == "grid":
+        return f"sweep.{swept[0]}"
+    if point.origin != "grid":
+        return f"{point.origin}.quantization"
+    return "quantization"
