@@ -34,6 +34,7 @@ class Support:
     min_cc: float | None  # the lowest CUDA compute capability; None: any GPU
     cpu: bool  # runs without a GPU
     needs: str = ""  # what a pretrained checkpoint must hold, for the error's fix
+    flag: str = ""  # the engine's own name for it, where the harness passes one (vLLM)
 
 
 SUPPORT: dict[str, dict[str, Support]] = {
@@ -54,13 +55,16 @@ SUPPORT: dict[str, dict[str, Support]] = {
         "bnb-int8": Support("bitsandbytes Linear8bitLt, LLM.int8() (online)", BOTH, 7.5, cpu=True),
     },
     "vllm": {
-        "fp8": Support("quantization='fp8': dynamic FP8 (online)", BOTH, 8.9, cpu=False),
+        "fp8": Support(
+            "quantization='fp8': dynamic FP8 (online)", BOTH, 8.9, cpu=False, flag="fp8"
+        ),
         "awq": Support(
             "quantization='awq' (vLLM picks its Marlin kernel where it can)",
             PRETRAINED,
             7.5,
             cpu=True,
             needs="an AWQ checkpoint",
+            flag="awq",
         ),
         "gptq": Support(
             "quantization='gptq' (vLLM picks its Marlin kernel where it can)",
@@ -68,6 +72,7 @@ SUPPORT: dict[str, dict[str, Support]] = {
             7.0,
             cpu=True,
             needs="a GPTQ checkpoint",
+            flag="gptq",
         ),
         "bnb-nf4": Support(
             "quantization='bitsandbytes': in-flight 4-bit of the checkpoint",
@@ -75,6 +80,7 @@ SUPPORT: dict[str, dict[str, Support]] = {
             7.0,
             cpu=False,
             needs="an unquantized checkpoint, read with load_format bitsandbytes",
+            flag="bitsandbytes",
         ),
     },
     "tensorrt": {
@@ -101,13 +107,6 @@ SUPPORT: dict[str, dict[str, Support]] = {
         ),
     },
 }
-# vLLM's `quantization=` (and the server's --quantization) for each method it supports.
-VLLM_QUANTIZATION: dict[str, str] = {
-    "fp8": "fp8",
-    "awq": "awq",
-    "gptq": "gptq",
-    "bnb-nf4": "bitsandbytes",
-}
 # Why a method is missing from a backend, where there is more to say than "not supported".
 NOT_SUPPORTED: dict[tuple[str, str], str] = {
     ("pytorch", "awq"): "the pytorch image ships no AWQ kernels (autoawq); use backend vllm",
@@ -121,6 +120,12 @@ NOT_SUPPORTED: dict[tuple[str, str], str] = {
         for m in ("int8", "bnb-nf4", "bnb-int8")
     },
 }
+
+
+def engine_flag(backend: str, method: str) -> str:
+    """The engine's own name for a supported method (vLLM's `quantization=` and the server's
+    --quantization)."""
+    return SUPPORT[backend][method].flag
 
 
 def supported(backend: str) -> str:
@@ -178,35 +183,6 @@ def gpu_problem(backend: str, method: str, gpus: list[tuple[str, float]]) -> str
             f"capability {support.min_cc:g} or above; {', '.join(low)} is below it"
         )
     return None
-
-
-def device_gpus(n: int) -> list[tuple[str, float]] | None:
-    """(name, compute capability) of the GPUs a run uses: the first `n` this process may use
-    (CUDA_VISIBLE_DEVICES, as CUDA counts them), read by NVML (no CUDA context in this
-    process). Empty without NVML or GPUs; None where NVML cannot tell a capability."""
-    try:
-        import pynvml
-
-        from llem_harness.energy.nvml_device import visible_gpu_indices
-
-        indices = visible_gpu_indices()[:n]
-        pynvml.nvmlInit()
-    except Exception:  # no NVML library or no driver: no GPU for this run
-        return []
-    try:
-        found = []
-        for i in indices:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            try:
-                major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            except pynvml.NVMLError:
-                return None
-            text = name.decode() if isinstance(name, bytes) else str(name)
-            found.append((text, major + minor / 10))
-        return found
-    finally:
-        pynvml.nvmlShutdown()
 
 
 class CheckpointMismatch(ValueError):

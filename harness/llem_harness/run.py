@@ -56,6 +56,7 @@ from llem_harness.energy import (
     make_meter,
     write_timeseries,
 )
+from llem_harness.energy.nvml_device import run_gpus
 from llem_harness.energy.rapl import RaplReader, cpu_fields
 from llem_harness.engine_args import EngineArgsError
 from llem_harness.environment import snapshot
@@ -65,7 +66,7 @@ from llem_harness.phases import (
     prefill_pass,
     quiet_gc,
 )
-from llem_harness.quantization import CheckpointMismatch, device_gpus, gpu_problem
+from llem_harness.quantization import CheckpointMismatch, gpu_problem
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving
 from llem_harness.steady import measure_steady
@@ -149,7 +150,7 @@ class Harness:
         )
         tracker = self._co2_tracker(req)
         if cfg.quantization != "none":  # the GPU this run got, which the host may not see
-            gpus = device_gpus(gpus_needed(cfg))
+            gpus = run_gpus(gpus_needed(cfg))
             problem = None if gpus is None else gpu_problem(cfg.backend, cfg.quantization, gpus)
             if problem is not None:
                 raise ValueError(problem)

@@ -22,8 +22,6 @@ def quantize(model: Any, method: str, dtype: Any, device: Any) -> dict[str, Any]
     result's backend details."""
     import importlib.metadata
 
-    import torch
-
     library = "torchao" if method in ("fp8", "int8") else "bitsandbytes"
     if method in ("fp8", "int8"):
         from torchao.quantization import (
@@ -48,7 +46,7 @@ def quantize(model: Any, method: str, dtype: Any, device: Any) -> dict[str, Any]
     layers = [
         (name, mod)
         for name, mod in model.named_modules()
-        if not _keep(name) and hasattr(mod, "weight") and _quantized(mod.weight, torch)
+        if not _keep(name) and hasattr(mod, "weight") and _quantized(mod.weight)
     ]
     first = layers[0][1].weight if layers else None
     return {
@@ -66,9 +64,11 @@ def _linear(module: Any) -> bool:
     return isinstance(module, torch.nn.Linear)
 
 
-def _quantized(weight: Any, torch: Any) -> bool:
+def _quantized(weight: Any) -> bool:
     """A weight no longer a plain floating-point tensor (a torchao subclass or a bitsandbytes
     parameter): the check that the method really took."""
+    import torch
+
     return type(weight) not in (torch.Tensor, torch.nn.Parameter) or not weight.is_floating_point()
 
 

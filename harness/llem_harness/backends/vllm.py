@@ -45,7 +45,7 @@ from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, VLLMOptions
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import dummy_model_dir, tokenize
-from llem_harness.quantization import VLLM_QUANTIZATION
+from llem_harness.quantization import engine_flag
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Room above input + output tokens in the default max_model_len (BOS and rounding).
@@ -150,7 +150,7 @@ class VLLMBackend:
         else:
             kwargs.update(model=cfg.model)
         if cfg.quantization != "none":  # vLLM's own method (docs/quantization.md)
-            kwargs["quantization"] = VLLM_QUANTIZATION[cfg.quantization]
+            kwargs["quantization"] = engine_flag("vllm", cfg.quantization)
         kwargs |= self._route(LLM)["LLM"]  # vllm.engine_args
         self.engine_args = dict(kwargs)  # for benchmarks that build a twin engine
         self.llm = LLM(**kwargs)

@@ -124,6 +124,28 @@ def visible_gpu_indices(nvml: Any = None, env: Mapping[str, str] | None = None) 
     return parse_visible_devices(spec, uuids)
 
 
+def run_gpus(n: int) -> list[tuple[str, float]] | None:
+    """(name, compute capability) of the GPUs a run uses: the first `n` this process may use
+    (CUDA_VISIBLE_DEVICES), with no CUDA context in this process. Empty without NVML or
+    GPUs; None where NVML cannot tell a capability (the quantization check's input)."""
+    try:
+        m = NvmlSession.acquire()
+    except Exception:  # no NVML library or no driver: no GPU for this run
+        return []
+    try:
+        found = []
+        for i in visible_gpu_indices(m)[:n]:
+            handle = m.nvmlDeviceGetHandleByIndex(i)
+            capability = _call(m, "nvmlDeviceGetCudaComputeCapability", handle)
+            if capability is None:
+                return None
+            major, minor = capability
+            found.append((_text(m.nvmlDeviceGetName(handle)) or "", major + minor / 10))
+        return found
+    finally:
+        NvmlSession.release()
+
+
 class DeviceQueries:
     """Guarded per-device NVML queries on open handles: a query the device or driver does not
     support returns None and is not asked again (`unsupported` keeps why, for warnings)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from llem_harness.config import ExperimentConfig, TensorRTOptions, VLLMOptions
-from llem_harness.quantization import VLLM_QUANTIZATION
+from llem_harness.quantization import engine_flag
 
 SERVED_NAME = "llem"
 LOG_FILE = "server.log"
@@ -68,7 +68,7 @@ def vllm_command(cfg: ExperimentConfig, model: str, port: int) -> list[str]:
     if cfg.weights == "dummy":
         cmd += ["--load-format", "dummy", "--skip-tokenizer-init"]
     if cfg.quantization != "none":
-        cmd += ["--quantization", VLLM_QUANTIZATION[cfg.quantization]]
+        cmd += ["--quantization", engine_flag("vllm", cfg.quantization)]
     return cmd + engine_flags(opts.engine_args)
 
 

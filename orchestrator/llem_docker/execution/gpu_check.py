@@ -20,18 +20,20 @@ from llem_docker.errors import ConfigError
 from llem_docker.execution.runners.container import parse_gpus
 from llem_docker.study.plan import ExperimentPoint, StudyPlan
 from llem_harness.backends.base import gpus_needed
+from llem_harness.energy.nvml_device import parse_visible_devices
 from llem_harness.quantization import gpu_problem
 
 QUERY = ["--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"]
 
 
 def host_gpus(
-    selection: list[str] | None, smi: str | None = None
+    selection: list[str] | None, smi: str | None = None, visible: str | None = None
 ) -> list[tuple[str, float]] | None:
-    """(name, compute capability) of the GPUs this host's runs get, in nvidia-smi's order:
-    `selection` as `parse_gpus` returns it (None: all; []: none; or indices/UUIDs). No
+    """(name, compute capability) of the GPUs this host's runs get: `selection` as
+    `parse_gpus` returns it (None: all; []: none; or indices/UUIDs), in nvidia-smi's order,
+    or `visible`, a CUDA_VISIBLE_DEVICES value read as CUDA reads it, in its order. No
     nvidia-smi: no NVIDIA driver, so none. None where the driver cannot say (nvidia-smi fails,
-    or a GPU's capability reads `[N/A]`): the harness then checks inside the run."""
+    or a chosen GPU's capability reads `[N/A]`): the harness then checks inside the run."""
     smi = smi or shutil.which("nvidia-smi")
     if selection == [] or smi is None:
         return []
@@ -41,28 +43,23 @@ def host_gpus(
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
+    rows = [p for p in (line.split(",") for line in out.splitlines()) if len(p) == 4]
+    rows = [[c.strip() for c in p] for p in rows]  # index, uuid, name, compute_cap
+    if visible is not None:
+        rows = [rows[i] for i in parse_visible_devices(visible, [r[1] for r in rows])]
     wanted = None if selection is None else {s.lower() for s in selection}
-    found = []
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 4:
-            continue
-        index, uuid, name, cap = parts
-        if wanted is not None and index not in wanted and uuid.lower() not in wanted:
-            continue
-        try:
-            found.append((name, float(cap)))
-        except ValueError:  # "[N/A]": an older driver
-            return None
-    return found
+    rows = [r for r in rows if wanted is None or r[0] in wanted or r[1].lower() in wanted]
+    try:
+        return [(name, float(cap)) for _, _, name, cap in rows]
+    except ValueError:  # "[N/A]": an older driver
+        return None
 
 
-def _selection(kind: str, settings: Settings, env: Mapping[str, str]) -> list[str] | None:
-    """The GPUs a runner hands a run: docker.gpus or apptainer.gpus for the containers; for
-    the local runner, CUDA_VISIBLE_DEVICES (which it passes on), else all."""
+def _selection(kind: str, settings: Settings) -> list[str] | None:
+    """The GPUs a container runner hands a run (docker.gpus, apptainer.gpus); the local
+    runner passes CUDA_VISIBLE_DEVICES on instead (check_quantization)."""
     if kind == "local":
-        visible = env.get("CUDA_VISIBLE_DEVICES")
-        return None if visible is None else [v.strip() for v in visible.split(",") if v.strip()]
+        return None
     key = "docker.gpus" if kind == "docker" else "apptainer.gpus"
     section = settings.docker if kind == "docker" else settings.apptainer
     return parse_gpus(section.gpus, source=settings.source(key), key=key)
@@ -86,7 +83,8 @@ def check_quantization(
             continue
         kind = runners[cfg.backend].kind
         if kind not in seen:
-            seen[kind] = host_gpus(_selection(kind, settings, env), smi)
+            visible = env.get("CUDA_VISIBLE_DEVICES") if kind == "local" else None
+            seen[kind] = host_gpus(_selection(kind, settings), smi, visible)
         gpus = seen[kind]
         if gpus is None:  # the driver cannot say: the harness checks in the run
             continue
