@@ -18,7 +18,8 @@
 #   sweep       (after install)   $STUDY through the local runner, stopped cleanly before the
 #                                 call's limit; a second call resumes the same folder. Then
 #                                 collect (--partial when unfinished) and report
-#                                 (bench/h200_serving_sweep.yaml: issue 18; bench/h200_quant.yaml: 19)
+#                                 (bench/h200_serving_sweep.yaml: issue 18; bench/h200_quant.yaml,
+#                                 h200_quant_vllm.yaml and h200_quant_batch.yaml: 19)
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # .whl (the docker SDK) and .pyd (pydantic, which the machine's Python 3.12 lacks) are made
 # here, git-ignored, with `pip download --no-deps --only-binary=:all: --python-version 3.12

@@ -35,6 +35,7 @@ class Support:
     cpu: bool  # runs without a GPU
     needs: str = ""  # what a pretrained checkpoint must hold, for the error's fix
     flag: str = ""  # the engine's own name for it, where the harness passes one (vLLM)
+    module: str = ""  # the Python package the harness itself imports for it (pytorch backend)
 
 
 SUPPORT: dict[str, dict[str, Support]] = {
@@ -44,15 +45,25 @@ SUPPORT: dict[str, dict[str, Support]] = {
             BOTH,
             8.9,
             cpu=False,
+            module="torchao",
         ),
-        "int8": Support("torchao Int8WeightOnlyConfig (online)", BOTH, None, cpu=True),
+        "int8": Support(
+            "torchao Int8WeightOnlyConfig (online)", BOTH, None, cpu=True, module="torchao"
+        ),
         "bnb-nf4": Support(
             "bitsandbytes Linear4bit, nf4, compute in the study's precision (online)",
             BOTH,
             6.0,
             cpu=True,
+            module="bitsandbytes",
         ),
-        "bnb-int8": Support("bitsandbytes Linear8bitLt, LLM.int8() (online)", BOTH, 7.5, cpu=True),
+        "bnb-int8": Support(
+            "bitsandbytes Linear8bitLt, LLM.int8() (online)",
+            BOTH,
+            7.5,
+            cpu=True,
+            module="bitsandbytes",
+        ),
     },
     "vllm": {
         "fp8": Support(
@@ -183,6 +194,24 @@ def gpu_problem(backend: str, method: str, gpus: list[tuple[str, float]]) -> str
             f"capability {support.min_cc:g} or above; {', '.join(low)} is below it"
         )
     return None
+
+
+def library_problem(backend: str, method: str) -> str | None:
+    """Why this Python cannot run the method (the package the harness imports for it is
+    missing), or None. The pinned images carry them; a local-runner Python may not."""
+    import importlib.util
+
+    support = SUPPORT.get(backend, {}).get(method)
+    if method == "none" or support is None or not support.module:
+        return None
+    if importlib.util.find_spec(support.module) is not None:
+        return None
+    return (
+        f"quantization: {method} on backend {backend} needs the Python package "
+        f"`{support.module}`, which this Python lacks. Fix: run it in the pinned {backend} "
+        "image (`make images`), or install the harness's quantization extra "
+        "(`pip install 'llem-harness[quantization]'`, as `make setup` does)"
+    )
 
 
 class CheckpointMismatch(ValueError):

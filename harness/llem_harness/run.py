@@ -66,7 +66,7 @@ from llem_harness.phases import (
     prefill_pass,
     quiet_gc,
 )
-from llem_harness.quantization import CheckpointMismatch, gpu_problem
+from llem_harness.quantization import CheckpointMismatch, gpu_problem, library_problem
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving
 from llem_harness.steady import measure_steady
@@ -152,6 +152,7 @@ class Harness:
         if cfg.quantization != "none":  # the GPU this run got, which the host may not see
             gpus = run_gpus(gpus_needed(cfg))
             problem = None if gpus is None else gpu_problem(cfg.backend, cfg.quantization, gpus)
+            problem = problem or library_problem(cfg.backend, cfg.quantization)
             if problem is not None:
                 raise ValueError(problem)
 

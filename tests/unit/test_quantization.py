@@ -6,6 +6,7 @@ fp8 needs a GPU (bench/README.md has the H200's figures)."""
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,20 @@ def test_the_harness_refuses_fp8_without_a_gpu_in_the_config_phase(
     assert run_experiment(tmp_path) == 2
     err = ErrorInfo.model_validate_json((tmp_path / "error.json").read_text())
     assert err.phase == "config" and "needs a GPU of compute capability 8.9" in err.message
+
+
+@pytest.mark.parametrize(("method", "package"), [("int8", "torchao"), ("bnb-nf4", "bitsandbytes")])
+def test_a_missing_quantization_package_is_a_config_error_naming_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, package: str
+) -> None:
+    # A local-runner Python without the extra: the run stops before the model loads, not
+    # with a bare ModuleNotFoundError in the load phase (as one did on a fresh H200).
+    monkeypatch.setitem(sys.modules, package, None)  # import machinery: "not installed"
+    write_request(tmp_path, quantization=method, precision="bf16")
+    assert run_experiment(tmp_path) == 2
+    err = ErrorInfo.model_validate_json((tmp_path / "error.json").read_text())
+    assert err.phase == "config", err.message
+    assert f"`{package}`" in err.message and "llem-harness[quantization]" in err.message
 
 
 def test_the_docs_table_is_the_code_table() -> None:
