@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from transformers import AutoTokenizer
 
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult, MeasurementSettings, standalone_request
@@ -81,9 +82,17 @@ class LLM:
             "free": kv_cache_config.free_gpu_memory_fraction if kv_cache_config else None,
         }
         CALLS["generate"] = 0
+        # tensorrt_llm/tokenizer/tokenizer.py: TransformersTokenizer holds the transformers
+        # tokenizer as `.tokenizer`, and defines no `vocab_size` of its own
+        self.tokenizer = (
+            None
+            if skip_tokenizer_init
+            else types.SimpleNamespace(tokenizer=AutoTokenizer.from_pretrained(model))
+        )
 
     def generate(self, inputs: Any, sampling_params: Any = None, use_tqdm: bool = True) -> Any:
         CALLS["generate"] += 1
+        CALLS["prompts"] = inputs
         assert all(isinstance(p, list) and all(isinstance(t, int) for t in p) for p in inputs)
         n = sampling_params.max_tokens if sampling_params.ignore_eos else 1  # EOS at once
         completion = types.SimpleNamespace(token_ids=list(range(n)))
@@ -166,3 +175,39 @@ def test_tensorrt_output_length_is_checked(
 
 def _no_ignore_eos(self: Any, **kw: Any) -> None:  # a build that dropped ignore_eos
     self.max_tokens, self.ignore_eos = kw["max_tokens"], False
+
+
+def test_pretrained_prompts_go_through_the_chat_template(tmp_path: Path, fake_trtllm: None) -> None:
+    """With pretrained weights the prompt ids are the model's tokenizer through its chat
+    template, cut to max_input_tokens: the same ids the pytorch and vllm backends send."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from llem_harness.models import dummy_model_dir
+
+    folder, _ = dummy_model_dir("llem/tiny-llama", tmp_path / "ckpt")
+    words = Tokenizer(models.WordLevel({"<unk>": 0, "USER": 2, "ASSISTANT": 3}, "<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>")
+    fast.chat_template = "USER {{ messages[0]['content'] }} ASSISTANT"
+    fast.save_pretrained(folder)
+    cfg = ExperimentConfig.model_validate(
+        {
+            "model": str(folder),
+            "backend": "tensorrt",
+            "weights": "pretrained",
+            "n_prompts": 3,
+            "max_input_tokens": 8,
+            "max_output_tokens": 2,
+            "warmup_runs": 1,
+            "warmup_max_runs": 1,
+        }
+    )
+    req = standalone_request(cfg, measurement=MeasurementSettings(baseline_seconds=0))
+    (tmp_path / "experiment.json").write_text(req.model_dump_json())
+    assert run_experiment(str(tmp_path)) == 0, (tmp_path / "error.json").read_text()
+    assert CALLS["llm"]["skip_tokenizer_init"] is False
+    prompts = CALLS["prompts"]
+    assert len(prompts) == 3
+    for ids in prompts:  # the template's ends kept, the text between cut to fit
+        assert ids[0] == 2 and ids[-1] == 3 and 2 < len(ids) <= 8, ids

@@ -25,7 +25,7 @@ from typing import Any
 from llem_harness.backends.base import PassResult
 from llem_harness.config import ExperimentConfig, TensorRTOptions
 from llem_harness.engine_args import parameters, route
-from llem_harness.models import byte_tokenize, dummy_model_dir
+from llem_harness.models import dummy_model_dir, tokenize
 from llem_harness.quantization import checkpoint_method, verify_checkpoint
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -87,7 +87,11 @@ class TensorRTBackend:
         self.llm = LLM(**kwargs)
         self.engine_build_s = time.perf_counter() - t0
         if cfg.weights != "dummy":
-            self._tokenizer = self.llm.tokenizer
+            # TensorRT-LLM wraps the transformers tokenizer (tokenizer.TransformersTokenizer);
+            # the shared path (chat template, cut to max_input_tokens) takes it bare, as on
+            # the other backends, so the same prompt is the same ids everywhere
+            wrapper = self.llm.tokenizer
+            self._tokenizer = getattr(wrapper, "tokenizer", wrapper)
             self._vocab = int(self._tokenizer.vocab_size)
 
     @staticmethod
@@ -131,12 +135,10 @@ class TensorRTBackend:
         return routed
 
     def tokenize(self, text: str) -> list[int]:
-        """Byte-level ids for dummy weights; with pretrained ones, TensorRT-LLM's tokenizer
-        wrapper's `encode` (no chat template yet: that wrapper has not run here)."""
-        if self._tokenizer is None:
-            return [t % self._vocab for t in byte_tokenize(text)]
-        ids: list[int] = self._tokenizer.encode(text)
-        return ids
+        """Byte-level ids for dummy weights; with pretrained ones, the model's tokenizer
+        through its chat template, as on the other backends (models.tokenize)."""
+        limit = self.cfg.max_input_tokens if self.cfg is not None else None
+        return tokenize(text, self._tokenizer, self._vocab, limit)
 
     @property
     def vocab_size(self) -> int:
