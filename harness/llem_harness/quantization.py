@@ -35,7 +35,7 @@ class Support:
     cpu: bool  # runs without a GPU
     needs: str = ""  # what a pretrained checkpoint must hold, for the error's fix
     flag: str = ""  # the engine's own name for it, where the harness passes one (vLLM)
-    module: str = ""  # the Python package the harness itself imports for it (pytorch backend)
+    module: str = ""  # a Python package the method needs beside the engine itself
 
 
 SUPPORT: dict[str, dict[str, Support]] = {
@@ -92,6 +92,7 @@ SUPPORT: dict[str, dict[str, Support]] = {
             cpu=False,
             needs="an unquantized checkpoint, read with load_format bitsandbytes",
             flag="bitsandbytes",
+            module="bitsandbytes",  # vLLM imports it for this method; its image has it
         ),
     },
     "tensorrt": {

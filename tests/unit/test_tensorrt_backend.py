@@ -179,13 +179,15 @@ def _no_ignore_eos(self: Any, **kw: Any) -> None:  # a build that dropped ignore
 
 def test_pretrained_prompts_go_through_the_chat_template(tmp_path: Path, fake_trtllm: None) -> None:
     """With pretrained weights the prompt ids are the model's tokenizer through its chat
-    template, cut to max_input_tokens: the same ids the pytorch and vllm backends send."""
+    template, cut to max_input_tokens: models.tokenize's ids, as pytorch and vllm send."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from llem_harness.models import dummy_model_dir
+    from llem_harness.backends.tensorrt import TensorRTBackend
+    from llem_harness.datasets import builtin_prompts
+    from llem_harness.models import dummy_model_dir, tokenize
 
-    folder, _ = dummy_model_dir("llem/tiny-llama", tmp_path / "ckpt")
+    folder, vocab = dummy_model_dir("llem/tiny-llama", tmp_path / "ckpt")
     words = Tokenizer(models.WordLevel({"<unk>": 0, "USER": 2, "ASSISTANT": 3}, "<unk>"))
     words.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>")
@@ -211,3 +213,8 @@ def test_pretrained_prompts_go_through_the_chat_template(tmp_path: Path, fake_tr
     assert len(prompts) == 3
     for ids in prompts:  # the template's ends kept, the text between cut to fit
         assert ids[0] == 2 and ids[-1] == 3 and 2 < len(ids) <= 8, ids
+    texts = builtin_prompts(cfg.n_prompts, cfg.random_seed)
+    assert prompts == [tokenize(t, fast, 0, max_tokens=8) for t in texts]
+    backend = TensorRTBackend()
+    backend.load(cfg, tmp_path)
+    assert backend.vocab_size == vocab > 3  # the model's, not the word-level tokenizer's

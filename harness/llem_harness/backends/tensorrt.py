@@ -81,7 +81,11 @@ class TensorRTBackend:
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
         else:
             kwargs["model"] = cfg.model
-            self.quantization = self._checkpoint_quantization(cfg)
+            config = self._checkpoint_config(cfg)
+            self.quantization = self._checkpoint_quantization(cfg, config)
+            # the model's vocabulary, as pytorch and vllm take it (the tokenizer's can be
+            # smaller: Llama 3's is 128,000 against the embedding's 128,256)
+            self._vocab = int(getattr(config, "vocab_size", 0) or 0)
         kwargs |= self._route(LLM)["LLM"]  # tensorrt.engine_args
         t0 = time.perf_counter()
         self.llm = LLM(**kwargs)
@@ -92,17 +96,23 @@ class TensorRTBackend:
             # the other backends, so the same prompt is the same ids everywhere
             wrapper = self.llm.tokenizer
             self._tokenizer = getattr(wrapper, "tokenizer", wrapper)
-            self._vocab = int(self._tokenizer.vocab_size)
+            self._vocab = self._vocab or int(self._tokenizer.vocab_size)
 
     @staticmethod
-    def _checkpoint_quantization(cfg: ExperimentConfig) -> dict[str, Any]:
+    def _checkpoint_config(cfg: ExperimentConfig) -> Any:
+        import transformers
+
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        return transformers.AutoConfig.from_pretrained(cfg.model, local_files_only=offline)
+
+    @staticmethod
+    def _checkpoint_quantization(cfg: ExperimentConfig, config: Any = None) -> dict[str, Any]:
         """TensorRT-LLM runs whatever a checkpoint holds, so the checkpoint must hold what
         the study names (docs/quantization.md): read it, refuse a mismatch."""
-        import transformers
         from transformers.utils.hub import cached_file
 
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        config = transformers.AutoConfig.from_pretrained(cfg.model, local_files_only=offline)
+        config = config or TensorRTBackend._checkpoint_config(cfg)
         extra = cached_file(
             cfg.model, "hf_quant_config.json", local_files_only=offline,
             _raise_exceptions_for_missing_entries=False,
