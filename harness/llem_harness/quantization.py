@@ -198,8 +198,9 @@ def gpu_problem(backend: str, method: str, gpus: list[tuple[str, float]]) -> str
 
 
 def library_problem(backend: str, method: str) -> str | None:
-    """Why this Python cannot run the method (the package the harness imports for it is
-    missing), or None. The pinned images carry them; a local-runner Python may not."""
+    """Why this Python cannot run the method (a package it needs beside the engine,
+    `Support.module`, is not installed), or None. The pinned images carry them; a
+    local-runner Python may not."""
     import importlib.util
 
     support = SUPPORT.get(backend, {}).get(method)

@@ -75,6 +75,7 @@ class TensorRTBackend:
         if self.engine_cache:  # TensorRT-LLM's build cache (llmapi/build_cache.py), by env
             os.environ["TLLM_LLMAPI_BUILD_CACHE"] = "1"
             os.environ["TLLM_LLMAPI_BUILD_CACHE_ROOT"] = self.engine_cache
+        config = None  # the checkpoint's, for pretrained weights
         if cfg.weights == "dummy":
             self._tmp = tempfile.mkdtemp(prefix="llem-trtllm-model-")
             model, self._vocab = dummy_model_dir(cfg.model, Path(self._tmp))
@@ -83,20 +84,19 @@ class TensorRTBackend:
             kwargs["model"] = cfg.model
             config = self._checkpoint_config(cfg)
             self.quantization = self._checkpoint_quantization(cfg, config)
-            # the model's vocabulary, as pytorch and vllm take it (the tokenizer's can be
-            # smaller: Llama 3's is 128,000 against the embedding's 128,256)
-            self._vocab = int(getattr(config, "vocab_size", 0) or 0)
         kwargs |= self._route(LLM)["LLM"]  # tensorrt.engine_args
         t0 = time.perf_counter()
         self.llm = LLM(**kwargs)
         self.engine_build_s = time.perf_counter() - t0
-        if cfg.weights != "dummy":
+        if config is not None:
             # TensorRT-LLM wraps the transformers tokenizer (tokenizer.TransformersTokenizer);
             # the shared path (chat template, cut to max_input_tokens) takes it bare, as on
             # the other backends, so the same prompt is the same ids everywhere
             wrapper = self.llm.tokenizer
             self._tokenizer = getattr(wrapper, "tokenizer", wrapper)
-            self._vocab = self._vocab or int(self._tokenizer.vocab_size)
+            # the model's vocabulary, as pytorch and vllm take it (the tokenizer's can be
+            # smaller: Llama 3's is 128,000 against the embedding's 128,256)
+            self._vocab = int(getattr(config, "vocab_size", 0) or self._tokenizer.vocab_size)
 
     @staticmethod
     def _checkpoint_config(cfg: ExperimentConfig) -> Any:
