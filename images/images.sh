@@ -6,8 +6,10 @@
 #   images/images.sh push  [BACKEND ...]   the local images to $REGISTRY
 #   images/images.sh sif   [BACKEND ...]   images/sif/llem-<backend>-<version>.sif
 #
-# The local tag is always llenergymeasure/<backend>:<version>, the image the orchestrator
-# uses by default. Backends default to: pytorch vllm tensorrt.
+# The local tag is llenergymeasure/<backend>:<version>, the image the orchestrator uses by
+# default; IMAGE_REPO and IMAGE_TAG name other local images (the CPU test images are
+# llem-test/<backend>:cpu), and SIF_DIR the folder `sif` writes to (images/sif).
+# Backends default to: pytorch vllm tensorrt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +22,8 @@ BACKENDS=("$@")
 
 VERSION=$("$PYTHON" -c 'import llem_harness; print(llem_harness.__version__)')
 FINGERPRINT=$("$PYTHON" -m llem_harness.cli fingerprint)
+TAG=${IMAGE_TAG:-$VERSION}
+SIF_DIR=${SIF_DIR:-images/sif}
 
 die() { echo "error: $*" >&2; exit 1; }
 need_engine() {
@@ -42,33 +46,33 @@ case "$action" in
       # context stays in the Dockerfile's install stage; the image gets the installed files.
       "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$ctx/wheels" ./harness
       cp images/install-harness.py "$ctx/"
-      echo "==> $REPO/$b:$VERSION (images/$b/Dockerfile)"
+      echo "==> $REPO/$b:$TAG (images/$b/Dockerfile)"
       docker build -f "images/$b/Dockerfile" \
         --build-arg LLEM_VERSION="$VERSION" \
         --build-arg SCHEMA_FINGERPRINT="$FINGERPRINT" \
         --build-arg PIP_INDEX_ARGS="" \
-        -t "$REPO/$b:$VERSION" "$ctx"
+        -t "$REPO/$b:$TAG" "$ctx"
     done
     ;;
   pull)
     need_engine
     need_registry "images PULL=1"
     for b in "${BACKENDS[@]}"; do
-      remote="$REGISTRY/$REPO/$b:$VERSION"
+      remote="$REGISTRY/$REPO/$b:$TAG"
       echo "==> pull $remote"
       docker pull "$remote"
-      docker tag "$remote" "$REPO/$b:$VERSION"
+      docker tag "$remote" "$REPO/$b:$TAG"
     done
     ;;
   push)
     need_engine
     need_registry push
     for b in "${BACKENDS[@]}"; do
-      remote="$REGISTRY/$REPO/$b:$VERSION"
-      docker image inspect "$REPO/$b:$VERSION" >/dev/null 2>&1 \
-        || die "$REPO/$b:$VERSION is not built; run make images first"
+      remote="$REGISTRY/$REPO/$b:$TAG"
+      docker image inspect "$REPO/$b:$TAG" >/dev/null 2>&1 \
+        || die "$REPO/$b:$TAG is not built; run make images first"
       echo "==> push $remote"
-      docker tag "$REPO/$b:$VERSION" "$remote"
+      docker tag "$REPO/$b:$TAG" "$remote"
       docker push "$remote"
     done
     ;;
@@ -80,13 +84,13 @@ case "$action" in
     [ -n "$tool" ] || die "neither apptainer nor singularity is installed; install Apptainer \
 (https://apptainer.org/docs/admin/main/installation.html) and run make sif again"
     need_engine
-    mkdir -p images/sif
+    mkdir -p "$SIF_DIR"
     for b in "${BACKENDS[@]}"; do
-      docker image inspect "$REPO/$b:$VERSION" >/dev/null 2>&1 \
-        || die "$REPO/$b:$VERSION is not built; run make images first"
-      out="images/sif/llem-$b-$VERSION.sif"
+      docker image inspect "$REPO/$b:$TAG" >/dev/null 2>&1 \
+        || die "$REPO/$b:$TAG is not built; run make images first"
+      out="$SIF_DIR/llem-$b-$TAG.sif"
       echo "==> $out ($tool build from the local Docker daemon)"
-      "$tool" build --force "$out" "docker-daemon://$REPO/$b:$VERSION"
+      "$tool" build --force "$out" "docker-daemon://$REPO/$b:$TAG"
     done
     ;;
   *) die "unknown action '$action' (build, pull, push or sif)" ;;
