@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build; on these machines pip takes it from a local wheel.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup test unit lint bench clean test-images images push sif slurm-up slurm-down schemas
+.PHONY: setup test unit lint bench clean test-images images push sif slurm-up slurm-down apptainer-up apptainer-down schemas
 
 setup: $(BIN)/llem-docker
 
@@ -56,6 +56,14 @@ slurm-up:
 
 slurm-down:
 	bash tests/slurm/slurm-down.sh
+
+# A real apptainer on a Debian bookworm machine (Debian unstable's package in an mmdebstrap root
+# of its own, a wrapper in /usr/local/bin; root or sudo), for tests/apptainer and `make sif`.
+apptainer-up:
+	bash tests/apptainer/apptainer-up.sh
+
+apptainer-down:
+	bash tests/apptainer/apptainer-down.sh
 
 bench: setup test-images
 	$(BIN)/python bench/expand.py

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+# The SIF of the Apptainer path (tests/apptainer builds it once per image) and what it needs.
+from tests.apptainer.conftest import apptainer, test_sif  # noqa: F401
 from tests.conftest import REPO
+from tests.docker.conftest import engine, test_image  # noqa: F401
 
 EXE = str(Path(sys.executable).with_name("llem-docker"))
 

@@ -138,32 +138,28 @@ def test_sbatch_refusal_is_a_clear_error(cluster: None, tmp_path: Path) -> None:
     assert len(list((study_dir / "runs").glob("*/experiment.json"))) == 2
 
 
-def test_apptainer_runner_inside_array_tasks(cluster: None, tmp_path: Path) -> None:
-    """The cluster path: each task runs its run through `apptainer exec` (the stand-in, on
-    the PATH that sbatch exports to the task)."""
-    from llem_docker.execution.images import LABEL_FINGERPRINT, LABEL_HARNESS
-    from llem_harness import __version__
-    from llem_harness.contract import schema_fingerprint
-    from tests.standins import install_apptainer, write_sif
-
+def test_apptainer_runner_inside_array_tasks(cluster: None, tmp_path: Path, test_sif: Path) -> None:
+    """The seeds' HPC path, end to end: each array task runs its run through the real
+    `apptainer exec` of the SIF that `make sif` built (the secret reaches the task's
+    environment, never a file)."""
     study, env = setup(tmp_path)
     doc = yaml.safe_load(study.read_text())
-    doc["sweep"] = {"batch_size": [4]}
+    doc["sweep"] = {"batch_size": [1, 4]}
     study.write_text(yaml.safe_dump(doc))
-    bin_dir = install_apptainer(tmp_path / "bin")
-    sif = write_sif(
-        tmp_path / "llem-pytorch.sif",
-        {LABEL_FINGERPRINT: schema_fingerprint(), LABEL_HARNESS: __version__},
-    )
-    record = tmp_path / "record.jsonl"
-    env |= {
-        "PATH": f"{bin_dir}:{env['PATH']}",
-        "LLEM_RUNNER_PYTORCH": f"apptainer:{sif}",
-        "LLEM_STANDIN_RECORD": str(record),
-    }
-    proc = cli(env, "run", str(study), "--executor", "slurm", "--wait", "--json")
+    env |= {"LLEM_RUNNER_PYTORCH": f"apptainer:{test_sif}"}
+    proc = cli(env, "run", str(study), "--executor", "slurm", "--wait", "--json", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["state"] == "completed" and summary["runners"]["pytorch"]["kind"] == "apptainer"
-    (rec,) = [json.loads(line) for line in record.read_text().splitlines()]
-    assert rec["argv"][1] == "exec" and rec["hf_token_in"]
+    (study_dir,) = (tmp_path / "results").iterdir()
+    runs = sorted((study_dir / "runs").glob("*/result.json"))
+    assert len(runs) == 2
+    for path in runs:
+        res = ExperimentResult.model_validate_json(path.read_text())
+        assert res.runner.type == "apptainer" and res.runner.image == str(test_sif)
+        assert res.tokens.output > 0
+        log = (path.parent / "container.log").read_text()
+        assert '"event": "done"' in log
+    for path in study_dir.rglob("*"):
+        if path.is_file() and path.suffix != ".parquet":
+            assert SECRET not in path.read_text(errors="replace"), path
