@@ -25,6 +25,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The pinned backend images llenergymeasure/<backend>:<version> (images/images.sh).
 #   make images [BACKENDS="pytorch vllm"]      build on the pinned upstream bases

@@ -10,14 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llem_harness import ExperimentConfig, __version__
+from llem_harness.host_api import ExperimentConfig, __version__
 
 if TYPE_CHECKING:
     from llem_docker.api import run_experiment, run_study
     from llem_docker.store.load import load_results
     from llem_docker.store.study_result import StudyResult
     from llem_docker.study.model import StudyConfig
-    from llem_harness.contract import ExperimentResult
+    from llem_harness.host_api import ExperimentResult
 
 _LAZY = {
     "run_experiment": "llem_docker.api",
@@ -25,7 +25,7 @@ _LAZY = {
     "load_results": "llem_docker.store.load",
     "StudyConfig": "llem_docker.study.model",
     "StudyResult": "llem_docker.store.study_result",
-    "ExperimentResult": "llem_harness.contract",
+    "ExperimentResult": "llem_harness.host_api",
 }
 
 __all__ = [

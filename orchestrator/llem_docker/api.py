@@ -32,8 +32,7 @@ from llem_docker.study.loader import load_study, study_from_document
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import plan_study
 from llem_docker.study.profiles import effective_execution, gaps_off
-from llem_harness.config import ExperimentConfig
-from llem_harness.contract import ExperimentResult
+from llem_harness.host_api import ExperimentConfig, ExperimentResult
 
 StudyLike = StudyConfig | Mapping[str, Any] | str | Path
 

@@ -22,8 +22,7 @@ from llem_docker.study.plan import StudyPlan, check_size, plan_study
 from llem_docker.study.profiles import effective_execution
 from llem_docker.study.profiles import gaps_off as gaps_off_for
 from llem_docker.study.view import estimate, print_plan, print_plan_json
-from llem_harness import __version__
-from llem_harness.config import BACKENDS
+from llem_harness.host_api import BACKENDS, __version__
 
 app = typer.Typer(
     name="llem-docker",

@@ -22,7 +22,7 @@ from llem_docker.execution.runners.docker_engine import (
     DockerUnavailable,
     connect,
 )
-from llem_harness.config import BACKENDS
+from llem_harness.host_api import BACKENDS
 
 Status = Literal["ok", "warn", "fail", "skip"]
 

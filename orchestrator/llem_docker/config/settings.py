@@ -23,9 +23,7 @@ from llem_docker.config.user import (
     user_config_path,
 )
 from llem_docker.errors import ConfigError
-from llem_harness import __version__
-from llem_harness.config import BACKENDS
-from llem_harness.contract import MeasurementSettings
+from llem_harness.host_api import BACKENDS, MeasurementSettings, __version__
 
 RunnerKind = Literal["local", "docker", "apptainer", "singularity"]
 IMAGE_REPO = "llenergymeasure"

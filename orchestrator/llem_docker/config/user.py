@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llem_docker.config.secrets import check_no_secrets
 from llem_docker.config.yamlsrc import format_key, load_yaml
 from llem_docker.errors import ConfigError
-from llem_harness.contract import MeasurementSettings
+from llem_harness.host_api import MeasurementSettings
 
 
 class _Strict(BaseModel):

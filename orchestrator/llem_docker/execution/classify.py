@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from llem_docker.execution.runners.base import ENGINE_LOST, KILLED_EXTERNALLY, RunOutcome
 from llem_docker.store.manifest import RunError, RunState
-from llem_harness.contract import ERROR_FILE, LOG_FILE, RESULT_FILE, ErrorInfo, ExperimentResult
+from llem_harness.host_api import ERROR_FILE, LOG_FILE, RESULT_FILE, ErrorInfo, ExperimentResult
 
 LOG_TAIL_LINES = 20
 TERMINATED = "Terminated"  # the harness's error type for SIGTERM (llem_harness.termination)

@@ -19,9 +19,7 @@ from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.runners.container import parse_gpus
 from llem_docker.study.plan import ExperimentPoint, StudyPlan
-from llem_harness.backends.base import gpus_needed
-from llem_harness.energy.nvml_device import parse_visible_devices
-from llem_harness.quantization import gpu_problem
+from llem_harness.host_api import gpu_problem, gpus_needed, parse_visible_devices
 
 QUERY = ["--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llem_docker.errors import ConfigError
-from llem_harness.datasets import prompt_of
+from llem_harness.host_api import prompt_of
 
 PREFIX = "hf:"
 SUFFIXES = (".parquet", ".jsonl", ".json")

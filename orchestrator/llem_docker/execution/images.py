@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llem_docker.errors import LlemError
-from llem_harness import __version__
-from llem_harness.contract import schema_fingerprint
+from llem_harness.host_api import __version__, schema_fingerprint
 
 LABEL_VERSION = "org.opencontainers.image.version"
 LABEL_HARNESS = "llem.harness.version"

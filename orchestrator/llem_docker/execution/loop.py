@@ -39,7 +39,7 @@ from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before, gap_kind
-from llem_harness.contract import ExperimentResult, MeasurementSettings
+from llem_harness.host_api import ExperimentResult, MeasurementSettings
 
 EXIT_CODES: dict[str, int] = {"completed": 0, "interrupted": 130}
 # Runner failures that no later run can escape: the study stops at the first.

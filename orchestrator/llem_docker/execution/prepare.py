@@ -18,7 +18,7 @@ from llem_docker.execution import hf_datasets
 from llem_docker.store.layout import StudyDir
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan
-from llem_harness.contract import (
+from llem_harness.host_api import (
     MeasurementSettings,
     RunIdentity,
     RunnerInfo,

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.view import human_s
-from llem_harness.contract import ExperimentResult
+from llem_harness.host_api import ExperimentResult
 
 STATE_STYLE = {
     "completed": "green",

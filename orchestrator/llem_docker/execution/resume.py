@@ -18,7 +18,7 @@ from llem_docker.errors import ConfigError
 from llem_docker.store.layout import RunDir, StudyDir
 from llem_docker.store.manifest import Manifest, utc_now
 from llem_docker.study.plan import StudyPlan
-from llem_harness.contract import ExperimentResult
+from llem_harness.host_api import ExperimentResult
 
 FIX_NEW = "run the study without --resume to start a new results folder"
 

@@ -22,8 +22,8 @@ from llem_docker.store.study_result import (
     write_results_parquet,
     write_study_json,
 )
-from llem_harness.config import ExperimentConfig
-from llem_harness.contract import (
+from llem_harness.host_api import (
+    ExperimentConfig,
     ExperimentResult,
     MeasurementSettings,
     RunnerInfo,

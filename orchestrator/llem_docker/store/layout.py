@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from llem_harness.contract import (
+from llem_harness.host_api import (
     ERROR_FILE,
     EXPERIMENT_FILE,
     LOG_FILE,

@@ -22,7 +22,7 @@ from llem_docker.store.layout import HELD_FILE, StudyDir
 from llem_docker.store.lockfile import exclusive
 from llem_docker.study.model import ExecutionConfig
 from llem_docker.study.plan import StudyPlan
-from llem_harness.contract import atomic_write_json
+from llem_harness.host_api import atomic_write_json
 
 MANIFEST_SCHEMA_VERSION = "1.2"
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]

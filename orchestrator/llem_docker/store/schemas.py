@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from llem_docker.store.manifest import Manifest
 from llem_docker.store.study_result import StudyResult
-from llem_harness.contract import ErrorInfo, ExperimentResult, RunRequest
+from llem_harness.host_api import ErrorInfo, ExperimentResult, RunRequest
 
 MODELS: dict[str, type[BaseModel]] = {
     "experiment": RunRequest,  # experiment.json

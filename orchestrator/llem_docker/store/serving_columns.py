@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from llem_harness.contract import ExperimentResult, Stats
+from llem_harness.host_api import ExperimentResult, Stats
 
 SERVING_COLUMNS: list[tuple[str, Any]] = [
     ("scenario", pa.string()),

@@ -15,13 +15,13 @@ from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, RunError, RunState, StudyState
 from llem_docker.store.serving_columns import SERVING_COLUMNS, serving_row
 from llem_docker.study.model import ExecutionConfig
-from llem_harness import __version__
-from llem_harness.config import ExperimentConfig
-from llem_harness.contract import (
+from llem_harness.host_api import (
+    ExperimentConfig,
     ExperimentResult,
     MeasurementSettings,
     RunnerInfo,
     RunRequest,
+    __version__,
     atomic_write_json,
 )
 

@@ -24,7 +24,7 @@ from llem_docker.study.model import (
     parse_axis_key,
     set_path,
 )
-from llem_harness.config import BACKENDS, ExperimentConfig
+from llem_harness.host_api import BACKENDS, ExperimentConfig
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -355,7 +355,7 @@ def _suggest(name: str, valid: list[str]) -> str | None:
 
 
 def _axis_names() -> list[str]:
-    from llem_harness.config import BACKEND_OPTIONS
+    from llem_harness.host_api import BACKEND_OPTIONS
 
     names = sorted(EXPERIMENT_FIELDS)
     for b, model in BACKEND_OPTIONS.items():

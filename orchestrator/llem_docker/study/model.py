@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llem_harness.config import BACKEND_OPTIONS, BACKENDS, SLO, ExperimentConfig, ServingOptions
+from llem_harness.host_api import BACKEND_OPTIONS, BACKENDS, SLO, ExperimentConfig, ServingOptions
 
 CycleOrder = Literal["sequential", "interleaved", "shuffled"]
 STUDY_KEYS = ("name", "sweep", "experiments", "execution")

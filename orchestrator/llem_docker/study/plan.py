@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from llem_docker.errors import ConfigError
 from llem_docker.study.model import CycleOrder, ExecutionConfig, StudyConfig, deep_merge, set_path
-from llem_harness.config import ExperimentConfig
+from llem_harness.host_api import ExperimentConfig
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from llem_docker.config.settings import RunnerSpec
 from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before
-from llem_harness.backends.base import max_concurrency
+from llem_harness.host_api import max_concurrency
 
 MAX_TABLE_ROWS = 200
 # Assumptions behind the rough per-run estimate; shown beside it so nobody mistakes it for data.

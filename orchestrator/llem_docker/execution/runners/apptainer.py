@@ -41,8 +41,7 @@ from llem_docker.execution.runners.container import (
     parse_gpus,
 )
 from llem_docker.execution.runners.process import run_process
-from llem_harness.contract import ERROR_FILE, LOG_FILE, RESULT_FILE, RunnerInfo
-from llem_harness.energy.rapl import host_has_rapl
+from llem_harness.host_api import ERROR_FILE, LOG_FILE, RESULT_FILE, RunnerInfo, host_has_rapl
 
 INSPECT_TIMEOUT_S = 120.0
 APPTAINER_FATAL = 255  # apptainer's own fatal errors (sylog.Fatalf)

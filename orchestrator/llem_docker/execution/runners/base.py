@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llem_docker.config.settings import RunnerSpec, Settings
-from llem_harness.contract import RunnerInfo
+from llem_harness.host_api import RunnerInfo
 
 EventHandler = Callable[[dict[str, Any]], None]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llem_docker.errors import ConfigError
-from llem_harness.energy.rapl import HOST_RAPL_ENV
+from llem_harness.host_api import HOST_RAPL_ENV
 
 RUN_MOUNT = "/llem/run"
 HF_MOUNT = "/llem/hf-cache"

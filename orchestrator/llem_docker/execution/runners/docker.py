@@ -42,8 +42,7 @@ from llem_docker.execution.runners.docker_engine import (
     reap_orphans,
 )
 from llem_docker.execution.runners.stream import Events, drain, follow, lines_of, pump
-from llem_harness.contract import LOG_FILE, RunnerInfo
-from llem_harness.energy.rapl import host_has_rapl
+from llem_harness.host_api import LOG_FILE, RunnerInfo, host_has_rapl
 
 READER_JOIN_S = 5.0
 ENGINE_TIMEOUT_S = 60.0  # each call to the engine (the log stream aside, which ends with it)

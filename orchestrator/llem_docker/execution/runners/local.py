@@ -10,7 +10,7 @@ from pathlib import Path
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.execution.runners.base import EventHandler, RunOutcome
 from llem_docker.execution.runners.process import run_process
-from llem_harness.contract import RunnerInfo
+from llem_harness.host_api import RunnerInfo
 
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "llem_harness.cli", "run")
 

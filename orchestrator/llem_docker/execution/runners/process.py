@@ -21,7 +21,7 @@ from typing import IO
 
 from llem_docker.execution.runners.base import EventHandler, RunOutcome
 from llem_docker.execution.runners.stream import Events, drain, follow, pump
-from llem_harness.contract import LOG_FILE
+from llem_harness.host_api import LOG_FILE
 
 READER_JOIN_S = 5.0
 

@@ -18,7 +18,7 @@ from typing import Any
 from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
 from llem_docker.store.layout import StudyDir
-from llem_harness import __version__
+from llem_harness.host_api import __version__
 
 SLACK_S = 300.0  # per task, on top of the experiment timeout and the gap: start-up, teardown
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")

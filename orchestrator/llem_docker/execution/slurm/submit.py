@@ -33,7 +33,7 @@ from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, Submission, locked, utc_now
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan
-from llem_harness.contract import RunnerInfo
+from llem_harness.host_api import RunnerInfo
 
 
 class SlurmSubmitError(LlemError):

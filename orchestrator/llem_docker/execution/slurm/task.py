@@ -26,7 +26,7 @@ from llem_docker.execution.runners import make_runner
 from llem_docker.store.layout import RunDir, StudyDir
 from llem_docker.store.manifest import Manifest, RunError, Submission, utc_now
 from llem_docker.study.plan import gap_kind
-from llem_harness.contract import atomic_write_json
+from llem_harness.host_api import atomic_write_json
 
 
 def _sigterm(signum: int, frame: object) -> None:

@@ -1,0 +1,69 @@
+"""The harness's surface for the host: everything `llem_docker` may import from `llem_harness`.
+
+The orchestrator never imports an engine, and it imports no other harness module: an
+import-linter contract in `make lint` (pyproject.toml, `[tool.importlinter]`) fails when it does.
+What is here is light (pydantic models, constants, small pure functions): importing it loads no
+torch, vLLM, TensorRT-LLM or NVML.
+"""
+
+from llem_harness import __version__
+from llem_harness.backends.base import gpus_needed, max_concurrency
+from llem_harness.config import (
+    BACKEND_OPTIONS,
+    BACKENDS,
+    SLO,
+    ExperimentConfig,
+    ServingOptions,
+)
+from llem_harness.contract import (
+    ERROR_FILE,
+    EXPERIMENT_FILE,
+    LOG_FILE,
+    REQUESTS_FILE,
+    RESULT_FILE,
+    TIMESERIES_FILE,
+    ErrorInfo,
+    ExperimentResult,
+    MeasurementSettings,
+    RunIdentity,
+    RunnerInfo,
+    RunRequest,
+    Stats,
+    atomic_write_json,
+    schema_fingerprint,
+)
+from llem_harness.datasets import prompt_of
+from llem_harness.energy.nvml_device import parse_visible_devices
+from llem_harness.energy.rapl import HOST_RAPL_ENV, host_has_rapl
+from llem_harness.quantization import gpu_problem
+
+__all__ = [
+    "BACKENDS",
+    "BACKEND_OPTIONS",
+    "ERROR_FILE",
+    "EXPERIMENT_FILE",
+    "HOST_RAPL_ENV",
+    "LOG_FILE",
+    "REQUESTS_FILE",
+    "RESULT_FILE",
+    "SLO",
+    "TIMESERIES_FILE",
+    "ErrorInfo",
+    "ExperimentConfig",
+    "ExperimentResult",
+    "MeasurementSettings",
+    "RunIdentity",
+    "RunRequest",
+    "RunnerInfo",
+    "ServingOptions",
+    "Stats",
+    "__version__",
+    "atomic_write_json",
+    "gpu_problem",
+    "gpus_needed",
+    "host_has_rapl",
+    "max_concurrency",
+    "parse_visible_devices",
+    "prompt_of",
+    "schema_fingerprint",
+]
