@@ -21,17 +21,14 @@ from typing import Any
 from rich.console import Console
 
 from llem_docker.config.secrets import check_no_secrets
-from llem_docker.config.settings import Settings
 from llem_docker.config.yamlsrc import Document
 from llem_docker.errors import LlemError
-from llem_docker.execution.gpu_check import check_quantization
 from llem_docker.execution.loop import StudyOutcome, execute_study
+from llem_docker.execution.pipeline import prepare_study
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.loader import load_study, study_from_document
 from llem_docker.study.model import StudyConfig
-from llem_docker.study.plan import plan_study
-from llem_docker.study.profiles import effective_execution, gaps_off
 from llem_harness.host_api import ExperimentConfig, ExperimentResult
 
 StudyLike = StudyConfig | Mapping[str, Any] | str | Path
@@ -79,27 +76,23 @@ def _execute(
     profile: str | None = None,
     order: str | None = None,
 ) -> StudyOutcome:
-    config = _study(study)
-    execution = effective_execution(config, profile, cycles, order, base=None)
-    settings = Settings.load(
-        cli_runner=runner,
-        results_dir=None if results_dir is None else str(results_dir),
-        no_gaps=gaps_off(profile, no_gaps),
-    )
-    plan = plan_study(
-        config,
-        execution,
-        max_runs=int(settings.execution.max_runs),
-        limit_source=str(settings.config_path),
-    )
-    runners = settings.runners(sorted(plan.counts()))
     source = study if isinstance(study, str | Path) else "the study"
-    check_quantization(plan, settings, runners, source)  # as the CLI's dry run does
+    prepared = prepare_study(
+        _study(study),
+        source=source,
+        runner=runner,
+        results_dir=results_dir,
+        profile=profile,
+        cycles=cycles,
+        order=order,
+        no_gaps=no_gaps,
+        base=None,
+    )
     return execute_study(
-        plan,
-        config,
-        settings,
-        runners,
+        prepared.plan,
+        prepared.study,
+        prepared.settings,
+        prepared.runners,
         console=Console(quiet=quiet),
         as_json=quiet,
     )

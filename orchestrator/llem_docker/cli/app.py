@@ -18,9 +18,7 @@ from rich.table import Table
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError, LlemError
 from llem_docker.study.loader import load_study
-from llem_docker.study.plan import StudyPlan, check_size, plan_study
-from llem_docker.study.profiles import effective_execution
-from llem_docker.study.profiles import gaps_off as gaps_off_for
+from llem_docker.study.plan import StudyPlan
 from llem_docker.study.view import estimate, print_plan, print_plan_json
 from llem_harness.host_api import BACKENDS, __version__
 
@@ -115,43 +113,32 @@ def run(
     ),
 ) -> None:
     """Run a study (or show its plan with --dry-run)."""
-    profile_name = profile.value if profile is not None else None
-    order_name = order.value if order is not None else None
-    study = load_study(study_file)
-    prior = None
-    if resume is not None:
-        from llem_docker.execution.resume import check_same_design, read_prior
+    from llem_docker.execution.pipeline import prepare_study
 
-        if cycles is not None or order_name is not None:
-            raise ConfigError(
-                "--cycles and --order cannot change a study that is being resumed",
-                source="--resume",
-                fix="drop them: the resumed study keeps the execution its manifest recorded",
+    def say_size(total: int, limit: int) -> None:
+        if dry_run and not as_json:  # the size first: expanding a large study takes a moment
+            out.print(
+                f"[bold]{study.name}: {total:,} runs[/bold] (limit {limit:,})", highlight=False
             )
-        prior = read_prior(resume)
-        execution = prior.execution
-    else:
-        execution = effective_execution(study, profile_name, cycles, order_name)
-    gaps_off = gaps_off_for(profile_name, no_gaps)
-    settings = Settings.load(
-        cli_runner=runner, results_dir=results_dir, no_gaps=gaps_off, gpus=gpus
-    )
-    limit, limit_source = max_runs, "--max-runs"
-    if limit is None:
-        limit = int(settings.execution.max_runs)
-        limit_source = str(settings.config_path)
-    total = check_size(study, execution.n_cycles, limit, where=limit_source)
-    if dry_run and not as_json:  # the size first: expanding a large study takes a moment
-        out.print(f"[bold]{study.name}: {total:,} runs[/bold] (limit {limit:,})", highlight=False)
-    plan = plan_study(study, execution)
-    log.debug("planned %d runs, design hash %s", len(plan.runs), plan.design_hash)
-    if prior is not None and resume is not None:
-        check_same_design(prior, plan, study_file)
-    runners = settings.runners(sorted(plan.counts()))
-    if executor is not Executor.slurm:  # on SLURM the nodes' GPUs are checked by the harness
-        from llem_docker.execution.gpu_check import check_quantization
 
-        check_quantization(plan, settings, runners, study_file)
+    study = load_study(study_file)
+    prepared = prepare_study(
+        study,
+        source=study_file,
+        runner=runner,
+        results_dir=results_dir,
+        profile=profile.value if profile is not None else None,
+        cycles=cycles,
+        order=order.value if order is not None else None,
+        no_gaps=no_gaps,
+        gpus=gpus,
+        resume=resume,
+        max_runs=max_runs,
+        check_gpus=executor is not Executor.slurm,
+        on_size=say_size,
+    )
+    plan, settings, runners = prepared.plan, prepared.settings, prepared.runners
+    log.debug("planned %d runs, design hash %s", len(plan.runs), plan.design_hash)
     slurm_opts = None
     if executor is Executor.slurm:
         from llem_docker.cli.hpc import slurm_options
@@ -186,18 +173,19 @@ def run(
             settings,
             runners,
             slurm_opts,
-            resume=None if prior is None or resume is None else (resume, prior),
+            resume=prepared.resume,
             gpus=gpus,
             wait=wait,
             as_json=as_json,
         )
         raise typer.Exit(code)
-    if prior is not None and resume is not None and prior.executor == "slurm":
+    if prepared.resume is not None and prepared.resume[1].executor == "slurm":
         from llem_docker.execution.slurm.submit import ensure_idle
         from llem_docker.store.manifest import locked
 
-        with locked(resume):  # no run folder may be emptied under a live task
-            ensure_idle(resume, prior)
+        folder, prior = prepared.resume
+        with locked(folder):  # no run folder may be emptied under a live task
+            ensure_idle(folder, prior)
     from llem_docker.execution.loop import StudyInterrupted, execute_study
 
     try:
@@ -208,7 +196,7 @@ def run(
             runners,
             console=out,
             as_json=as_json,
-            resume=None if prior is None or resume is None else (resume, prior),
+            resume=prepared.resume,
         )
     except StudyInterrupted as exc:
         outcome = exc.outcome

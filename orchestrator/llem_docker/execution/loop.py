@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from llem_docker.config.settings import RunnerSpec, Settings
-from llem_docker.execution.classify import classify
+from llem_docker.execution.execute import execute_run
 from llem_docker.execution.prepare import (
     hub_cache,
     make_study_dir,
@@ -168,15 +168,9 @@ def _loop(
         run_dir = StudyDir(study_dir).run(run.run_id).path
         manifest.start_run(study_dir, run.run_id)
         display.start_run(run.run_id)
-        last_phase: list[str | None] = [None]
-
-        def on_event(event: dict[str, Any], last: list[str | None] = last_phase) -> None:
-            if event.get("event") == "phase":
-                last[0] = str(event.get("phase"))
-            display.event(event)
-
-        outcome = live[run.point.config.backend].run(run_dir, timeout_s=timeout, on_event=on_event)
-        got = classify(run.run_id, run_dir, outcome, last_phase[0], timeout)
+        runner = live[run.point.config.backend]
+        done = execute_run(runner, run.run_id, run_dir, timeout_s=timeout, on_event=display.event)
+        outcome, got = done.outcome, done.got
         lost = got.error is not None and got.error.type == ENGINE_LOST
         if lost and got.error is not None:
             got.error.message += (

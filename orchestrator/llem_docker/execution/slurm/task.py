@@ -21,16 +21,25 @@ from typing import Any
 
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import LlemError
-from llem_docker.execution.classify import classify
+from llem_docker.execution.execute import execute_run
 from llem_docker.execution.runners import make_runner
 from llem_docker.store.layout import RunDir, StudyDir
 from llem_docker.store.manifest import Manifest, RunError, Submission, utc_now
-from llem_docker.study.plan import gap_kind
+from llem_docker.study.plan import gap_before, gap_kind
 from llem_harness.host_api import atomic_write_json
 
 
 def _sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _ignore_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _say_phase(event: dict[str, Any]) -> None:
+    if event.get("event") == "phase":
+        _say(f"phase {event.get('phase')}")
 
 
 def _write(run_dir: Path, **fields: Any) -> None:
@@ -72,23 +81,22 @@ def run_task(study_dir: Path, runs_file: Path, index: int) -> int:
         # The runner first: a missing image or binary fails at once, not after the gap.
         runner = make_runner(spec, Settings.load(gpus=sub.gpus))
         prev = manifest.entry(run_ids[index - 1]) if index > 0 else None
-        kind = gap_kind(prev, entry, manifest.execution.cycle_order)
-        gap = 0.0 if kind is None else sub.cycle_gap_s if kind == "cycle" else sub.config_gap_s
+        order = manifest.execution.cycle_order
+        gap = gap_before(prev, entry, order, sub.config_gap_s, sub.cycle_gap_s)
         if gap > 0:
-            _say(f"{kind} gap: {gap:g} s")
+            _say(f"{gap_kind(prev, entry, order)} gap: {gap:g} s")
             time.sleep(gap)
         _say(f"run {run_id} through {spec.label} (timeout {sub.timeout_s:g} s)")
-        phase: list[str | None] = [None]
-
-        def on_event(event: dict[str, Any]) -> None:
-            if event.get("event") == "phase":
-                phase[0] = str(event.get("phase"))
-                _say(f"phase {phase[0]}")
-
-        outcome = runner.run(run_dir, timeout_s=sub.timeout_s, on_event=on_event)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here on: classify and record
-        got = classify(run_id, run_dir, outcome, phase[0], sub.timeout_s)
-        state, error, exit_code = got.state, got.error, outcome.exit_code
+        done = execute_run(
+            runner,
+            run_id,
+            run_dir,
+            timeout_s=sub.timeout_s,
+            on_event=_say_phase,
+            before_classify=_ignore_sigterm,  # from here on: classify and record
+        )
+        got, exit_code = done.got, done.outcome.exit_code
+        state, error = got.state, got.error
         if got.state == "interrupted":
             error = RunError(
                 type="SlurmCancelled",
