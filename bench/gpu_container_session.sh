@@ -19,14 +19,15 @@
 #              --gpus none, a run stopped by its timeout and one by Ctrl+C (no container may remain)
 #   pairs      (after docker)  bench/gpu_container_vs_native.yaml, once per `llem-docker run`, in
 #              ABBA order: docker local local docker docker local, as user bench; then the ratios
-#   apptainer  (carry .ctr/apptainer, after docker)  sid's Apptainer unpacked (setup-apptainer.sh),
-#              `make sif`'s script on the harness image, then apptainer local local apptainer
-#              apptainer local, as root (an unprivileged Apptainer without squashfuse would unpack
-#              the 9 GB image for every run)
+#   sif        (carry .ctr/apptainer and .ctr/docker's small files, after docker)  sid's Apptainer
+#              unpacked (setup-apptainer.sh), `make sif`'s script on the harness image (456 s)
+#   apptainer  (same carry, after sif)  apptainer local local apptainer apptainer local, as root
+#              (an unprivileged Apptainer without squashfuse would unpack the image every run)
+# dockerd does not outlive the device call that started it; each step starts it again.
 # Each step resumes: a pair member whose folder holds a result is not run again, and no new run
 # starts after PAIRS_BUDGET_S (default 470) seconds of the call.
 set -uo pipefail
-step=${1:?usage: gpu_container_session.sh docker|pairs|apptainer}
+step=${1:?usage: gpu_container_session.sh docker|pairs|sif|apptainer}
 OUT=${OUT:-/tmp/out}; W=/tmp/gctr; SRC=/tmp/llem-src; mkdir -p "$W" "$OUT"
 CTR=/tmp/ctr; IMAGE=llem-gpu/pytorch:host; T0=$(date +%s)
 export DOCKER_HOST=unix:///var/run/docker.sock PYTHONUNBUFFERED=1
@@ -113,25 +114,37 @@ case "$step" in
     pack docker ;;
   pairs)
     env_setup
+    # dockerd does not outlive the device call that started it: start it again (its data stays)
+    docker version >/dev/null 2>&1 || { sh .ctr/docker/setup-docker.sh 2>&1 | tail -1; chmod 666 /var/run/docker.sock; }
+    [ "${RESET:-0}" = 1 ] && rm -rf $W/docker-pairs
     pair_loop docker "docker:$IMAGE" bench
     echo "== files not owned by bench:"; find $W/docker-pairs -not -user bench | head -5
     pack pairs ;;
-  apptainer)
+  sif|apptainer)
     env_setup
+    docker version >/dev/null 2>&1 || sh .ctr/docker/setup-docker.sh 2>&1 | tail -1
     [ -x $CTR/appt/usr/bin/apptainer ] || CTR=$CTR sh .ctr/apptainer/setup-apptainer.sh 2>&1 | tail -4
     mkdir -p $CTR/appt-bin   # apptainer's own libraries for apptainer alone, not for the harness
     printf '#!/bin/sh\nexport LD_LIBRARY_PATH=%s/appt/usr/lib/x86_64-linux-gnu PATH=%s/appt/usr/bin:$PATH\nexec %s/appt/usr/bin/apptainer "$@"\n' $CTR $CTR $CTR > $CTR/appt-bin/apptainer
     chmod 755 $CTR/appt-bin/apptainer; apptainer --version
     export APPTAINER_TMPDIR=/tmp/appt-tmp APPTAINER_CACHEDIR=/tmp/appt-cache; mkdir -p $APPTAINER_TMPDIR
     sif=/tmp/sif/llem-pytorch-host.sif
-    if [ ! -f $sif ]; then
+    if [ ! -f $sif ]; then  # 456 s for the 8.9 GB image (4.2 GB SIF) on 16 cores: a call of its own
       s=$(date +%s)
       (cd $SRC && PYTHON=python3 IMAGE_REPO=llem-gpu IMAGE_TAG=host SIF_DIR=/tmp/sif bash images/images.sh sif pytorch 2>&1 | tail -3)
       echo "sif: $(du -h $sif | cut -f1) in $(( $(date +%s) - s )) s"
     fi
     apptainer inspect --json --labels $sif | python3 -c "import json,sys; print({k: v for k, v in json.load(sys.stdin)['data']['attributes']['labels'].items() if k.startswith('llem')})"
     apptainer exec --nv --cleanenv $sif nvidia-smi -L
-    pair_loop apptainer "apptainer:$sif" root
-    pack apptainer ;;
+    if [ "$step" = apptainer ]; then
+      # The image is this machine's filesystem, whose ld.so.cache names /usr/local/nvidia/lib64:
+      # Triton (torch.compile) then looks for libcuda.so.1 there and nowhere else, and --nv binds
+      # the driver's libraries into /.singularity.d/libs instead. Bind the folder, as the Docker
+      # rig does (seen 2026-12-07: InductorError "libcuda.so cannot found!" in the warmup).
+      printf 'execution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\napptainer: {binds: ["/usr/local/nvidia:/usr/local/nvidia:ro"]}\n' > $W/llem.yaml
+      [ "${RESET:-0}" = 1 ] && rm -rf $W/apptainer-pairs
+      pair_loop apptainer "apptainer:$sif" root
+    fi
+    pack "$step" ;;
 esac
 echo "step $step: $(( $(date +%s) - T0 )) s"
