@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_env import Environment
 
-SCHEMA_VERSION = "1.7"
+SCHEMA_VERSION = "1.8"
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 RESPONSES_FILE = "responses.parquet"
@@ -321,8 +322,22 @@ class ExperimentResult(_Model):
     phases: Phases | None = None  # 1.4
     serving: Serving | None = None  # 1.6, with scenario: serving
     responses: Responses | None = None  # 1.6
-    environment: dict[str, Any] = Field(default_factory=dict)
+    environment: Environment = Field(default_factory=Environment)
     warnings: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _upgrade(self) -> ExperimentResult:
+        """Results of earlier schemas read as 1.8 results (contract_env.Environment.upgrade)."""
+        if _version(self.schema_version) < (1, 8):
+            self.environment.upgrade(self.energy.unavailable_reason)
+        return self
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
 
 
 def schema_fingerprint() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from llem_harness import __version__
 from llem_harness.contract import MeasurementSettings, RunnerInfo
+from llem_harness.contract_env import NO_GPU_REASONS, CompileCaches, Environment, Gpu
 
 
 def cpu_model() -> str | None:
@@ -29,9 +30,11 @@ def snapshot(
     runner: RunnerInfo,
     measurement: MeasurementSettings,
     compile_caches: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    gpu_reason: str | None = None,
+) -> Environment:
     """What ran, on what. `compile_caches` is caches.configure_compile_caches()'s record:
-    which cache folders this run read and filled (they change the load time, not results)."""
+    which cache folders this run read and filled (they change the load time, not results).
+    `gpu_reason` is why the meter measures no GPU, when `devices` is empty."""
     torch_info: dict[str, Any] = {}
     if "torch" in sys.modules:
         import torch
@@ -45,24 +48,29 @@ def snapshot(
                 else None
             ),
         }
-    return {
-        "gpus": devices,
-        "gpu_count": len(devices),
-        "driver_version": devices[0].get("driver_version") if devices else None,
-        "cuda_driver_version": devices[0].get("cuda_driver_version") if devices else None,
+    reason = None if devices else gpu_reason or "no GPU was measured"
+    absent = reason is not None and any(r in reason for r in NO_GPU_REASONS)
+    return Environment(
+        gpus=[Gpu.model_validate(d) for d in devices],
+        gpu_count=len(devices) if devices else 0 if absent else None,
+        gpu_unavailable_reason=reason,
+        driver_version=devices[0].get("driver_version") if devices else None,
+        cuda_driver_version=devices[0].get("cuda_driver_version") if devices else None,
         **torch_info,
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "backend": backend_name,
-        "backend_version": backend_version,
-        "harness_version": __version__,
-        "runner": runner.type,
-        "image": runner.image,
-        "image_digest": runner.image_digest or os.environ.get("LLEM_IMAGE_DIGEST"),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "carbon_intensity_gco2_kwh": measurement.carbon_intensity_gco2_kwh,
-        "datacenter_pue": measurement.datacenter_pue,
-        "compile_caches": compile_caches,
-    }
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        os=platform.platform(),
+        python=platform.python_version(),
+        backend=backend_name,
+        backend_version=backend_version,
+        harness_version=__version__,
+        runner=runner.type,
+        image=runner.image,
+        image_digest=runner.image_digest or os.environ.get("LLEM_IMAGE_DIGEST"),
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        carbon_intensity_gco2_kwh=measurement.carbon_intensity_gco2_kwh,
+        datacenter_pue=measurement.datacenter_pue,
+        compile_caches=None
+        if compile_caches is None
+        else CompileCaches.model_validate(compile_caches),
+    )

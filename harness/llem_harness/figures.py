@@ -51,7 +51,7 @@ def offline_figures(
         )
     result.flops = flops_block(
         cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],
-        cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],
+        cfg.max_output_tokens, duration, result.energy.total_j, result.environment.gpus,
     ) if why_no_flops is None else Flops(unavailable_reason=why_no_flops)  # fmt: skip
     if cfg_window == "steady_state" and measured.spans:
         n = write_requests(run_dir / REQUESTS_FILE, measured.spans, measured.submitted, t0_mono)

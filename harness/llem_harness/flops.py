@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llem_harness.contract import Flops
+from llem_harness.contract_env import Gpu
 
 # Dense peak TFLOPS per GPU (NVIDIA datasheets; bf16/fp16 on tensor cores without sparsity;
 # fp32 without TF32), matched against the NVML name in this order.
@@ -154,7 +155,7 @@ def flops_block(
     outputs: int,
     duration_s: float,
     energy_j: float | None,
-    gpus: Sequence[dict[str, Any]],
+    gpus: Sequence[Gpu],
 ) -> Flops:
     """The result's `flops` block for a measured pass."""
     cfg, why = model_config(model, weights)
@@ -167,7 +168,7 @@ def flops_block(
     prefill, decode = pass_flops(shape, prompt_lengths, outputs)
     total = prefill + decode
     achieved = total / duration_s / 1e12 if duration_s > 0 else None
-    peaks = [peak_tflops(g.get("name"), precision) for g in gpus] or [peak_tflops(None, "")]
+    peaks = [peak_tflops(g.name, precision) for g in gpus] or [peak_tflops(None, "")]
     missing = next((r for p, r in peaks if p is None), None)
     peak = None if missing else sum(p for p, _ in peaks if p is not None)
     return Flops(

@@ -372,7 +372,13 @@ class Harness:
                 meter.clock_origin(),
             ),
             environment=snapshot(
-                meter.devices(), cfg.backend, version, req.runner, ms, self.caches
+                meter.devices(),
+                cfg.backend,
+                version,
+                req.runner,
+                ms,
+                self.caches,
+                gpu_reason=reading.unavailable_reason,
             ),
             warnings=warnings,
         )

@@ -75,7 +75,10 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert res.latency.itl_ms is not None and res.latency.itl_ms.n == 4 * 7
     assert res.warmup.runs >= 1 and res.warmup.threshold == 0.05
     assert res.backend_details["cache_implementation"] == "static"
-    assert res.environment["python"] and res.environment["backend_version"]
+    env = res.environment
+    assert env.python and env.backend_version and env.harness_version
+    # no GPU here: the count is 0 (not unknown), and the environment says why
+    assert env.gpus == [] and env.gpu_count == 0 and env.gpu_unavailable_reason
     assert any("short measurement window" in w for w in res.warnings)
     # Per-phase timing; in-process (pytest), the process's start is not this run's.
     t = res.timing
@@ -334,13 +337,12 @@ def test_a_fresh_process_times_its_startup_and_uses_the_engine_cache(tmp_path: P
     assert res.schema_version == SCHEMA_VERSION
     assert res.timing is not None and res.timing.startup_s is not None
     assert 0 < res.timing.startup_s < 120 and res.timing.startup_unavailable_reason is None
-    caches = res.environment["compile_caches"]
-    assert caches["root"] == str(cache)
-    assert caches["vars"]["TORCHINDUCTOR_CACHE_DIR"] == {
-        "value": str(cache / "inductor"),
-        "source": "harness",
-    }
-    assert caches["vars"]["TRITON_CACHE_DIR"] == {"value": "/x/mine", "source": "user"}
+    caches = res.environment.compile_caches
+    assert caches is not None and caches.root == str(cache)
+    inductor = caches.vars["TORCHINDUCTOR_CACHE_DIR"]
+    assert (inductor.value, inductor.source) == (str(cache / "inductor"), "harness")
+    triton = caches.vars["TRITON_CACHE_DIR"]
+    assert (triton.value, triton.source) == ("/x/mine", "user")
     assert (cache / "inductor").is_dir() and (cache / "vllm").is_dir()
     # this environment's torch and transformers carry their bytecode: no prefix is needed
-    assert caches["bytecode"]["prefix"] is None, caches["bytecode"]
+    assert caches.bytecode is not None and caches.bytecode.prefix is None, caches.bytecode

@@ -15,12 +15,13 @@ from llem_docker.store.study_result import (
     _context,
     write_results_parquet,
 )
-from llem_harness.contract import Energy, ExperimentResult
+from llem_harness.contract import ExperimentResult
+from llem_harness.contract_env import Environment
 from tests.unit.test_report import make_study
 
 CONTEXT = ["model", "precision", "batch_size", "gpu_name", "gpu_count", "power_limit_w",
            "image_digest", "harness_version"]  # fmt: skip
-H200 = {"name": "NVIDIA H200", "power_limit_w": 700.0}
+H200 = {"index": 0, "name": "NVIDIA H200", "power_limit_w": 700.0}
 ENV = {"gpus": [H200, H200], "gpu_count": 2, "harness_version": "0.1.0",
        "image_digest": "sha256:feed"}  # fmt: skip
 
@@ -74,24 +75,25 @@ def test_gpu_facts_null_unless_measured(tmp_path: Path) -> None:
     run = next((study_dir / "runs").iterdir())
     res = ExperimentResult.model_validate_json((run / "result.json").read_text())
 
-    def context(reason: str, env: dict[str, object]) -> dict[str, object]:
-        update = {"energy": Energy(unavailable_reason=reason), "environment": env}
+    def context(env: dict[str, object]) -> dict[str, object]:
+        update = {"environment": Environment.model_validate(env)}
         return _context(res.model_copy(update=update), None, None)
 
-    cpu = context("NVML unavailable: NVML Shared Library Not Found", {"gpus": [], "gpu_count": 0})
+    # The harness says how many GPUs the run measured: 0 where there are none, null where it
+    # could not tell (energy_backend: none never looked); the host reads the fields alone.
+    why = "NVML unavailable: NVML Shared Library Not Found"
+    cpu = context({"gpus": [], "gpu_count": 0, "gpu_unavailable_reason": why})
     assert (cpu["gpu_count"], cpu["gpu_name"], cpu["power_limit_w"]) == (0, None, None)
-    none = context("no NVIDIA GPU visible", {"gpus": [], "gpu_count": 0})
-    assert none["gpu_count"] == 0
-    # energy_backend: none never looked at the GPUs: the count is unknown, not 0
-    off = context("energy measurement disabled (energy_backend: none)", {"gpus": []})
+    off = context({"gpus": [], "gpu_unavailable_reason": "energy measurement disabled"})
     assert off["gpu_count"] is None
-    mixed = context("", {"gpus": [H200, {"name": "NVIDIA A100", "power_limit_w": 400.0}]})
+    a100 = {"index": 1, "name": "NVIDIA A100", "power_limit_w": 400.0}
+    mixed = context({"gpus": [H200, a100], "gpu_count": 2})
     assert (mixed["gpu_name"], mixed["gpu_count"]) == ("NVIDIA H200, NVIDIA A100", 2)
     assert mixed["power_limit_w"] is None  # the GPUs differ: no single limit
-    unknown = context("", {"gpus": [{"name": "NVIDIA H200", "power_limit_w": None}]})
+    unknown = context({"gpus": [{"index": 0, "name": "NVIDIA H200"}], "gpu_count": 1})
     assert unknown["power_limit_w"] is None and unknown["gpu_count"] == 1
     # the digest the runner reported, else the snapshot's, else the study's runner record
-    assert context("", {})["image_digest"] is None
+    assert context({})["image_digest"] is None
     assert _context(None, None, "sha256:rec")["image_digest"] == "sha256:rec"
 
 

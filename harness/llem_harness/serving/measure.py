@@ -257,7 +257,7 @@ def finish_serving(
     result.responses.file = REQUESTS_FILE  # every request's lengths are there
     result.flops = flops_block(
         cfg.model, cfg.weights, cfg.precision, [int(r["prompt_tokens"] or 0) for r in done],
-        cfg.max_output_tokens, duration, result.energy.total_j, result.environment["gpus"],
+        cfg.max_output_tokens, duration, result.energy.total_j, result.environment.gpus,
     ) if reuse is None else Flops(unavailable_reason=reuse)  # fmt: skip
     if serving.failed:
         result.warnings.append(

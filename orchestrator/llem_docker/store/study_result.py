@@ -234,17 +234,6 @@ def _names(values: list[Any]) -> str | None:
     return ", ".join(dict.fromkeys(str(v) for v in values))
 
 
-# The energy reasons that say the run had no NVIDIA GPU (NVML saw none, or there is no
-# driver at all). Any other empty device list (energy_backend: none, NVML failing) leaves
-# the count unknown: null, not 0.
-NO_GPU_REASONS = ("no NVIDIA GPU visible", "NVML Shared Library Not Found", "Driver Not Loaded")
-
-
-def _no_gpu(res: ExperimentResult) -> int | None:
-    reason = res.energy.unavailable_reason or ""
-    return 0 if any(r in reason for r in NO_GPU_REASONS) else None
-
-
 def _context(
     res: ExperimentResult | None, config: ExperimentConfig | None, digest: str | None
 ) -> dict[str, Any]:
@@ -259,13 +248,12 @@ def _context(
     if res is None:
         return row
     env = res.environment
-    gpus = [g for g in env.get("gpus") or [] if isinstance(g, dict)]
     return row | {
-        "gpu_name": _names([g.get("name") for g in gpus]),
-        "gpu_count": len(gpus) if gpus else _no_gpu(res),
-        "power_limit_w": _same([g.get("power_limit_w") for g in gpus]),
-        "image_digest": res.runner.image_digest or env.get("image_digest") or digest,
-        "harness_version": env.get("harness_version"),
+        "gpu_name": _names([g.name for g in env.gpus]),
+        "gpu_count": env.gpu_count,
+        "power_limit_w": _same([g.power_limit_w for g in env.gpus]),
+        "image_digest": res.runner.image_digest or env.image_digest or digest,
+        "harness_version": env.harness_version,
     }
 
 
