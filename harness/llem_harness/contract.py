@@ -24,17 +24,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llem_harness import contract_files as files
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import Environment
+from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 
 SCHEMA_VERSION = "1.8"
-EXPERIMENT_FILE = "experiment.json"
-RESULT_FILE = "result.json"
-RESPONSES_FILE = "responses.parquet"
-ERROR_FILE = "error.json"
-TIMESERIES_FILE = "timeseries.parquet"
-REQUESTS_FILE = "requests.parquet"
-LOG_FILE = "container.log"
+# The run directory's file names (contract_files.py), here too for the modules that read them.
+EXPERIMENT_FILE = files.EXPERIMENT_FILE
+RESULT_FILE = files.RESULT_FILE
+RESPONSES_FILE = files.RESPONSES_FILE
+ERROR_FILE = files.ERROR_FILE
+TIMESERIES_FILE = files.TIMESERIES_FILE
+REQUESTS_FILE = files.REQUESTS_FILE
+LOG_FILE = files.LOG_FILE
 Phase = Literal["config", "baseline", "load", "warmup", "measure", "write"]
 
 
@@ -313,10 +316,10 @@ class ExperimentResult(_Model):
     co2: CO2
     warmup: Warmup
     measurement: MeasurementSettings
-    timeseries: dict[str, Any] = Field(default_factory=dict)
+    timeseries: TimeseriesSummary = Field(default_factory=TimeseriesSummary)
     steady_state: SteadyState | None = None  # with measurement.window: steady_state
-    # {file, rows, clock} of requests.parquet, with measurement.window: steady_state (1.2)
-    requests: dict[str, Any] | None = None
+    # requests.parquet, with measurement.window: steady_state (1.2) or scenario: serving
+    requests: RequestsFile | None = None
     timing: Timing | None = None  # 1.2
     flops: Flops | None = None  # 1.4
     phases: Phases | None = None  # 1.4

@@ -13,6 +13,7 @@ from llem_harness.contract import (
     Flops,
     Responses,
 )
+from llem_harness.contract_files import RequestsFile
 from llem_harness.flops import flops_block
 from llem_harness.phases import PrefillPass, kv_reuse, phases_block
 from llem_harness.steady import write_requests
@@ -55,12 +56,7 @@ def offline_figures(
     ) if why_no_flops is None else Flops(unavailable_reason=why_no_flops)  # fmt: skip
     if cfg_window == "steady_state" and measured.spans:
         n = write_requests(run_dir / REQUESTS_FILE, measured.spans, measured.submitted, t0_mono)
-        result.requests = {
-            "file": REQUESTS_FILE,
-            "rows": n,
-            "clock": "seconds since the measured window opened "
-            "(timeseries t_s = timeseries.window_start_s + these)",
-        }
+        result.requests = RequestsFile(rows=n)
 
 
 def natural_flops(output_length: str) -> str | None:

@@ -47,6 +47,7 @@ from llem_harness.contract import (
     atomic_write_json,
     emit,
 )
+from llem_harness.contract_files import TimeseriesSummary
 from llem_harness.datasets import load_prompt_ids
 from llem_harness.energy import (
     CodeCarbonTracker,
@@ -356,13 +357,12 @@ class Harness:
             co2=co2,
             warmup=warmup,
             measurement=ms,
-            timeseries={
-                "file": TIMESERIES_FILE,
-                "rows": rows,
-                "power_integral_j": reading.power_integral_j,
-                "window_start_s": reading.start_s,
-                "window_end_s": reading.end_s,
-            },
+            timeseries=TimeseriesSummary(
+                rows=rows,
+                power_integral_j=reading.power_integral_j,
+                window_start_s=reading.start_s,
+                window_end_s=reading.end_s,
+            ),
             steady_state=None  # a serving run's steady window is in its `serving` block
             if ms.window != "steady_state" or cfg.scenario == "serving"
             else measure_steady(

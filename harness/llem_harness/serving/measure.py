@@ -32,6 +32,7 @@ from llem_harness.contract import (
     Serving,
     ServingWindow,
 )
+from llem_harness.contract_files import RequestsFile
 from llem_harness.energy.base import Sample
 from llem_harness.energy.timeseries import power_integral_j
 from llem_harness.figures import natural_flops, responses_block
@@ -238,12 +239,7 @@ def finish_serving(
         reading.unavailable_reason, meter.samples(), meter.clock_origin(),
     )  # fmt: skip
     rows = write_serving_requests(run_dir / REQUESTS_FILE, records, opened, cfg)
-    result.requests = {
-        "file": REQUESTS_FILE,
-        "rows": rows,
-        "clock": "seconds since the measured window opened "
-        "(timeseries t_s = timeseries.window_start_s + these)",
-    }
+    result.requests = RequestsFile(rows=rows)
     result.phases = Phases(
         prefill=PhaseFigures(unavailable_reason=NO_PHASES),
         decode=PhaseFigures(unavailable_reason=NO_PHASES),
