@@ -24,6 +24,8 @@ from llem_harness.quantization import Quantization, config_problem
 BACKENDS: tuple[str, ...] = ("pytorch", "vllm", "tensorrt")
 Backend = Literal["pytorch", "vllm", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16"]
+# Each precision's dtype as the engines name it (torch attribute, vLLM/TensorRT-LLM `dtype`).
+DTYPES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 Weights = Literal["pretrained", "dummy"]
 
 BUILTIN_DATASETS: tuple[str, ...] = ("builtin", "synthetic")

@@ -10,12 +10,12 @@ from typing import Any
 
 from llem_harness.backends.base import PassResult
 from llem_harness.backends.pytorch_quant import quantize
-from llem_harness.config import ExperimentConfig, PyTorchOptions
+from llem_harness.backends.tokenizing import Tokenizing
+from llem_harness.config import DTYPES, ExperimentConfig, PyTorchOptions
 from llem_harness.engine_args import parameters, route
-from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config, tokenize
+from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config
 from llem_harness.termination import check_terminated
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 CONFIG = "the model's config"  # an engine_args target: attributes set before the build
 
 
@@ -54,7 +54,7 @@ class _StepTimer:
         pass
 
 
-class PyTorchBackend:
+class PyTorchBackend(Tokenizing):
     name = "pytorch"
     latency_mode = "streamer_per_batch"
 
@@ -166,14 +166,6 @@ class PyTorchBackend:
         routed = route("pytorch", dict(self.opts.engine_args), targets)
         self._gen_args, self._config_overrides = routed["generate"], set(routed[CONFIG])
         return routed
-
-    def tokenize(self, text: str) -> list[int]:
-        limit = self.cfg.max_input_tokens if self.cfg is not None else None
-        return tokenize(text, self._tokenizer, self._vocab, limit)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab
 
     # -- generation --------------------------------------------------------------------
     def _batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:

@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from llem_harness.backends.base import PassResult
-from llem_harness.config import ExperimentConfig, TensorRTOptions
+from llem_harness.backends.tokenizing import Tokenizing
+from llem_harness.config import DTYPES, ExperimentConfig, TensorRTOptions
 from llem_harness.engine_args import parameters, route
-from llem_harness.models import dummy_model_dir, tokenize
+from llem_harness.models import dummy_model_dir
 from llem_harness.quantization import checkpoint_method, verify_checkpoint
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
-
-class TensorRTBackend:
+class TensorRTBackend(Tokenizing):
     name = "tensorrt"
     latency_mode = "none"  # per-request token times are not read from TensorRT-LLM yet
 
@@ -143,16 +142,6 @@ class TensorRTBackend:
         routed = route("tensorrt", dict(self.opts.engine_args), targets)
         self._sampling_args = routed["SamplingParams"]
         return routed
-
-    def tokenize(self, text: str) -> list[int]:
-        """Byte-level ids for dummy weights; with pretrained ones, the model's tokenizer
-        through its chat template, as on the other backends (models.tokenize)."""
-        limit = self.cfg.max_input_tokens if self.cfg is not None else None
-        return tokenize(text, self._tokenizer, self._vocab, limit)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab
 
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         return [prompts]

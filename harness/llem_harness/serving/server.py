@@ -27,14 +27,13 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from llem_harness.config import ExperimentConfig, TensorRTOptions, VLLMOptions
+from llem_harness.config import DTYPES, ExperimentConfig, TensorRTOptions, VLLMOptions
 from llem_harness.quantization import engine_flag
 
 SERVED_NAME = "llem"
 LOG_FILE = "server.log"
 START_TIMEOUT_S = 1800.0  # engine start with compilation of a large model
 STOP_TIMEOUT_S = 4.0  # inside the runners' stop grace (local 5 s, docker 10 s)
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 LEN_SLACK = 8  # as backends/vllm.py: room above input + output tokens
 
 
