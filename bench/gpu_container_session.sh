@@ -23,11 +23,16 @@
 #              unpacked (setup-apptainer.sh), `make sif`'s script on the harness image (456 s)
 #   apptainer  (same carry, after sif)  apptainer local local apptainer apptainer local, as root
 #              (an unprivileged Apptainer without squashfuse would unpack the image every run)
+#   vllm       (NOT RUN YET; after `bench/h200_vllm_session.sh part K` for every part, carry .whl
+#              .pyd .gpuctx and .ctr/docker's small files)  vLLM 0.25 from the carried wheels into
+#              /tmp/vsite, an image of the imported environment plus /tmp/vsite (PYTHONPATH),
+#              images/vllm/Dockerfile on it, then bench/gpu_container_vllm.yaml: docker local
+#              local docker, as user bench, with the default shm_size (16g)
 # dockerd does not outlive the device call that started it; each step starts it again.
 # Each step resumes: a pair member whose folder holds a result is not run again, and no new run
 # starts after PAIRS_BUDGET_S (default 470) seconds of the call.
 set -uo pipefail
-step=${1:?usage: gpu_container_session.sh docker|pairs|sif|apptainer}
+step=${1:?usage: gpu_container_session.sh docker|pairs|sif|apptainer|vllm}
 OUT=${OUT:-/tmp/out}; W=/tmp/gctr; SRC=/tmp/llem-src; mkdir -p "$W" "$OUT"
 CTR=/tmp/ctr; IMAGE=llem-gpu/pytorch:host; T0=$(date +%s)
 export DOCKER_HOST=unix:///var/run/docker.sock PYTHONUNBUFFERED=1
@@ -146,5 +151,33 @@ case "$step" in
       pair_loop apptainer "apptainer:$sif" root
     fi
     pack "$step" ;;
+  vllm)
+    env_setup
+    docker version >/dev/null 2>&1 || { sh .ctr/docker/setup-docker.sh 2>&1 | tail -1; chmod 666 /var/run/docker.sock; }
+    if ! docker image inspect llem-gpu/vllm:host >/dev/null 2>&1; then
+      cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
+      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/vctx/site /tmp/vw/*.whl
+      printf 'FROM llem/host-torch:local\nCOPY site /opt/vllm-site\nENV PYTHONPATH=/opt/vllm-site VLLM_USE_FLASHINFER_SAMPLER=0\n' > /tmp/vctx/Dockerfile
+      docker build -q --network none -t llem-gpu/vllm-engine:host /tmp/vctx | tail -1
+      ctx=$W/vctx; rm -rf $ctx; mkdir -p $ctx/wheels; cp .gpuctx/*.whl $ctx/wheels/; cp images/install-harness.py $ctx/
+      docker build -q --network none -f images/vllm/Dockerfile --build-arg BASE_IMAGE=llem-gpu/vllm-engine:host \
+        --build-arg LLEM_VERSION="$(python3 -c 'import llem_harness; print(llem_harness.__version__)')" \
+        --build-arg SCHEMA_FINGERPRINT="$(python3 -m llem_harness.cli fingerprint)" -t llem-gpu/vllm:host $ctx 2>&1 | tail -2
+    fi
+    # the local runs need the same vLLM on this machine's Python
+    chmod -R a+rX /tmp/vctx/site
+    export PYTHONPATH=/tmp/vctx/site:$PYTHONPATH VLLM_USE_FLASHINFER_SAMPLER=0
+    k=0
+    for r in docker local local docker; do
+      k=$((k + 1)); dir=$W/vllm-pairs/${k}_$r
+      ls "$dir"/*/runs/*/result.json >/dev/null 2>&1 && continue
+      rm -rf "$dir"; mkdir -p "$dir"; chmod -R a+rwX $W/vllm-pairs
+      spec=$([ "$r" = local ] && echo local || echo docker:llem-gpu/vllm:host)
+      extra=$([ "$r" = local ] && echo --runner local || echo --gpus 0)
+      echo "== $k $r"; as_bench env LLEM_RUNNER_VLLM="$spec" VLLM_USE_FLASHINFER_SAMPLER=0 python3 -m llem_docker.cli run \
+        $SRC/bench/gpu_container_vllm.yaml --profile quick --results-dir "$dir" $extra 2>&1 | tail -3
+    done
+    python3 $SRC/bench/container_vs_native.py "$W/vllm-pairs" --json "$W/vllm-ratios.json"
+    pack vllm ;;
 esac
 echo "step $step: $(( $(date +%s) - T0 )) s"
