@@ -212,7 +212,7 @@ class Harness:
             req, backend, meter, measured, duration, reading, baseline_w, warmup, started, rows
         )
         result.energy = result.energy.model_copy(update=cpu_fields(cpu, reading.cpu))
-        if serving:
+        if isinstance(backend, ServingBackend):
             finish_serving(result, backend, meter, reading, duration, t0_mono, self.run_dir)
         else:
             offline_figures(

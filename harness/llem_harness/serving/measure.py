@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import (
@@ -33,13 +33,16 @@ from llem_harness.contract import (
     ServingWindow,
 )
 from llem_harness.contract_files import RequestsFile
-from llem_harness.energy.base import Sample
+from llem_harness.energy.base import EnergyMeter, Sample, WindowReading
 from llem_harness.energy.timeseries import power_integral_j
 from llem_harness.figures import natural_flops, responses_block
 from llem_harness.flops import flops_block
 from llem_harness.phases import kv_reuse
 from llem_harness.steady import tokens_within
 from llem_harness.summary import stats
+
+if TYPE_CHECKING:
+    from llem_harness.serving.backend import ServingBackend
 
 MAX_ERRORS = 5
 SHORT_STEADY_S = 10.0  # as the measured window's short-window warning (run.py)
@@ -225,9 +228,9 @@ NO_PHASES = (
 
 def finish_serving(
     result: ExperimentResult,
-    backend: Any,
-    meter: Any,
-    reading: Any,
+    backend: ServingBackend,
+    meter: EnergyMeter,
+    reading: WindowReading,
     duration: float,
     opened: float,
     run_dir: Path,
