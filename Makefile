@@ -19,7 +19,7 @@ test: setup lint
 	$(BIN)/pytest
 
 unit: setup
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/harness tests/orchestrator
 
 lint: setup
 	$(BIN)/ruff check .

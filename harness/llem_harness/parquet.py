@@ -4,7 +4,7 @@ harness's two tables: timeseries.parquet and requests.parquet.
 It writes what those need and nothing more: flat columns of int32, int64 and float64, nulls
 allowed, PLAIN values, definition levels in the RLE hybrid encoding, no compression, one data
 page per column, one row group. The file is standard Parquet (format 1.0, data page v1;
-tests/unit/test_parquet_writer.py reads every shape back through pyarrow). The metadata is
+tests/harness/test_parquet_writer.py reads every shape back through pyarrow). The metadata is
 Thrift's compact protocol, written by hand below (parquet.thrift's field ids are in the
 comments). Readers stay with pyarrow on the host, which always has it.
 """

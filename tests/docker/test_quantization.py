@@ -1,7 +1,7 @@
 """`quantization:` for real in a container: the pytorch image's torchao and bitsandbytes
 quantize the tiny model on the CPU through the Docker runner, one run per method, and
 results.parquet carries the axis. The methods that need a GPU (fp8) are refused by the dry
-run on this host (tests/unit/test_quantization.py); their H200 figures are in bench/README.md.
+run on this host (tests/harness/test_quantization.py); their H200 figures are in bench/README.md.
 """
 
 from __future__ import annotations

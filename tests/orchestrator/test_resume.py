@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit.cliutil import invoke
-from tests.unit.test_execute import Study
+from tests.orchestrator.cliutil import invoke
+from tests.orchestrator.test_execute import Study
 
 
 def _cli(

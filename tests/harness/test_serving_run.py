@@ -16,7 +16,7 @@ import pytest
 from llem_harness.contract import ExperimentResult
 from llem_harness.serving import server
 from tests.conftest import REPO
-from tests.unit.test_harness_run import write_request
+from tests.harness.test_harness_run import write_request
 
 STANDIN = REPO / "tests" / "standins" / "vllm_server"
 

@@ -8,7 +8,7 @@ import json
 
 from llem_harness.contract import SCHEMA_VERSION, ExperimentResult
 from llem_harness.contract_env import Environment
-from tests.unit.test_energy import DATA
+from tests.harness.test_energy import DATA
 
 
 def test_a_stored_1_7_result_reads_with_typed_gpus() -> None:

@@ -1,6 +1,7 @@
 """`llem-docker report A B …`: several study folders side by side with a `study` column in
 every output, `--format csv`, the `--format` choices, and `load_results` of several folders.
-The study folders are built through the real collect/parquet path (tests/unit/test_report.py)."""
+The study folders are built through the real collect/parquet path
+(tests/orchestrator/test_report.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from llem_docker.report.plots import draw
 from llem_docker.report.points import build_report, build_reports
 from llem_docker.report.render import as_csv, html_page, markdown
 from llem_docker.store.load import _concat, load_results, study_labels
-from tests.unit.cliutil import invoke
-from tests.unit.test_report import OUTPUT_TOKENS, make_study
+from tests.orchestrator.cliutil import invoke
+from tests.orchestrator.test_report import OUTPUT_TOKENS, make_study
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 from llem_docker.execution.runners.apptainer import apptainer_command, process_env
 from llem_docker.execution.runners.container import PASSTHROUGH_ENV
 from llem_docker.execution.runners.docker_engine import container_spec
-from tests.unit.test_apptainer_runner import opts as apptainer_opts
-from tests.unit.test_docker_runner import opts as docker_opts
+from tests.orchestrator.test_apptainer_runner import opts as apptainer_opts
+from tests.orchestrator.test_docker_runner import opts as docker_opts
 
 SECRET = "hf_" + "RequestSecret000000000000000"
 

@@ -17,7 +17,7 @@ from llem_docker.store.study_result import (
 )
 from llem_harness.contract import ExperimentResult
 from llem_harness.contract_env import Environment
-from tests.unit.test_report import make_study
+from tests.orchestrator.test_report import make_study
 
 CONTEXT = ["model", "precision", "batch_size", "gpu_name", "gpu_count", "power_limit_w",
            "image_digest", "harness_version"]  # fmt: skip

@@ -28,8 +28,8 @@ from llem_docker.store.manifest import Manifest
 from llem_docker.study.loader import load_study
 from llem_docker.study.plan import plan_study
 from llem_harness.contract import RunRequest
-from tests.unit.cliutil import invoke
-from tests.unit.fakeharness import install
+from tests.orchestrator.cliutil import invoke
+from tests.orchestrator.fakeharness import install
 
 
 class Study:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.cliutil import invoke
+from tests.orchestrator.cliutil import invoke
 
 BASE = "model: m\nbackend: [pytorch, vllm]\n"
 CASES = [

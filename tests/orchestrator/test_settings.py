@@ -10,7 +10,7 @@ import pytest
 from llem_docker.config.settings import Settings, default_image, parse_runner
 from llem_docker.config.user import user_config_path
 from llem_docker.errors import ConfigError
-from tests.unit.cliutil import invoke
+from tests.orchestrator.cliutil import invoke
 
 
 def write_config(tmp_path: Path, body: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.execution.runners import Runner, RunnerFactory
 from llem_docker.execution.runners.base import ENGINE_LOST, RunOutcome
 from llem_docker.store.manifest import Manifest
-from tests.unit.test_execute import Study
+from tests.orchestrator.test_execute import Study
 
 GONE = "the Docker engine (unix:///x.sock) stopped answering during the run (gone)"
 

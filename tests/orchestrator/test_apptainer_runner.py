@@ -22,9 +22,9 @@ from llem_docker.execution.runners.apptainer import (
 )
 from llem_harness import __version__
 from llem_harness.contract import schema_fingerprint
+from tests.orchestrator.fakeharness import install
+from tests.orchestrator.test_local_runner import gone
 from tests.standins import install_apptainer, write_sif
-from tests.unit.fakeharness import install
-from tests.unit.test_local_runner import gone
 
 SECRET = "hf_" + "S3cr3tValueThatMustNotLeak0000"
 

@@ -172,7 +172,7 @@ def test_statistics_flags_and_figures(tmp_path: Path) -> None:
 def test_report_cli_formats_and_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.unit.cliutil import invoke
+    from tests.orchestrator.cliutil import invoke
 
     study_dir = make_study(tmp_path)
     res = invoke(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.unit.cliutil import invoke
+from tests.orchestrator.cliutil import invoke
 
 DESIGN = str(REPO / "examples" / "design-example.yaml")
 

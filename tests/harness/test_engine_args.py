@@ -15,7 +15,7 @@ from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
 from llem_harness.engine_args import EngineArgsError, parameters, route
 from llem_harness.run import run_experiment
-from tests.unit.test_harness_run import write_request
+from tests.harness.test_harness_run import write_request
 
 
 def test_keys_go_to_the_first_entry_point_that_takes_them() -> None:

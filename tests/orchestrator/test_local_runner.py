@@ -19,7 +19,7 @@ from llem_docker.errors import LlemError
 from llem_docker.execution.runners import make_runner
 from llem_docker.execution.runners.local import DEFAULT_COMMAND, LocalRunner
 from llem_harness.contract import ExperimentResult
-from tests.unit.fakeharness import install
+from tests.orchestrator.fakeharness import install
 
 
 def runner(tmp_path: Path, mode: str, **kw: Any) -> LocalRunner:

@@ -25,8 +25,8 @@ from llem_harness.quantization import (
     verify_checkpoint,
 )
 from llem_harness.run import run_experiment
-from tests.unit.cliutil import invoke
-from tests.unit.test_harness_run import write_request
+from tests.harness.test_harness_run import write_request
+from tests.orchestrator.cliutil import invoke
 
 BACKENDS = ("pytorch", "vllm", "tensorrt")
 
