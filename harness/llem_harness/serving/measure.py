@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import (
@@ -38,6 +38,7 @@ from llem_harness.energy.timeseries import power_integral_j
 from llem_harness.figures import natural_flops, responses_block
 from llem_harness.flops import flops_block
 from llem_harness.phases import kv_reuse
+from llem_harness.serving.records import RequestRecord, completed
 from llem_harness.steady import tokens_within
 from llem_harness.summary import stats
 
@@ -48,36 +49,28 @@ MAX_ERRORS = 5
 SHORT_STEADY_S = 10.0  # as the measured window's short-window warning (run.py)
 
 
-def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r["ok"]]
-
-
-def tpot_ms(r: dict[str, Any]) -> float | None:
-    n = int(r["output_tokens"] or 0)
-    return (r["last_token_s"] - r["first_token_s"]) * 1000 / (n - 1) if n > 1 else None
-
-
-def slo_met(r: dict[str, Any], ttft_max: float | None, tpot_max: float | None) -> bool:
-    if not r["ok"]:
+def slo_met(r: RequestRecord, ttft_max: float | None, tpot_max: float | None) -> bool:
+    c = r.completed()
+    if c is None:
         return False
-    if ttft_max is not None and (r["first_token_s"] - r["sent_s"]) * 1000 > ttft_max:
+    if ttft_max is not None and c.ttft_ms > ttft_max:
         return False
-    per_token = tpot_ms(r)
+    per_token = c.tpot_ms
     return tpot_max is None or per_token is None or per_token <= tpot_max
 
 
-def _sends(records: list[dict[str, Any]]) -> list[float]:
+def _sends(records: list[RequestRecord]) -> list[float]:
     """The send times, sorted; a request that failed before it was sent has none."""
-    return sorted(r["sent_s"] for r in records if r.get("sent_s") is not None)
+    return sorted(r.sent_s for r in records if r.sent_s is not None)
 
 
-def steady_window(records: list[dict[str, Any]]) -> tuple[float, float] | str:
+def steady_window(records: list[RequestRecord]) -> tuple[float, float] | str:
     """(start, end) on the records' clock, or why there is none."""
-    done = _ok(records)
+    done = completed(records)
     sends = _sends(records)
     if len(sends) < 2 or not done:
         return f"{len(sends)} request(s) sent, {len(done)} completed: too few for a steady window"
-    ramp = statistics.median(r["done_s"] - r["sent_s"] for r in done)
+    ramp = statistics.median(c.done_s - c.sent_s for c in done)
     start, end = sends[0] + ramp, sends[-1]
     if end <= start:
         return (
@@ -89,26 +82,26 @@ def steady_window(records: list[dict[str, Any]]) -> tuple[float, float] | str:
 
 
 def _window(
-    records: list[dict[str, Any]],
+    records: list[RequestRecord],
     t0: float,
     t1: float,
     energy: float | None,
     why: str | None,
     opened: float,
 ) -> ServingWindow:
-    done = _ok(records)
-    spans = [(r["first_token_s"], r["last_token_s"], int(r["output_tokens"] or 0)) for r in done]
+    done = completed(records)
+    spans = [(c.first_token_s, c.last_token_s, c.output_tokens) for c in done]
     tokens = tokens_within(spans, t0, t1)
-    completed = sum(1 for r in done if t0 <= r["done_s"] <= t1)
-    if why is None and energy is not None and not (completed and tokens):
-        why = f"{completed} requests completed and {tokens} tokens came inside the window"
+    inside = sum(1 for c in done if t0 <= c.done_s <= t1)
+    if why is None and energy is not None and not (inside and tokens):
+        why = f"{inside} requests completed and {tokens} tokens came inside the window"
     return ServingWindow(
         start_s=t0 - opened,
         duration_s=t1 - t0,
-        completed=completed,
+        completed=inside,
         output_tokens=tokens,
         energy_j=energy,
-        energy_per_request_j=energy / completed if energy is not None and completed else None,
+        energy_per_request_j=energy / inside if energy is not None and inside else None,
         energy_per_output_token_j=energy / tokens if energy is not None and tokens else None,
         unavailable_reason=why,
     )
@@ -116,7 +109,7 @@ def _window(
 
 def serving_block(
     cfg: ExperimentConfig,
-    records: list[dict[str, Any]],
+    records: list[RequestRecord],
     cost: dict[str, float | None],
     opened: float,
     duration: float,
@@ -129,10 +122,10 @@ def serving_block(
     its length and energy; `samples` the power timeseries, whose `t_s` counts from
     `origin` on the same clock."""
     opts = cfg.serving_options()
-    done = _ok(records)
+    done = completed(records)
     sends = _sends(records) or [opened]
     first = sends[0]
-    last_done = max((r["done_s"] for r in records if r.get("done_s") is not None), default=first)
+    last_done = max((r.done_s for r in records if r.done_s is not None), default=first)
     whole = _window(records, opened, opened + duration, total_j, why_no_energy, opened)
     found = steady_window(records)
     reason: str | None
@@ -155,7 +148,7 @@ def serving_block(
     met = sum(1 for r in records if slo_met(r, ttft_max, tpot_max))
     span = last_done - first
     cpu, wall = cost.get("cpu_s"), cost.get("wall_s")
-    errors = list(dict.fromkeys(str(r["error"]) for r in records if not r["ok"]))
+    errors = list(dict.fromkeys(str(r.error) for r in records if not r.ok))
     return Serving(
         request_rate=opts.request_rate,
         achieved_rate=(len(sends) - 1) / (sends[-1] - first) if sends[-1] > first else None,
@@ -174,9 +167,9 @@ def serving_block(
         slo={"ttft_ms": ttft_max, "tpot_ms": tpot_max},
         goodput_rps=met / span if has_slo and span > 0 else None,
         slo_attainment=met / len(records) if has_slo else None,
-        ttft_ms=stats([(r["first_token_s"] - r["sent_s"]) * 1000 for r in done]),
-        tpot_ms=stats([v for v in map(tpot_ms, done) if v is not None]),
-        e2e_ms=stats([(r["done_s"] - r["sent_s"]) * 1000 for r in done]),
+        ttft_ms=stats([c.ttft_ms for c in done]),
+        tpot_ms=stats([c.tpot_ms for c in done if c.tpot_ms is not None]),
+        e2e_ms=stats([c.e2e_ms for c in done]),
         errors=errors[:MAX_ERRORS],
         load_generator=LoadGeneratorCost(
             cpu_s=cpu,
@@ -188,7 +181,7 @@ def serving_block(
 
 
 def write_serving_requests(
-    path: Path, records: list[dict[str, Any]], opened: float, cfg: ExperimentConfig
+    path: Path, records: list[RequestRecord], opened: float, cfg: ExperimentConfig
 ) -> int:
     """Every request of the measured load as Parquet, times in seconds since the measured
     window opened. `ok` and `slo_met` are 0/1 (`slo_met` null without an SLO)."""
@@ -198,19 +191,19 @@ def write_serving_requests(
     slo = cfg.serving_options().slo
     has_slo = slo.ttft_ms is not None or slo.tpot_ms is not None
 
-    def rel(key: str) -> list[int | float | None]:
-        return [r[key] - opened if r.get(key) is not None else None for r in records]
+    def rel(times: list[float | None]) -> list[int | float | None]:
+        return [None if t is None else t - opened for t in times]
 
     columns = [
-        Column("request", "int32", [int(r["id"]) for r in records]),
-        Column("prompt_tokens", "int32", [r.get("prompt_tokens") for r in records]),
-        Column("output_tokens", "int32", [r.get("output_tokens") for r in records]),
-        Column("scheduled_s", "double", rel("scheduled_s")),
-        Column("submit_s", "double", rel("sent_s")),
-        Column("first_token_s", "double", rel("first_token_s")),
-        Column("last_token_s", "double", rel("last_token_s")),
-        Column("done_s", "double", rel("done_s")),
-        Column("ok", "int32", [int(bool(r["ok"])) for r in records]),
+        Column("request", "int32", [r.id for r in records]),
+        Column("prompt_tokens", "int32", [r.prompt_tokens for r in records]),
+        Column("output_tokens", "int32", [r.output_tokens for r in records]),
+        Column("scheduled_s", "double", rel([r.scheduled_s for r in records])),
+        Column("submit_s", "double", rel([r.sent_s for r in records])),
+        Column("first_token_s", "double", rel([r.first_token_s for r in records])),
+        Column("last_token_s", "double", rel([r.last_token_s for r in records])),
+        Column("done_s", "double", rel([r.done_s for r in records])),
+        Column("ok", "int32", [int(r.ok) for r in records]),
         Column(
             "slo_met",
             "int32",
@@ -247,15 +240,15 @@ def finish_serving(
         prefill=PhaseFigures(unavailable_reason=NO_PHASES),
         decode=PhaseFigures(unavailable_reason=NO_PHASES),
     )
-    done = _ok(records)
+    done = completed(records)
     reuse = kv_reuse(cfg) or natural_flops(cfg.output_length)
     result.responses = responses_block(
-        cfg.output_length, [int(r["output_tokens"] or 0) for r in done], None,
+        cfg.output_length, [c.output_tokens for c in done], None,
         result.energy.total_j, result.energy.unavailable_reason, None,
     )  # fmt: skip
     result.responses.file = REQUESTS_FILE  # every request's lengths are there
     result.flops = flops_block(
-        cfg.model, cfg.weights, cfg.precision, [int(r["prompt_tokens"] or 0) for r in done],
+        cfg.model, cfg.weights, cfg.precision, [c.prompt_tokens for c in done],
         cfg.max_output_tokens, duration, result.energy.total_j, result.environment.gpus,
     ) if reuse is None else Flops(unavailable_reason=reuse)  # fmt: skip
     if serving.failed:
@@ -268,7 +261,7 @@ def finish_serving(
             f"short steady window: {steady:.2f} s < {SHORT_STEADY_S:g} s; the power sampling "
             "makes its energy imprecise, so send more requests or for longer"
         )
-    short = sum(1 for r in done if int(r["output_tokens"] or 0) != cfg.max_output_tokens)
+    short = sum(1 for c in done if c.output_tokens != cfg.max_output_tokens)
     if short and cfg.output_length == "fixed":
         result.warnings.append(
             f"{short} completed requests returned a length other than max_output_tokens "
