@@ -54,26 +54,30 @@ as_bench() {  # the same environment, as the unprivileged user
   runuser -u bench -- env PATH="$PATH" PYTHONPATH="$PYTHONPATH" DOCKER_HOST="$DOCKER_HOST" \
     LLEM_CONFIG="$LLEM_CONFIG" HOME=/home/bench PYTHONUNBUFFERED=1 "$@"
 }
-llem() { python3 -m llem_docker.cli "$@"; }
 left() {  # containers with an llem label (what a study starts), as `id name status`
   python3 -c "import docker; c=docker.from_env(); print([(x.short_id, x.name, x.status) for x in c.containers.list(all=True, filters={'label': 'llem.study'})])"
 }
 pack() { tar -czf "$OUT/$1.tgz" -C "$W" --exclude='*.parquet' . ; tar -czf "$OUT/$1-raw.tgz" -C "$W" . ; ls -la "$OUT"; }
 
-pair_loop() {  # $1: the container runner (docker|apptainer), $2: its runner spec, $3: as (bench|root)
-  local order=("$1" local local "$1" "$1" local) k=0 dir
+pair_loop() {  # KIND (docker|apptainer) SPEC (its runner value) AS (bench|root) [NAME STUDY VAR PAIRS]
+  # ABBA order (container local local container ...) of PAIRS pairs (default 3) of bench/STUDY
+  # (default gpu_container_vs_native.yaml), the runner in VAR (default LLEM_RUNNER_PYTORCH);
+  # folders $W/NAME-pairs/<k>_<runner> (NAME defaults to KIND), then the ratios.
+  local kind=$1 spec=$2 as=$3 name=${4:-$1} study=${5:-gpu_container_vs_native.yaml}
+  local var=${6:-LLEM_RUNNER_PYTORCH} n=${7:-3} order=() k=0 dir i r
+  for i in $(seq "$n"); do if [ $((i % 2)) = 1 ]; then order+=("$kind" local); else order+=(local "$kind"); fi; done
   for r in "${order[@]}"; do
-    k=$((k + 1)); dir=$W/$1-pairs/${k}_$r
+    k=$((k + 1)); dir=$W/$name-pairs/${k}_$r
     ls "$dir"/*/runs/*/result.json >/dev/null 2>&1 && continue
     if [ $(( $(date +%s) - T0 )) -gt "${PAIRS_BUDGET_S:-470}" ]; then echo "budget: stop before $k ($r)"; break; fi
-    rm -rf "$dir"; mkdir -p "$dir"; chmod a+rwX "$W/$1-pairs" "$dir"
-    local cmd=(python3 -m llem_docker.cli run "$SRC/bench/gpu_container_vs_native.yaml" --profile quick --results-dir "$dir")
+    rm -rf "$dir"; mkdir -p "$dir"; chmod a+rwX "$W/$name-pairs" "$dir"
+    local cmd=(env "$var=$([ "$r" = local ] && echo local || echo "$spec")" python3 -m llem_docker.cli run
+               "$SRC/bench/$study" --profile quick --results-dir "$dir")
     if [ "$r" = local ]; then cmd+=(--runner local); else cmd+=(--gpus 0); fi
     echo "== $k $r ($(( $(date +%s) - T0 )) s)"
-    if [ "$3" = bench ]; then as_bench env LLEM_RUNNER_PYTORCH="$([ "$r" = local ] && echo local || echo "$2")" "${cmd[@]}" 2>&1 | tail -4
-    else env LLEM_RUNNER_PYTORCH="$([ "$r" = local ] && echo local || echo "$2")" "${cmd[@]}" 2>&1 | tail -4; fi
+    if [ "$as" = bench ]; then as_bench "${cmd[@]}" 2>&1 | tail -4; else "${cmd[@]}" 2>&1 | tail -4; fi
   done
-  python3 $SRC/bench/container_vs_native.py "$W/$1-pairs" --json "$W/$1-ratios.json"
+  python3 $SRC/bench/container_vs_native.py "$W/$name-pairs" --json "$W/$name-ratios.json"
 }
 
 case "$step" in
@@ -167,17 +171,7 @@ case "$step" in
     # the local runs need the same vLLM on this machine's Python
     chmod -R a+rX /tmp/vctx/site
     export PYTHONPATH=/tmp/vctx/site:$PYTHONPATH VLLM_USE_FLASHINFER_SAMPLER=0
-    k=0
-    for r in docker local local docker; do
-      k=$((k + 1)); dir=$W/vllm-pairs/${k}_$r
-      ls "$dir"/*/runs/*/result.json >/dev/null 2>&1 && continue
-      rm -rf "$dir"; mkdir -p "$dir"; chmod -R a+rwX $W/vllm-pairs
-      spec=$([ "$r" = local ] && echo local || echo docker:llem-gpu/vllm:host)
-      extra=$([ "$r" = local ] && echo --runner local || echo --gpus 0)
-      echo "== $k $r"; as_bench env LLEM_RUNNER_VLLM="$spec" VLLM_USE_FLASHINFER_SAMPLER=0 python3 -m llem_docker.cli run \
-        $SRC/bench/gpu_container_vllm.yaml --profile quick --results-dir "$dir" $extra 2>&1 | tail -3
-    done
-    python3 $SRC/bench/container_vs_native.py "$W/vllm-pairs" --json "$W/vllm-ratios.json"
+    pair_loop docker docker:llem-gpu/vllm:host bench vllm gpu_container_vllm.yaml LLEM_RUNNER_VLLM 2
     pack vllm ;;
 esac
 echo "step $step: $(( $(date +%s) - T0 )) s"

@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from llem_harness import contract_files as files
 from llem_harness.config import ExperimentConfig
-from llem_harness.contract_env import Environment
+from llem_harness.contract_env import Environment, before
 from llem_harness.contract_files import RequestsFile, TimeseriesSummary
+from llem_harness.contract_files import StrictModel as _Model
 
 SCHEMA_VERSION = "1.8"
 # The run directory's file names (contract_files.py), here too for the modules that read them.
@@ -39,10 +40,6 @@ TIMESERIES_FILE = files.TIMESERIES_FILE
 REQUESTS_FILE = files.REQUESTS_FILE
 LOG_FILE = files.LOG_FILE
 Phase = Literal["config", "baseline", "load", "warmup", "measure", "write"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class MeasurementSettings(_Model):
@@ -331,16 +328,9 @@ class ExperimentResult(_Model):
     @model_validator(mode="after")
     def _upgrade(self) -> ExperimentResult:
         """Results of earlier schemas read as 1.8 results (contract_env.Environment.upgrade)."""
-        if _version(self.schema_version) < (1, 8):
+        if before(self.schema_version, (1, 8)):
             self.environment.upgrade(self.energy.unavailable_reason)
         return self
-
-
-def _version(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split("."))
-    except ValueError:
-        return (0,)
 
 
 def schema_fingerprint() -> str:

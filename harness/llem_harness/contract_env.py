@@ -8,15 +8,13 @@ null where that could not be told, with `gpu_unavailable_reason` (1.8) saying wh
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from llem_harness.contract_files import StrictModel as _Model
 
 # Why a run saw no GPU, when that means the machine has none it could use (gpu_count 0), as
 # the harness's GPU probe and NVML word it; any other reason leaves gpu_count unknown (null).
 NO_GPU_REASONS = ("no NVIDIA GPU visible", "NVML Shared Library Not Found", "Driver Not Loaded")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Gpu(_Model):
@@ -80,16 +78,27 @@ class Environment(_Model):
     datacenter_pue: float | None = None
     compile_caches: CompileCaches | None = None
 
+    def note_no_gpu(self, reason: str | None) -> None:
+        """With no GPU measured: why, and the count that follows from it (0 where the machine
+        has none to see, null where that cannot be told)."""
+        self.gpu_unavailable_reason = reason = reason or "no GPU was measured"
+        self.gpu_count = 0 if any(r in reason for r in NO_GPU_REASONS) else None
+
     def upgrade(self, energy_reason: str | None) -> None:
         """A result of schema ≤ 1.7 recorded `gpu_count` 0 for every empty device list: tell
         "no GPU" (0) from "not known" (null) by the energy block's reason, as the host did."""
-        if self.gpus or self.gpu_unavailable_reason is not None:
-            return
-        reason = energy_reason or "no GPU was measured"
-        self.gpu_unavailable_reason = reason
-        self.gpu_count = 0 if any(r in reason for r in NO_GPU_REASONS) else None
+        if not self.gpus and self.gpu_unavailable_reason is None:
+            self.note_no_gpu(energy_reason)
 
     def power_limit_w(self) -> float | None:
         """The GPUs' common power limit, or None when they differ or none is known."""
         limits = {g.power_limit_w for g in self.gpus}
         return limits.pop() if len(limits) == 1 else None
+
+
+def before(schema_version: str, version: tuple[int, int]) -> bool:
+    """Whether a result's `schema_version` is older than `version` (unreadable: older)."""
+    try:
+        return tuple(int(part) for part in schema_version.split(".")) < version
+    except ValueError:
+        return True

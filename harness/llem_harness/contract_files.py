@@ -19,11 +19,13 @@ REQUESTS_CLOCK = (
 )
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
+    """The base of every exchange-contract model: an unknown key is an error."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class TimeseriesSummary(_Model):
+class TimeseriesSummary(StrictModel):
     """timeseries.parquet: its rows, the measured window on its clock (`t_s`, seconds since the
     meter started), and the power integral over that window (the check on the energy counter)."""
 
@@ -34,7 +36,7 @@ class TimeseriesSummary(_Model):
     window_end_s: float | None = None
 
 
-class RequestsFile(_Model):
+class RequestsFile(StrictModel):
     """requests.parquet: one row per request of the measured window (steady-state and serving
     runs); `clock` says what its times count from."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from llem_harness import __version__
 from llem_harness.contract import MeasurementSettings, RunnerInfo
-from llem_harness.contract_env import NO_GPU_REASONS, CompileCaches, Environment, Gpu
+from llem_harness.contract_env import CompileCaches, Environment, Gpu
 
 
 def cpu_model() -> str | None:
@@ -48,12 +48,9 @@ def snapshot(
                 else None
             ),
         }
-    reason = None if devices else gpu_reason or "no GPU was measured"
-    absent = reason is not None and any(r in reason for r in NO_GPU_REASONS)
-    return Environment(
+    env = Environment(
         gpus=[Gpu.model_validate(d) for d in devices],
-        gpu_count=len(devices) if devices else 0 if absent else None,
-        gpu_unavailable_reason=reason,
+        gpu_count=len(devices),
         driver_version=devices[0].get("driver_version") if devices else None,
         cuda_driver_version=devices[0].get("cuda_driver_version") if devices else None,
         **torch_info,
@@ -74,3 +71,6 @@ def snapshot(
         if compile_caches is None
         else CompileCaches.model_validate(compile_caches),
     )
+    if not devices:
+        env.note_no_gpu(gpu_reason)
+    return env

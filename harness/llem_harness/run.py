@@ -62,11 +62,7 @@ from llem_harness.energy.rapl import RaplReader, cpu_fields
 from llem_harness.engine_args import EngineArgsError
 from llem_harness.environment import snapshot
 from llem_harness.figures import offline_figures
-from llem_harness.phases import (
-    PREFILL_MIN_S,
-    prefill_pass,
-    quiet_gc,
-)
+from llem_harness.phases import PREFILL_MIN_S, prefill_pass, quiet_gc
 from llem_harness.quantization import CheckpointMismatch, gpu_problem, library_problem
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving

@@ -15,7 +15,7 @@ import pytest
 
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.execution.images import LABEL_FINGERPRINT, LABEL_HARNESS, ImageMismatch
-from llem_docker.execution.runners.apptainer import ApptainerRunner, read_labels
+from llem_docker.execution.runners.apptainer import ApptainerRunner, process_env, read_labels
 from llem_harness import __version__
 from llem_harness.contract import ExperimentResult, schema_fingerprint
 from tests.apptainer.conftest import scratch_sif
@@ -106,8 +106,6 @@ def test_the_container_gets_the_secret_and_a_clean_environment(
     assert SECRET not in " ".join(argv)
     probe = 'echo "$HF_TOKEN|${LLEM_PROBE_LEAK:-unset}|$HF_HOME|$(pwd)" > /llem/run/probe'
     argv = [*argv[: argv.index(str(test_sif)) + 1], "sh", "-c", probe]
-    from llem_docker.execution.runners.apptainer import process_env
-
     subprocess.run(argv, env=process_env(runner.opts, runner.env), check=True, timeout=120)
     assert (run / "probe").read_text().strip() == f"{SECRET}|unset|/llem/hf-cache|/llem/run"
 

@@ -222,11 +222,6 @@ _IDENTITY: list[tuple[str, Any]] = [
 ]
 
 
-def _same(values: list[Any]) -> Any:
-    """The value every GPU shares; null when they differ or one is unknown."""
-    return values[0] if values and None not in values and len(set(values)) == 1 else None
-
-
 def _names(values: list[Any]) -> str | None:
     """The GPUs' model names, each once ("NVIDIA H200"); null when one is unknown."""
     if not values or None in values:
@@ -251,7 +246,7 @@ def _context(
     return row | {
         "gpu_name": _names([g.name for g in env.gpus]),
         "gpu_count": env.gpu_count,
-        "power_limit_w": _same([g.power_limit_w for g in env.gpus]),
+        "power_limit_w": env.power_limit_w(),
         "image_digest": res.runner.image_digest or env.image_digest or digest,
         "harness_version": env.harness_version,
     }
