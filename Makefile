@@ -26,6 +26,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/engine_names.py
 
 # The pinned backend images llenergymeasure/<backend>:<version> (images/images.sh).
 #   make images [BACKENDS="pytorch vllm"]      build on the pinned upstream bases

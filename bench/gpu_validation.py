@@ -28,7 +28,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "harness"))
 
-from llem_harness.backends.pytorch import PyTorchBackend  # noqa: E402
+from llem_harness.backends.pytorch.backend import PyTorchBackend  # noqa: E402
 from llem_harness.config import ExperimentConfig  # noqa: E402
 from llem_harness.contract import (  # noqa: E402
     MeasurementSettings,

@@ -130,7 +130,7 @@ def section_overhead(out: dict[str, Any], dest: Path, rounds: int, picked: list[
     from vllm import LLM
     from vllm.inputs import TokensPrompt
 
-    from llem_harness.backends.vllm import VLLMBackend
+    from llem_harness.backends.vllm.backend import VLLMBackend
     from llem_harness.datasets import load_prompt_ids
     from llem_harness.energy.nvml import NvmlMeter
     from llem_harness.run import quiet_gc

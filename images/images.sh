@@ -9,7 +9,7 @@
 # The local tag is llenergymeasure/<backend>:<version>, the image the orchestrator uses by
 # default; IMAGE_REPO and IMAGE_TAG name other local images (the CPU test images are
 # llem-test/<backend>:cpu), and SIF_DIR the folder `sif` writes to (images/sif).
-# Backends default to: pytorch vllm tensorrt.
+# Backends default to every registered engine with a Dockerfile here (images/<backend>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +18,11 @@ REPO=${IMAGE_REPO:-llenergymeasure}
 action=${1:?usage: images/images.sh build|pull|push|sif [BACKEND ...]}
 shift
 BACKENDS=("$@")
-[ ${#BACKENDS[@]} -gt 0 ] || BACKENDS=(pytorch vllm tensorrt)
+if [ ${#BACKENDS[@]} -eq 0 ]; then
+  for b in $("$PYTHON" -c 'from llem_harness.backends import BACKENDS; print(*BACKENDS)'); do
+    [ -f "images/$b/Dockerfile" ] && BACKENDS+=("$b")
+  done
+fi
 
 VERSION=$("$PYTHON" -c 'import llem_harness; print(llem_harness.__version__)')
 FINGERPRINT=$("$PYTHON" -m llem_harness.cli fingerprint)

@@ -4,7 +4,8 @@ Importing this package never imports torch, vLLM or TensorRT-LLM; a backend modu
 imported only when that backend runs.
 """
 
-from llem_harness.config import BACKENDS, ExperimentConfig
+from llem_harness.backends import BACKENDS
+from llem_harness.config import ExperimentConfig
 
 __version__ = "0.1.0"
 

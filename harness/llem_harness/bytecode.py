@@ -26,16 +26,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llem_harness.backends import ENGINES
+
 PREFIX_ENV = "PYTHONPYCACHEPREFIX"
 # Modules that a run imports late (on the first compile or load); a missing .pyc among them
 # means the environment was installed without bytecode.
-PROBES = (
-    "torch/_inductor/compile_fx.py",
-    "torch/_dynamo/symbolic_convert.py",
-    "transformers/modeling_utils.py",
-    "vllm/engine/arg_utils.py",
-)
-KEYED_DISTRIBUTIONS = ("torch", "transformers", "vllm", "tensorrt_llm", "llem-harness")
+# Every engine's (its EngineSpec's `bytecode_files`); the key names every engine's packages.
+PROBES = tuple(f for spec in ENGINES.values() for f in spec.bytecode_files)
+KEYED_DISTRIBUTIONS = (*(p for spec in ENGINES.values() for p in spec.packages), "llem-harness")
 
 
 def _package_dir(name: str) -> Path | None:

@@ -7,7 +7,7 @@ local alike); the harness points the compilers' caches into it. The isolation of
 process per run is kept: only compiled artefacts, keyed by the compilers' own hashes of the
 code, the configuration and the toolchain, are shared.
 
-This must run before torch, triton or vllm is imported: they read these variables once.
+This must run before any engine is imported: they read these variables once.
 A variable the user already set wins, and the record says so.
 """
 
@@ -17,16 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from llem_harness.backends import ENGINES
 from llem_harness.bytecode import configure_bytecode_cache
 
 ENGINE_CACHE_ENV = "LLEM_ENGINE_CACHE"
 
-# variable -> (sub-folder of the engine cache, or a fixed value)
-CACHE_DIRS: dict[str, str] = {
-    "TORCHINDUCTOR_CACHE_DIR": "inductor",  # TorchInductor's FX graph and kernel caches
-    "TRITON_CACHE_DIR": "triton",  # compiled Triton kernels
-    "VLLM_CACHE_ROOT": "vllm",  # vLLM's torch_compile_cache (it nests its own inductor dir)
-}
+# variable -> sub-folder of the engine cache: every engine's (its EngineSpec's `cache_vars`)
+CACHE_DIRS: dict[str, str] = {k: v for s in ENGINES.values() for k, v in s.cache_vars.items()}
 CACHE_FLAGS: dict[str, str] = {
     "TORCHINDUCTOR_FX_GRAPH_CACHE": "1",  # on by default in recent torch; explicit here
     "TORCHINDUCTOR_AUTOGRAD_CACHE": "1",  # AOTAutograd's cache: inference graphs too

@@ -8,30 +8,27 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from llem_harness.backends import BACKENDS, ENGINES, HASHED_NULL_SECTIONS, engine
+from llem_harness.backends.spec import EngineOptions
 from llem_harness.quantization import Quantization, config_problem
 
-BACKENDS: tuple[str, ...] = ("pytorch", "vllm", "tensorrt")
-Backend = Literal["pytorch", "vllm", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16"]
-# Each precision's dtype as the engines name it (torch attribute, vLLM/TensorRT-LLM `dtype`).
-DTYPES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 Weights = Literal["pretrained", "dummy"]
 
 BUILTIN_DATASETS: tuple[str, ...] = ("builtin", "synthetic")
 Scenario = Literal["offline", "serving"]
-# Backends whose engine has its own OpenAI-compatible server (the serving scenario).
-SERVER_BACKENDS: dict[str, str] = {"vllm": "vLLM's API server", "tensorrt": "trtllm-serve"}
 
 
 class _Strict(BaseModel):
@@ -45,84 +42,6 @@ class Decoding(_Strict):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 disables top-k")
     repetition_penalty: float = Field(1.0, gt=0.0)
-
-
-class PyTorchOptions(_Strict):
-    """transformers `generate` knobs."""
-
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
-    cache_implementation: Literal["dynamic", "static"] = "static"
-    torch_compile: bool = False
-    engine_args: dict[str, Any] = Field(
-        default_factory=dict,
-        description="further keywords for the engine, checked against its signatures at start",
-    )
-
-
-class VLLMOptions(_Strict):
-    """vLLM engine knobs (offline `LLM` API)."""
-
-    max_num_seqs: int = Field(256, ge=1)
-    tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-    enforce_eager: bool = False
-    max_model_len: int | None = Field(None, ge=1)
-    enable_prefix_caching: bool = False
-    engine_args: dict[str, Any] = Field(
-        default_factory=dict,
-        description="further keywords for the engine, checked against its signatures at start",
-    )
-
-
-class TensorRTOptions(_Strict):
-    """TensorRT-LLM engine knobs (LLM API)."""
-
-    max_batch_size: int = Field(256, ge=1)
-    tp_size: int = Field(1, ge=1)
-    kv_cache_free_gpu_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)
-    max_num_tokens: int | None = Field(None, ge=1)
-    engine_args: dict[str, Any] = Field(
-        default_factory=dict,
-        description="further keywords for the engine, checked against its signatures at start",
-    )
-
-
-# Keywords the harness sets from other fields: engine_args may not set them (the fix names
-# the field that does). Everything else goes to the engine, checked there (engine_args.py).
-RESERVED_ARGS: dict[str, dict[str, str]] = {
-    "pytorch": {
-        **dict.fromkeys(("max_new_tokens", "min_new_tokens"), "max_output_tokens"),
-        **dict.fromkeys(("do_sample", "temperature", "top_p", "top_k"), "decoding"),
-        "repetition_penalty": "decoding.repetition_penalty",
-        "cache_implementation": "pytorch.cache_implementation",
-        "attn_implementation": "pytorch.attn_implementation",
-        **dict.fromkeys(("dtype", "torch_dtype"), "precision"),
-        **dict.fromkeys(("pad_token_id", "streamer", "input_ids", "attention_mask"), "-"),
-        "quantization_config": "quantization",
-    },
-    "vllm": {
-        **dict.fromkeys(("max_tokens", "min_tokens", "ignore_eos", "n"), "max_output_tokens"),
-        **dict.fromkeys(("temperature", "top_p", "top_k"), "decoding"),
-        "repetition_penalty": "decoding.repetition_penalty",
-        **dict.fromkeys(("model", "load_format", "skip_tokenizer_init"), "model / weights"),
-        "dtype": "precision",
-        "seed": "random_seed",
-        **{k: f"vllm.{k}" for k in VLLMOptions.model_fields if k != "engine_args"},
-        "disable_log_stats": "- (off, as users run the engine: docs/backends.md)",
-        "quantization": "quantization",
-    },
-    "tensorrt": {
-        **dict.fromkeys(("model", "load_format", "skip_tokenizer_init"), "model / weights"),
-        "tensor_parallel_size": "tensorrt.tp_size",
-        "dtype": "precision",
-        **dict.fromkeys(("max_tokens", "min_tokens", "ignore_eos"), "max_output_tokens"),
-        **dict.fromkeys(("temperature", "top_p", "top_k"), "decoding"),
-        "repetition_penalty": "decoding.repetition_penalty",
-        "kv_cache_config": "tensorrt.kv_cache_free_gpu_memory_fraction",
-        **{k: f"tensorrt.{k}" for k in ("max_batch_size", "max_num_tokens")},
-        "quant_config": "quantization",
-    },
-}
 
 
 class SLO(_Strict):
@@ -189,20 +108,13 @@ class ServingOptions(_Strict):
         return None if self.request_rate == "inf" else float(self.request_rate)
 
 
-BACKEND_OPTIONS: dict[str, type[_Strict]] = {
-    "pytorch": PyTorchOptions,
-    "vllm": VLLMOptions,
-    "tensorrt": TensorRTOptions,
-}
-
-
 class ExperimentConfig(_Strict):
     """One point of a study: a model, a backend, and how to drive it."""
 
     model: str = Field(
         min_length=1, description="HF model id, local path, or shipped `llem/...` config"
     )
-    backend: Backend
+    backend: str = Field(json_schema_extra={"enum": list(BACKENDS)})
     precision: Precision = "bf16"
     weights: Weights = "pretrained"
     quantization: Quantization = Field(
@@ -232,9 +144,14 @@ class ExperimentConfig(_Strict):
         "offline", description="offline: every prompt at once; serving: requests over time"
     )
     serving: ServingOptions | None = None
-    pytorch: PyTorchOptions | None = None
-    vllm: VLLMOptions | None = None
-    tensorrt: TensorRTOptions | None = None
+    # one optional section per registered engine, named as the engine: added below
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown backend `{value}`; use one of {', '.join(BACKENDS)}")
+        return value
 
     @field_validator("quantization")
     @classmethod
@@ -251,7 +168,7 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         for other in BACKENDS:
-            if other != self.backend and getattr(self, other) is not None:
+            if other != self.backend and getattr(self, other, None) is not None:
                 raise ValueError(
                     f"a `{other}:` section is set but backend is `{self.backend}`; "
                     f"remove it or set backend: {other}"
@@ -261,29 +178,21 @@ class ExperimentConfig(_Strict):
                 "a `serving:` section is set but scenario is `offline`; set scenario: serving "
                 "or remove the section"
             )
-        if self.scenario == "serving" and self.backend == "tensorrt" and self.weights == "dummy":
-            raise ValueError(
-                "scenario: serving with backend tensorrt needs weights: pretrained: "
-                "trtllm-serve detokenises what it streams, and random weights come without "
-                "a tokenizer (vllm serves dummy weights)"
+        spec = engine(self.backend)
+        if self.scenario == "serving" and spec.server is None:
+            servers = ", ".join(
+                f"{s.name} ({s.server_label})" for s in ENGINES.values() if s.server
             )
-        if self.scenario == "serving" and self.backend not in SERVER_BACKENDS:
-            servers = ", ".join(f"{b} ({what})" for b, what in SERVER_BACKENDS.items())
             raise ValueError(
                 f"scenario: serving needs the engine's own server, and backend "
                 f"`{self.backend}` has none; use one of {servers}"
             )
-        pt = self.pytorch
-        if self.quantization.startswith("bnb-") and pt is not None and pt.torch_compile:
-            raise ValueError(
-                f"quantization: {self.quantization} with pytorch.torch_compile: true: "
-                "bitsandbytes layers do not compile (transformers runs them eagerly too); "
-                "set torch_compile: false or use quantization: int8 or fp8 (torchao)"
-            )
-        reserved = RESERVED_ARGS[self.backend]
-        for key in getattr(self.options(), "engine_args", {}):
-            if key in reserved:
-                instead = reserved[key]
+        problem = spec.check(self)
+        if problem is not None:
+            raise ValueError(problem)
+        for key in self.options().engine_args:
+            if key in spec.reserved_args:
+                instead = spec.reserved_args[key]
                 fix = "the harness sets it" if instead.startswith("-") else f"set {instead}"
                 raise ValueError(
                     f"{self.backend}.engine_args.{key} is set by the harness; {fix} instead"
@@ -302,14 +211,16 @@ class ExperimentConfig(_Strict):
             )
         return self
 
-    def options(self) -> BaseModel:
+    def options(self) -> EngineOptions:
         """The backend's own section, with defaults when the file gave none."""
-        section = getattr(self, self.backend)
-        return section if section is not None else BACKEND_OPTIONS[self.backend]()
+        section = getattr(self, self.backend, None)
+        return section if isinstance(section, EngineOptions) else engine(self.backend).options()
 
     def canonical(self) -> dict[str, Any]:
         """Fully-resolved JSON form: the backend section filled in, used for hashing."""
         data = self.model_dump(mode="json")
+        for name in set(ENGINES) - {*HASHED_NULL_SECTIONS, self.backend}:
+            data.pop(name, None)  # unset: as before the engine was installed, hashes hold
         data[self.backend] = self.options().model_dump(mode="json")
         if not data[self.backend].get("engine_args"):  # none given: hashes as before
             data[self.backend].pop("engine_args", None)
@@ -334,3 +245,15 @@ def config_hash(canonical: dict[str, Any]) -> str:
     """sha256 of the canonical JSON (sorted keys, no whitespace)."""
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+if not TYPE_CHECKING:
+    # The engine sections are fields of the model (validated, forbidding unknown keys, in its
+    # JSON schema); the static class above is what the type checker sees.
+    ExperimentConfig = create_model(
+        "ExperimentConfig",
+        __base__=ExperimentConfig,
+        __module__=__name__,
+        __doc__=ExperimentConfig.__doc__,
+        **{name: (spec.options | None, None) for name, spec in ENGINES.items()},
+    )

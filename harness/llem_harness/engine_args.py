@@ -1,9 +1,10 @@
 """`<backend>.engine_args`: further keywords for the engine, checked against its signatures.
 
 The host cannot know every engine's keywords (they change with each release), so it checks
-only that none is one the harness sets itself (config.RESERVED_ARGS). The harness, which has
-the engine imported, checks the rest at start-up, before the model loads: each key must be a
-keyword of one of the engine's entry points, and goes to the first that takes it:
+only that none is one the harness sets itself (its EngineSpec's `reserved_args`). The
+harness, which has the engine imported, checks the rest at start-up, before the model loads:
+each key must be a keyword of one of the engine's entry points, and goes to the first that
+takes it:
 
 - pytorch: `generate` (a `GenerationConfig` field), the model's config (an attribute of its
   `PretrainedConfig`, set before the model is built), or `from_pretrained` (its parameters;

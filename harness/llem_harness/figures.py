@@ -47,8 +47,8 @@ def offline_figures(
     why_no_flops = reuse or natural_flops(cfg.output_length)
     if overrides and why_no_flops is None:
         why_no_flops = (
-            f"pytorch.engine_args change the model's config ({', '.join(overrides)}), and the "
-            "FLOPs count reads the model's own config"
+            f"{cfg.backend}.engine_args change the model's config ({', '.join(overrides)}), "
+            "and the FLOPs count reads the model's own config"
         )
     result.flops = flops_block(
         cfg.model, cfg.weights, cfg.precision, [len(p) for p in prompts],

@@ -7,14 +7,8 @@ torch, vLLM, TensorRT-LLM or NVML.
 """
 
 from llem_harness import __version__
-from llem_harness.backends.base import gpus_needed, max_concurrency
-from llem_harness.config import (
-    BACKEND_OPTIONS,
-    BACKENDS,
-    SLO,
-    ExperimentConfig,
-    ServingOptions,
-)
+from llem_harness.backends import BACKENDS, ENGINES, EngineSpec, engine
+from llem_harness.config import SLO, ExperimentConfig, ServingOptions
 from llem_harness.contract import (
     ERROR_FILE,
     EXPERIMENT_FILE,
@@ -39,7 +33,7 @@ from llem_harness.quantization import gpu_problem
 
 __all__ = [
     "BACKENDS",
-    "BACKEND_OPTIONS",
+    "ENGINES",
     "ERROR_FILE",
     "EXPERIMENT_FILE",
     "HOST_RAPL_ENV",
@@ -48,6 +42,7 @@ __all__ = [
     "RESULT_FILE",
     "SLO",
     "TIMESERIES_FILE",
+    "EngineSpec",
     "ErrorInfo",
     "ExperimentConfig",
     "ExperimentResult",
@@ -59,10 +54,9 @@ __all__ = [
     "Stats",
     "__version__",
     "atomic_write_json",
+    "engine",
     "gpu_problem",
-    "gpus_needed",
     "host_has_rapl",
-    "max_concurrency",
     "parse_visible_devices",
     "prompt_of",
     "schema_fingerprint",

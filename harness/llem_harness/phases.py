@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from llem_harness.backends import engine
+from llem_harness.config import ExperimentConfig
 from llem_harness.contract import PhaseFigures, Phases
 
 
@@ -96,17 +98,10 @@ def prefill_pass(
     )
 
 
-def kv_reuse(cfg: Any) -> str | None:
-    """Why the engine may serve the repeated prompts of a run from its KV cache, or None.
-    TensorRT-LLM runs with block reuse off (backends/tensorrt.py); vLLM's prefix caching is
-    off unless the study turns it on."""
-    if cfg.backend == "vllm" and cfg.vllm is not None and cfg.vllm.enable_prefix_caching:
-        return (
-            "vllm.enable_prefix_caching is on: the warmup, the measured pass and the one-token "
-            "pass repeat the same prompts, so their prefill may come from the cache, and "
-            "neither the phases nor the prefill FLOPs can be told"
-        )
-    return None
+def kv_reuse(cfg: ExperimentConfig) -> str | None:
+    """Why the engine may serve the repeated prompts of a run from its KV cache, or None
+    (the engine's own rule: its EngineSpec's `kv_reuse`)."""
+    return engine(cfg.backend).kv_reuse(cfg)
 
 
 def _per_token(joules: float | None, tokens: int) -> float | None:

@@ -19,14 +19,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from llem_harness import termination
-from llem_harness.backends import get_backend
-from llem_harness.backends.base import (
-    Backend,
-    PassResult,
-    gpus_needed,
-    import_engine,
-    max_concurrency,
-)
+from llem_harness.backends import engine, import_engine
+from llem_harness.backends.base import Backend, PassResult
 from llem_harness.baseline import baseline_beside_imports
 from llem_harness.caches import configure_compile_caches
 from llem_harness.contract import (
@@ -142,19 +136,18 @@ class Harness:
             raise ValueError(f"malformed {EXPERIMENT_FILE}: {exc}") from None
         cfg = req.config
         serving = cfg.scenario == "serving"  # the engine's server under load: serving/
-        backend = self.backend = (
-            ServingBackend(cfg.backend) if serving else get_backend(cfg.backend)
-        )
+        spec = engine(cfg.backend)
+        backend = self.backend = ServingBackend(cfg.backend) if serving else spec.make_backend()
         tracker = self._co2_tracker(req)
         if cfg.quantization != "none":  # the GPU this run got, which the host may not see
-            gpus = run_gpus(gpus_needed(cfg))
+            gpus = run_gpus(spec.gpus(cfg))
             problem = None if gpus is None else gpu_problem(cfg.backend, cfg.quantization, gpus)
             problem = problem or library_problem(cfg.backend, cfg.quantization)
             if problem is not None:
                 raise ValueError(problem)
 
         self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
-        meter = self.meter = make_meter(req.measurement, _gpu_indices(gpus_needed(cfg)))
+        meter = self.meter = make_meter(req.measurement, _gpu_indices(spec.gpus(cfg)))
         meter.start()
         self.clock.lap("baseline")  # the meter's setup counts as the baseline phase's
         base = baseline_beside_imports(
@@ -363,7 +356,7 @@ class Harness:
             if ms.window != "steady_state" or cfg.scenario == "serving"
             else measure_steady(
                 measured.spans,
-                max_concurrency(cfg),
+                engine(cfg.backend).concurrency(cfg),
                 meter.samples(),
                 meter.clock_origin(),
             ),

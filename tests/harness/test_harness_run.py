@@ -179,7 +179,7 @@ def test_missing_model_pretrained_offline(tmp_path: Path) -> None:
 
 
 def test_exception_mid_measurement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llem_harness.backends.pytorch import PyTorchBackend
+    from llem_harness.backends.pytorch.backend import PyTorchBackend
 
     real = PyTorchBackend.generate
 
@@ -218,7 +218,7 @@ def test_sigterm_swallowed_by_a_finalizer_still_ends_the_run(
     """Python runs the SIGTERM handler in whatever code is current; inside a `__del__` (seen
     with a tokenizer's regex objects) its exception is printed and dropped. The run must still
     end as Terminated and never write a result.json."""
-    from llem_harness.backends.pytorch import PyTorchBackend
+    from llem_harness.backends.pytorch.backend import PyTorchBackend
 
     real = PyTorchBackend.generate
 

@@ -13,11 +13,11 @@ import pytest
 from pydantic import ValidationError
 
 from llem_docker.execution.gpu_check import host_gpus
+from llem_harness.backends import ENGINES
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ErrorInfo, ExperimentResult
 from llem_harness.quantization import (
     QUANTIZATIONS,
-    SUPPORT,
     CheckpointMismatch,
     checkpoint_method,
     config_problem,
@@ -36,13 +36,17 @@ def test_every_combination_runs_or_is_refused_naming_what_is_supported() -> None
         for method in QUANTIZATIONS:
             for weights in ("dummy", "pretrained"):
                 problem = config_problem(backend, method, weights)
-                support = SUPPORT[backend].get(method)
+                support = ENGINES[backend].quantization.get(method)
                 runs = method == "none" or (support is not None and weights in support.weights)
                 assert (problem is None) == runs, (backend, method, weights)
                 if problem is not None:
                     assert f"quantization: {method}" in problem and backend in problem
     gptq = config_problem("pytorch", "gptq", "pretrained")
-    assert gptq is not None and "use backend vllm" in gptq and "bnb-nf4 (dummy/pretrained)" in gptq
+    assert (
+        gptq is not None
+        and "backends that run gptq: vllm, tensorrt" in gptq
+        and "bnb-nf4 (dummy/pretrained)" in gptq
+    )
     awq = config_problem("vllm", "awq", "dummy")
     assert awq is not None and "needs weights: pretrained" in awq and "online method: fp8" in awq
     trt = config_problem("tensorrt", "fp8", "dummy")
@@ -174,14 +178,17 @@ def test_the_docs_table_is_the_code_table() -> None:
             rows.add((backend, method, weights, None if cc == "any" else float(cc), cpu == "yes"))
     code = {
         (b, m, ", ".join(s.weights), s.min_cc, s.cpu)
-        for b, methods in SUPPORT.items()
-        for m, s in methods.items()
+        for b, spec in ENGINES.items()
+        for m, s in spec.quantization.items()
     }
     assert rows == code
 
 
 def test_the_vllm_server_gets_the_method() -> None:
-    from llem_harness.serving.server import vllm_command
+    from llem_harness.backends.vllm.server import VLLMServer
+
+    def vllm_command(cfg: ExperimentConfig, model: str, port: int) -> list[str]:
+        return VLLMServer().command(cfg, model, port, Path("/unused"))[0]
 
     cfg = ExperimentConfig(
         model="llem/tiny-llama", backend="vllm", weights="dummy", scenario="serving",
@@ -255,7 +262,7 @@ def test_tensorrt_reads_the_checkpoints_method(tmp_path: Path) -> None:
     """The TensorRT-LLM backend's check, on a real checkpoint folder read by transformers."""
     import json
 
-    from llem_harness.backends.tensorrt import TensorRTBackend
+    from llem_harness.backends.tensorrt.backend import TensorRTBackend
     from llem_harness.models import dummy_model_dir
 
     folder, _ = dummy_model_dir("llem/tiny-llama", tmp_path / "ckpt")

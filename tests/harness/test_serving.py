@@ -11,6 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from llem_docker.study.model import parse_axis_key
+from llem_harness.backends.tensorrt.server import TensorRTServer
+from llem_harness.backends.vllm.server import VLLMServer
 from llem_harness.config import ExperimentConfig
 from llem_harness.energy.base import Sample
 from llem_harness.serving import server
@@ -57,12 +59,13 @@ def test_serving_keys_sweep_and_typos_are_named() -> None:
     assert "section" in str(parse_axis_key("serving"))
 
 
-def test_the_server_commands_carry_the_engine_settings() -> None:
+def test_the_server_commands_carry_the_engine_settings(tmp_path: Path) -> None:
     c = ExperimentConfig(
         model="llem/tiny-llama", backend="vllm", weights="dummy", scenario="serving",
         precision="fp32", vllm={"max_num_seqs": 8, "enforce_eager": True},
     )  # fmt: skip
-    cmd = server.vllm_command(c, "/m", 1234)
+    cmd, served = VLLMServer().command(c, "/m", 1234, tmp_path)
+    assert served == server.SERVED_NAME
     assert cmd[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     text = " ".join(cmd)
     for part in (
@@ -81,10 +84,13 @@ def test_the_server_commands_carry_the_engine_settings() -> None:
     t = ExperimentConfig(
         model="m", backend="tensorrt", scenario="serving", tensorrt={"max_batch_size": 4},
     )  # fmt: skip
-    tcmd = " ".join(server.tensorrt_command(t, "/m", 99, Path("/o.yaml")))
-    assert tcmd.startswith("trtllm-serve /m --host 127.0.0.1 --port 99")
-    assert "--max_batch_size 4" in tcmd and "--extra_llm_api_options /o.yaml" in tcmd
-    assert "enable_block_reuse: false" in server.tensorrt_options(t)
+    tcmd, served = TensorRTServer().command(t, "/m", 99, tmp_path)
+    assert " ".join(tcmd).startswith("trtllm-serve /m --host 127.0.0.1 --port 99")
+    assert served == "/m"  # trtllm-serve names the model by its path
+    options = tmp_path / "llm_api_options.yaml"
+    assert "--max_batch_size 4" in " ".join(tcmd)
+    assert tcmd[-2:] == ["--extra_llm_api_options", str(options)]
+    assert "enable_block_reuse: false" in options.read_text()
     with pytest.raises(ValidationError, match="needs weights: pretrained"):
         ExperimentConfig(model="m", backend="tensorrt", scenario="serving", weights="dummy")
 

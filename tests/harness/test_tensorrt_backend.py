@@ -183,7 +183,7 @@ def test_pretrained_prompts_go_through_the_chat_template(tmp_path: Path, fake_tr
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from llem_harness.backends.tensorrt import TensorRTBackend
+    from llem_harness.backends.tensorrt.backend import TensorRTBackend
     from llem_harness.datasets import builtin_prompts
     from llem_harness.models import dummy_model_dir, tokenize
 

@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from llem_harness.backends.vllm import ENGINE_TS_MODE, HOST_TS_MODE, TokenTimeTap, VLLMBackend
+from llem_harness.backends.vllm.backend import (
+    ENGINE_TS_MODE,
+    HOST_TS_MODE,
+    TokenTimeTap,
+    VLLMBackend,
+)
+from llem_harness.backends.vllm.models import stable_dummy_model
 from llem_harness.config import ExperimentConfig
 from llem_harness.steady import steady_window
 
@@ -160,10 +166,9 @@ def test_dummy_model_folder_is_stable_under_the_engine_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLEM_ENGINE_CACHE", str(tmp_path))
-    a, b = VLLMBackend(), VLLMBackend()
-    folder_a, vocab = a._dummy_model("llem/tiny-llama")
-    folder_b, _ = b._dummy_model("llem/tiny-llama")
+    folder_a, vocab, tmp_a = stable_dummy_model("llem/tiny-llama")
+    folder_b, _, tmp_b = stable_dummy_model("llem/tiny-llama")
     assert folder_a == folder_b and folder_a.parent == tmp_path / "vllm-models"
     assert (folder_a / "config.json").exists() and vocab > 0
-    assert a._tmp is None and b._tmp is None  # nothing to delete at close
+    assert tmp_a is None and tmp_b is None  # nothing to delete at close
     assert [p.name for p in (tmp_path / "vllm-models").iterdir()] == [folder_a.name]

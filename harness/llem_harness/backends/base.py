@@ -2,7 +2,7 @@
 
 A backend's life inside one run, as run.py drives it:
 
-1. `get_backend(name)` (the registry in `backends/__init__.py`) builds it, empty.
+1. `engine(name).make_backend()` (the registry in `backends/__init__.py`) builds it, empty.
 2. `load(cfg, run_dir)` builds the engine (the engine's imports came before, in
    `import_engine`); then `tokenize` and `vocab_size` work, and `version()` and `details()`
    describe it.
@@ -15,12 +15,12 @@ A backend's life inside one run, as run.py drives it:
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from llem_harness.config import ExperimentConfig
+if TYPE_CHECKING:
+    from llem_harness.config import ExperimentConfig
 
 
 @dataclass
@@ -44,7 +44,7 @@ class PassResult:
 
 
 class Backend(Protocol):
-    """One inference engine (transformers, vLLM, TensorRT-LLM). Life cycle: module docstring."""
+    """One inference engine (a registered EngineSpec's backend). Life cycle: module docstring."""
 
     name: str
     latency_mode: str  # how ttft/itl were timed, recorded in the result
@@ -77,48 +77,3 @@ class Backend(Protocol):
         """Engine settings worth recording (cache implementation, attention, device…)."""
 
     def close(self) -> None: ...
-
-
-def gpus_needed(cfg: ExperimentConfig) -> int:
-    """How many GPUs (CUDA ordinals 0..n-1) the experiment runs on: all tensor-parallel ranks."""
-    if cfg.backend == "vllm" and cfg.vllm is not None:
-        return cfg.vllm.tensor_parallel_size
-    if cfg.backend == "tensorrt" and cfg.tensorrt is not None:
-        return cfg.tensorrt.tp_size
-    return 1
-
-
-def max_concurrency(cfg: ExperimentConfig) -> int:
-    """How many requests the engine keeps in flight at most: the steady state's level."""
-    if cfg.backend == "vllm":
-        return (cfg.vllm.max_num_seqs if cfg.vllm else None) or 256
-    if cfg.backend == "tensorrt":
-        return (cfg.tensorrt.max_batch_size if cfg.tensorrt else None) or 256
-    return cfg.batch_size
-
-
-# The engine's heavy imports, timed apart from model loading (result.timing.imports_s).
-ENGINE_MODULES: dict[str, tuple[str, ...]] = {
-    # transformers' top module is lazy: its modelling and generation code is imported by the
-    # first `from_config`/`from_pretrained` (seconds), so it is imported here, beside the
-    # baseline, and not inside load_s
-    "pytorch": (
-        "torch",
-        "transformers",
-        "transformers.modeling_utils",
-        "transformers.generation.utils",
-        "transformers.models.auto.modeling_auto",
-    ),
-    "vllm": ("torch", "vllm"),
-    "tensorrt": ("torch", "tensorrt_llm"),
-}
-
-
-def import_engine(name: str) -> None:
-    """Import the backend's engine now, so that its import time is not counted as load
-    time. A missing module is left for `load` to report in its own words."""
-    for module in ENGINE_MODULES.get(name, ()):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            return

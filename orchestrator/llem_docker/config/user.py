@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llem_docker.config.secrets import check_no_secrets
 from llem_docker.config.yamlsrc import format_key, load_yaml
 from llem_docker.errors import ConfigError
-from llem_harness.host_api import MeasurementSettings
+from llem_harness.host_api import BACKENDS, MeasurementSettings
 
 
 class _Strict(BaseModel):
@@ -84,14 +83,25 @@ class SlurmSettings(_Strict):
 
 
 class UserConfig(_Strict):
-    runners: dict[Literal["pytorch", "vllm", "tensorrt"], str] = Field(default_factory=dict)
-    images: dict[Literal["pytorch", "vllm", "tensorrt"], str] = Field(default_factory=dict)
+    runners: dict[str, str] = Field(default_factory=dict, description="backend -> runner")
+    images: dict[str, str] = Field(default_factory=dict, description="backend -> image")
     output: OutputSettings = OutputSettings()
     measurement: MeasurementSettings = MeasurementSettings()
     execution: ExecutionSettings = ExecutionSettings()
     docker: DockerSettings = DockerSettings()
     apptainer: ApptainerSettings = ApptainerSettings()
     slurm: SlurmSettings = SlurmSettings()
+
+    @field_validator("runners", "images")
+    @classmethod
+    def _engines(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(BACKENDS))
+        if unknown:
+            raise ValueError(
+                f"unknown backend {', '.join(f'`{u}`' for u in unknown)}; "
+                f"use one of {', '.join(BACKENDS)}"
+            )
+        return value
 
 
 def user_config_path(env: Mapping[str, str] | None = None) -> tuple[Path, str]:

@@ -19,7 +19,7 @@ from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.runners.container import parse_gpus
 from llem_docker.study.plan import ExperimentPoint, StudyPlan
-from llem_harness.host_api import gpu_problem, gpus_needed, parse_visible_devices
+from llem_harness.host_api import engine, gpu_problem, parse_visible_devices
 
 QUERY = ["--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"]
 
@@ -86,7 +86,7 @@ def check_quantization(
         gpus = seen[kind]
         if gpus is None:  # the driver cannot say: the harness checks in the run
             continue
-        problem = gpu_problem(cfg.backend, cfg.quantization, gpus[: gpus_needed(cfg)])
+        problem = gpu_problem(cfg.backend, cfg.quantization, gpus[: engine(cfg.backend).gpus(cfg)])
         if problem is not None:
             where = "docker.gpus" if kind == "docker" else "apptainer.gpus"
             raise ConfigError(

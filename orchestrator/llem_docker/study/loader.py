@@ -149,7 +149,7 @@ def _study(doc: Document, problems: Problems) -> StudyConfig:
         problems.add(
             (),
             "the study expands to zero runs: no `backend:` and no `experiments:`",
-            "add `backend: pytorch` (or a list) or at least one entry under `experiments:`",
+            f"add `backend: {BACKENDS[0]}` (or a list) or at least one entry under `experiments:`",
         )
     return study
 
@@ -190,7 +190,7 @@ def _axes(problems: Problems, raw: Any, backends: list[str]) -> list[Axis]:
         problems.add(
             ("sweep",),
             "a sweep needs a base `backend:`",
-            "add `backend: pytorch` (or a list) at the top level",
+            f"add `backend: {BACKENDS[0]}` (or a list) at the top level",
         )
         return []
     axes = []
@@ -249,7 +249,7 @@ def _experiments(problems: Problems, raw: Any) -> list[dict[str, Any]]:
         problems.add(
             ("experiments",),
             "must be a list of mappings",
-            "write `experiments:` followed by `- {backend: pytorch, batch_size: 1}` items",
+            f"write `experiments:` followed by `- {{backend: {BACKENDS[0]}, batch_size: 1}}` items",
         )
         return []
     out = []
@@ -258,7 +258,7 @@ def _experiments(problems: Problems, raw: Any) -> list[dict[str, Any]]:
             problems.add(
                 ("experiments", i),
                 "each experiment must be a mapping",
-                "write `- {backend: pytorch, batch_size: 1}`",
+                f"write `- {{backend: {BACKENDS[0]}, batch_size: 1}}`",
             )
             continue
         clean = {}
@@ -355,11 +355,11 @@ def _suggest(name: str, valid: list[str]) -> str | None:
 
 
 def _axis_names() -> list[str]:
-    from llem_harness.host_api import BACKEND_OPTIONS
+    from llem_harness.host_api import ENGINES
 
     names = sorted(EXPERIMENT_FIELDS)
-    for b, model in BACKEND_OPTIONS.items():
-        names += [f"{b}.{f}" for f in model.model_fields]
+    for name, spec in ENGINES.items():
+        names += [f"{name}.{f}" for f in spec.options.model_fields]
     return names
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llem_harness.host_api import BACKEND_OPTIONS, BACKENDS, SLO, ExperimentConfig, ServingOptions
+from llem_harness.host_api import BACKENDS, ENGINES, SLO, ExperimentConfig, ServingOptions
 
 CycleOrder = Literal["sequential", "interleaved", "shuffled"]
 STUDY_KEYS = ("name", "sweep", "experiments", "execution")
@@ -108,7 +108,7 @@ def parse_axis_key(key: str) -> tuple[str | None, tuple[str, ...]] | str:
         return None, (head,)
     if head in BACKENDS:
         rest = parts[1:]
-        if len(rest) == 1 and rest[0] in BACKEND_OPTIONS[head].model_fields:
+        if len(rest) == 1 and rest[0] in ENGINES[head].options.model_fields:
             return head, (head, rest[0])
         if len(rest) == 2 and rest[0] == "engine_args":  # any key: the harness checks it
             return head, (head, "engine_args", rest[1])

@@ -110,7 +110,7 @@ def _point(
             source=study.source,
             key=_origin_key(origin),
             fix="drop the offending value from the sweep, scope the axis to the backends it "
-            "fits (`pytorch.quantization: [...]`), or move that point to `experiments:`",
+            "fits (`<backend>.quantization: [...]`), or move that point to `experiments:`",
         ) from None
     return ExperimentPoint(config, config.config_hash(), swept, origin)
 

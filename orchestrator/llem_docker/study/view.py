@@ -11,7 +11,7 @@ from rich.table import Table
 
 from llem_docker.config.settings import RunnerSpec
 from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before
-from llem_harness.host_api import max_concurrency
+from llem_harness.host_api import engine
 
 MAX_TABLE_ROWS = 200
 # Assumptions behind the rough per-run estimate; shown beside it so nobody mistakes it for data.
@@ -54,7 +54,7 @@ def run_estimate_s(run: PlannedRun, runner: RunnerSpec) -> float:
     max_num_seqs, TensorRT-LLM's max_batch_size). A serving run lasts at least as long as
     its arrivals take: n_requests / request_rate, or duration_s."""
     cfg = run.point.config
-    batches = -(-cfg.n_prompts // max_concurrency(cfg))
+    batches = -(-cfg.n_prompts // engine(cfg.backend).concurrency(cfg))
     passes = cfg.warmup_runs + 1
     busy = passes * batches * cfg.max_output_tokens * DECODE_STEP_S
     if cfg.scenario == "serving":

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from llem_harness.backends.base import PassResult
-from llem_harness.backends.pytorch_quant import quantize
+from llem_harness.backends.pytorch.options import PyTorchOptions
+from llem_harness.backends.pytorch.quant import quantize
+from llem_harness.backends.spec import DTYPES, options_of
 from llem_harness.backends.tokenizing import Tokenizing
-from llem_harness.config import DTYPES, ExperimentConfig, PyTorchOptions
+from llem_harness.config import ExperimentConfig
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config
 from llem_harness.termination import check_terminated
@@ -82,7 +84,7 @@ class PyTorchBackend(Tokenizing):
         import transformers
 
         self.cfg = cfg
-        self.opts = cfg.pytorch or PyTorchOptions()
+        self.opts = options_of(cfg, PyTorchOptions)
         torch.manual_seed(cfg.random_seed)
         self.device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
         t0 = time.perf_counter()
@@ -131,7 +133,7 @@ class PyTorchBackend(Tokenizing):
                 self._pad = self._tokenizer.eos_token_id or 0
         t2 = time.perf_counter()
         model.eval()
-        if cfg.quantization != "none":  # online, in place: backends/pytorch_quant.py
+        if cfg.quantization != "none":  # online, in place: quant.py
             self.quantization = quantize(model, cfg.quantization, dtype, self.device)
             if cfg.quantization.startswith("bnb-"):  # as transformers: no compile of bnb layers
                 self._gen_args["disable_compile"] = True

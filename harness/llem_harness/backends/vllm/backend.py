@@ -1,9 +1,7 @@
 """vLLM backend: the offline `LLM` API, every prompt submitted at once.
 
-`weights: dummy` writes the model's config to a folder and loads it with `load_format="dummy"`
-(random weights, no download). With a persistent engine cache ($LLEM_ENGINE_CACHE) the folder
-has a stable path there, because vLLM's compile cache is keyed on the model path among other
-things (`ModelConfig.compute_hash`): a fresh temporary name would miss it on every run.
+`weights: dummy` writes the model's config to a folder (models.py: a stable one under the
+engine cache) and loads it with `load_format="dummy"` (random weights, no download).
 Prompts go in as token ids, so no tokenizer is needed for dummy models, and pytorch and vllm
 see the very same ids.
 
@@ -33,20 +31,20 @@ on the instance for the measured pass only:
 from __future__ import annotations
 
 import gc
-import hashlib
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from llem_harness.backends.base import PassResult
+from llem_harness.backends.spec import DTYPES, options_of
 from llem_harness.backends.tokenizing import Tokenizing
-from llem_harness.config import DTYPES, ExperimentConfig, VLLMOptions
+from llem_harness.backends.vllm import SPEC
+from llem_harness.backends.vllm.models import stable_dummy_model
+from llem_harness.backends.vllm.options import VLLMOptions
+from llem_harness.backends.whole_pass import WholePass
+from llem_harness.config import ExperimentConfig
 from llem_harness.engine_args import parameters, route
-from llem_harness.models import dummy_model_dir
-from llem_harness.quantization import engine_flag
 
 # Room above input + output tokens in the default max_model_len (BOS and rounding).
 LEN_SLACK = 8
@@ -105,8 +103,9 @@ class TokenTimeTap:
         }
 
 
-class VLLMBackend(Tokenizing):
+class VLLMBackend(WholePass, Tokenizing):
     name = "vllm"
+    memory_owner = "vLLM runs the model in its engine process"
 
     def __init__(self) -> None:
         self.cfg: ExperimentConfig | None = None
@@ -129,7 +128,7 @@ class VLLMBackend(Tokenizing):
         from vllm import LLM
 
         self.cfg = cfg
-        self.opts = opts = cfg.vllm or VLLMOptions()
+        self.opts = opts = options_of(cfg, VLLMOptions)
         kwargs: dict[str, Any] = {
             "dtype": DTYPES[cfg.precision],
             "seed": cfg.random_seed,
@@ -144,13 +143,13 @@ class VLLMBackend(Tokenizing):
             "disable_log_stats": True,
         }
         if cfg.weights == "dummy":
-            model, self._vocab = self._dummy_model(cfg.model)
+            model, self._vocab, self._tmp = stable_dummy_model(cfg.model)
             self._model_dir = str(model)
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
         else:
             kwargs.update(model=cfg.model)
         if cfg.quantization != "none":  # vLLM's own method (docs/quantization.md)
-            kwargs["quantization"] = engine_flag("vllm", cfg.quantization)
+            kwargs["quantization"] = SPEC.quantization[cfg.quantization].flag
         kwargs |= self._route(LLM)["LLM"]  # vllm.engine_args
         self.engine_args = dict(kwargs)  # for benchmarks that build a twin engine
         self.llm = LLM(**kwargs)
@@ -186,35 +185,6 @@ class VLLMBackend(Tokenizing):
         )
         self._sampling_args = routed["SamplingParams"]
         return routed
-
-    def _dummy_model(self, model_id: str) -> tuple[Path, int]:
-        """The dummy model's folder: stable under $LLEM_ENGINE_CACHE (named by a hash of its
-        config.json, so that vLLM's compile cache hits), else a temporary folder."""
-        cache = os.environ.get("LLEM_ENGINE_CACHE")
-        models = Path(cache) / "vllm-models" if cache else None
-        try:  # staged beside its final place: the rename below must not cross filesystems
-            if models is not None:
-                models.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models))
-            staging.chmod(0o755)  # mkdtemp makes it private; other runs read it
-        except OSError:  # a read-only cache
-            models, staging = None, Path(tempfile.mkdtemp(prefix="llem-vllm-model-"))
-        folder, vocab = dummy_model_dir(model_id, staging)
-        if models is None:
-            self._tmp = str(staging)
-            return folder, vocab
-        digest = hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
-        stable = models / f"{model_id.replace('/', '--')}-{digest}"
-        try:
-            if not (stable / "config.json").exists():
-                os.replace(staging, stable)  # atomic: a concurrent run sees all or nothing
-        except OSError:
-            pass  # another run won the rename
-        if (stable / "config.json").exists():
-            shutil.rmtree(staging, ignore_errors=True)
-            return stable, vocab
-        self._tmp = str(staging)
-        return folder, vocab
 
     def warmup_batches(self, prompts: list[list[int]]) -> list[list[list[int]]]:
         return [prompts]  # the measured pass: every prompt at once
@@ -268,15 +238,6 @@ class VLLMBackend(Tokenizing):
         if tap is not None:
             self.latency_mode = ENGINE_TS_MODE if tap.engine_clock else HOST_TS_MODE
         return result
-
-    def synchronize(self) -> None:
-        """`LLM.generate` returns when every request has finished: nothing is queued."""
-
-    def peak_memory_mb(self) -> tuple[float | None, str | None]:
-        return None, (
-            "vLLM runs the model in its engine process, whose allocator the harness cannot "
-            "see; the timeseries' memory_used_mb has the device's memory"
-        )
 
     def details(self) -> dict[str, Any]:
         o = self.opts

@@ -23,15 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from llem_harness.backends.base import PassResult
+from llem_harness.backends.spec import DTYPES, options_of
+from llem_harness.backends.tensorrt.options import TensorRTOptions
 from llem_harness.backends.tokenizing import Tokenizing
-from llem_harness.config import DTYPES, ExperimentConfig, TensorRTOptions
+from llem_harness.backends.whole_pass import WholePass
+from llem_harness.config import ExperimentConfig
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import dummy_model_dir
 from llem_harness.quantization import checkpoint_method, verify_checkpoint
 
 
-class TensorRTBackend(Tokenizing):
+class TensorRTBackend(WholePass, Tokenizing):
     name = "tensorrt"
+    memory_owner = "TensorRT-LLM manages its own device memory"
     latency_mode = "none"  # per-request token times are not read from TensorRT-LLM yet
 
     def __init__(self) -> None:
@@ -56,7 +60,7 @@ class TensorRTBackend(Tokenizing):
         from tensorrt_llm.llmapi import KvCacheConfig
 
         self.cfg = cfg
-        self.opts = opts = cfg.tensorrt or TensorRTOptions()
+        self.opts = opts = options_of(cfg, TensorRTOptions)
         kwargs: dict[str, Any] = {
             "dtype": DTYPES[cfg.precision],
             "tensor_parallel_size": opts.tp_size,
@@ -175,15 +179,6 @@ class TensorRTBackend(Tokenizing):
             result.input_tokens += len(prompt)
             result.output_tokens += produced
         return result
-
-    def synchronize(self) -> None:
-        """`LLM.generate` returns when every request has finished."""
-
-    def peak_memory_mb(self) -> tuple[float | None, str | None]:
-        return None, (
-            "TensorRT-LLM manages its own device memory; the timeseries' memory_used_mb has "
-            "the device's memory"
-        )
 
     def details(self) -> dict[str, Any]:
         o = self.opts
