@@ -17,10 +17,13 @@ combination and what is supported. Three things decide whether a point can run:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llem_harness.backends import ENGINES
 from llem_harness.backends.spec import Support
+
+if TYPE_CHECKING:
+    from llem_harness.config import ExperimentConfig
 
 Quantization = Literal["none", "fp8", "int8", "awq", "gptq", "bnb-nf4", "bnb-int8"]
 QUANTIZATIONS: tuple[str, ...] = ("none", "fp8", "int8", "awq", "gptq", "bnb-nf4", "bnb-int8")
@@ -111,6 +114,18 @@ def library_problem(backend: str, method: str) -> str | None:
         "image (`make images`), or install the harness's quantization extra "
         "(`pip install 'llem-harness[quantization]'`, as `make setup` does)"
     )
+
+
+def run_problem(cfg: ExperimentConfig, n_gpus: int) -> str | None:
+    """At the run's start, in its own process: why the method cannot run on the GPUs it got
+    (which the host may not see) or in this Python, or None."""
+    if cfg.quantization == "none":
+        return None
+    from llem_harness.energy.nvml_device import run_gpus
+
+    gpus = run_gpus(n_gpus)
+    problem = None if gpus is None else gpu_problem(cfg.backend, cfg.quantization, gpus)
+    return problem or library_problem(cfg.backend, cfg.quantization)
 
 
 class CheckpointMismatch(ValueError):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llem_harness.contract import MeasurementSettings
 
 J_PER_KWH = 3.6e6
 CODECARBON_MISSING = (
@@ -51,3 +54,15 @@ class CodeCarbonTracker:
         """Emissions of the tracked span in kg CO2eq (None when CodeCarbon measured nothing)."""
         kg = self._tracker.stop()
         return None if kg is None else float(kg) * self.pue
+
+
+def tracker_for(settings: MeasurementSettings) -> CodeCarbonTracker | None:
+    """CodeCarbon's tracker when `co2_backend: codecarbon` asks for it, else None."""
+    if settings.co2_backend != "codecarbon":
+        return None
+    if settings.country_iso_code is None:
+        raise ValueError(
+            "co2_backend: codecarbon needs measurement.country_iso_code (e.g. FRA): "
+            "CodeCarbon takes the grid mix from the country"
+        )
+    return CodeCarbonTracker(settings.country_iso_code, pue=settings.datacenter_pue)

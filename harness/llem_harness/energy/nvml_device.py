@@ -215,3 +215,13 @@ def device_facts(gpu_indices: list[int], nvml: Any = None) -> list[dict[str, Any
                 }
             )
     return out
+
+
+def cuda_gpu_indices(n: int) -> list[int] | None:
+    """NVML indices of CUDA ordinals 0..n-1, or None to let the meter decide."""
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # ordinals in NVML (PCI) order
+    try:
+        visible = visible_gpu_indices()
+    except Exception:
+        return None
+    return visible[:n] if visible else None
