@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializeAsAny, model_validator
 
 from llem_harness import contract_files as files
 from llem_harness.config import ExperimentConfig
-from llem_harness.contract_env import Environment, before
+from llem_harness.contract_env import BackendDetails, Environment, before
 from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 from llem_harness.contract_files import StrictModel as _Model
 
@@ -298,7 +298,7 @@ class ExperimentResult(_Model):
     config_hash: str
     backend: str
     backend_version: str | None
-    backend_details: dict[str, Any] = Field(default_factory=dict)
+    backend_details: SerializeAsAny[BackendDetails] = Field(default_factory=BackendDetails)
     model: str
     runner: RunnerInfo
     started_at: str

@@ -1,4 +1,5 @@
-"""The `environment` block of result.json (schema 1.8): what ran, on what, as typed models.
+"""The `environment` block of result.json (schema 1.8), and `backend_details`: what ran, on
+what, as typed models.
 
 Every field is optional, so results of the earlier schemas (whose environment had the same
 keys, as a plain object) still read. `gpu_count` is the number of GPUs the run measured: 0
@@ -8,7 +9,7 @@ null where that could not be told, with `gpu_unavailable_reason` (1.8) saying wh
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from llem_harness.contract_files import StrictModel as _Model
 
@@ -102,3 +103,21 @@ def before(schema_version: str, version: tuple[int, int]) -> bool:
         return tuple(int(part) for part in schema_version.split(".")) < version
     except ValueError:
         return True
+
+
+class BackendDetails(BaseModel):
+    """`backend_details`: the engine's settings as it ran. Each engine's backend returns its
+    own subclass, which declares its fields; read back, a result's details keep every key as
+    JSON (fields no model declares too), so results of every engine and schema read alike.
+    `details["key"]` reads a key, declared or not."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
+
+    def __getitem__(self, key: str) -> JsonValue:
+        value: JsonValue = self.model_dump(mode="json")[key]
+        return value
+
+    def get(self, key: str) -> JsonValue:
+        value: JsonValue = self.model_dump(mode="json").get(key)
+        return value

@@ -43,11 +43,11 @@ def offline_figures(
         cfg.output_length, measured.lengths, [len(p) for p in prompts], result.energy.total_j,
         result.energy.unavailable_reason, run_dir,
     )  # fmt: skip
-    overrides = (result.backend_details or {}).get("config_overrides")
+    overrides = result.backend_details.get("config_overrides")
     why_no_flops = reuse or natural_flops(cfg.output_length)
-    if overrides and why_no_flops is None:
+    if isinstance(overrides, list) and overrides and why_no_flops is None:
         why_no_flops = (
-            f"{cfg.backend}.engine_args change the model's config ({', '.join(overrides)}), "
+            f"{cfg.backend}.engine_args change the model's config ({', '.join(map(str, overrides))}), "
             "and the FLOPs count reads the model's own config"
         )
     result.flops = flops_block(

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from llem_harness.config import ExperimentConfig
+    from llem_harness.contract_env import BackendDetails
 
 
 @dataclass
@@ -73,7 +74,8 @@ class Backend(Protocol):
 
     def peak_memory_mb(self) -> tuple[float | None, str | None]: ...
 
-    def details(self) -> dict[str, Any]:
-        """Engine settings worth recording (cache implementation, attention, device…)."""
+    def details(self) -> BackendDetails:
+        """Engine settings worth recording (cache implementation, attention, device…): the
+        engine's own BackendDetails subclass."""
 
     def close(self) -> None: ...

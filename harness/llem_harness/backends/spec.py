@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 if TYPE_CHECKING:
     from llem_harness.backends.base import Backend
@@ -34,7 +34,7 @@ class EngineOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine_args: dict[str, Any] = Field(default_factory=dict, description=ENGINE_ARGS_HELP)
+    engine_args: dict[str, JsonValue] = Field(default_factory=dict, description=ENGINE_ARGS_HELP)
 
 
 @dataclass(frozen=True)

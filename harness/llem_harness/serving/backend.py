@@ -29,11 +29,21 @@ from llem_harness.backends.base import PassResult
 from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.backends.whole_pass import WholePass
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_env import BackendDetails
 from llem_harness.serving import loadgen, server
 from llem_harness.serving.loadgen import RequestSpec, arrival_offsets
 from llem_harness.serving.records import RequestRecord, completed
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
+
+
+class ServingDetails(BackendDetails):
+    """The engine's section as the server got it, and the server's command line."""
+
+    scenario: str = "serving"
+    server_log: str = server.LOG_FILE
+    load_generator: str = "llem_harness.serving.loadgen (a separate process, loopback)"
+    server: server.ServerDetails | None
 
 
 class ServingBackend(WholePass, Tokenizing):
@@ -179,16 +189,11 @@ class ServingBackend(WholePass, Tokenizing):
             body["seed"] = self.cfg.random_seed
         return body | self.engine_server.request_extra()
 
-    def details(self) -> dict[str, Any]:
-        cfg = self.cfg
-        options = cfg.options().model_dump(mode="json") if cfg is not None else {}
-        return {
-            **options,
-            "scenario": "serving",
-            "server": self.server.details() if self.server is not None else None,
-            "server_log": server.LOG_FILE,
-            "load_generator": "llem_harness.serving.loadgen (a separate process, loopback)",
-        }
+    def details(self) -> ServingDetails:
+        options = self.cfg.options().model_dump(mode="json") if self.cfg is not None else {}
+        return ServingDetails(
+            **options, server=self.server.details() if self.server is not None else None
+        )
 
     def close(self) -> None:
         if self.server is not None:

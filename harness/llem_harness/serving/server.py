@@ -21,7 +21,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from pydantic import BaseModel
 
 from llem_harness.config import ExperimentConfig
 
@@ -40,6 +42,12 @@ def free_port() -> int:
 
 def max_len(cfg: ExperimentConfig) -> int:
     return cfg.max_input_tokens + cfg.max_output_tokens + LEN_SLACK
+
+
+class ServerDetails(BaseModel):
+    command: list[str]
+    port: int
+    start_s: float | None  # from start to the first healthy answer
 
 
 class ServerProcess:
@@ -108,8 +116,8 @@ class ServerProcess:
             self._log = None
         return code
 
-    def details(self) -> dict[str, Any]:
-        return {"command": self.cmd, "port": self.port, "start_s": self.start_s}
+    def details(self) -> ServerDetails:
+        return ServerDetails(command=self.cmd, port=self.port, start_s=self.start_s)
 
 
 def _die_with_parent() -> None:

@@ -8,12 +8,15 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from pydantic import JsonValue
+
 from llem_harness.backends.base import PassResult
 from llem_harness.backends.pytorch.options import PyTorchOptions
 from llem_harness.backends.pytorch.quant import quantize
 from llem_harness.backends.spec import DTYPES, options_of
 from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_env import BackendDetails
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config
 from llem_harness.termination import check_terminated
@@ -54,6 +57,19 @@ class _StepTimer:
 
     def end(self) -> None:
         pass
+
+
+class PyTorchDetails(BackendDetails):
+    device: str
+    torch_version: str
+    attn_implementation: str
+    cache_implementation: str
+    torch_compile: bool
+    padding_side: str = "left"
+    load_breakdown: dict[str, float | None]
+    engine_args: dict[str, JsonValue]
+    config_overrides: list[str]  # the model config's fields engine_args changed
+    quantization: dict[str, JsonValue] | None
 
 
 class PyTorchBackend(Tokenizing):
@@ -267,21 +283,20 @@ class PyTorchBackend(Tokenizing):
             return None, "no CUDA device: peak GPU memory is not measurable on the CPU"
         return torch.cuda.max_memory_allocated(self.device) / 2**20, None
 
-    def details(self) -> dict[str, Any]:
+    def details(self) -> PyTorchDetails:
         import torch
 
-        return {
-            "device": str(self.device),
-            "torch_version": torch.__version__,
-            "attn_implementation": self.opts.attn_implementation,
-            "cache_implementation": self.opts.cache_implementation,
-            "torch_compile": self.opts.torch_compile,
-            "padding_side": "left",
-            "load_breakdown": self.load_breakdown,
-            "engine_args": dict(self.opts.engine_args),
-            "config_overrides": sorted(self._config_overrides),
-            "quantization": self.quantization,
-        }
+        return PyTorchDetails(
+            device=str(self.device),
+            torch_version=str(torch.__version__),
+            attn_implementation=self.opts.attn_implementation,
+            cache_implementation=self.opts.cache_implementation,
+            torch_compile=self.opts.torch_compile,
+            load_breakdown=self.load_breakdown,
+            engine_args=dict(self.opts.engine_args),
+            config_overrides=sorted(self._config_overrides),
+            quantization=self.quantization,
+        )
 
     def close(self) -> None:
         import gc

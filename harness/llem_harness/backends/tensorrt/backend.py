@@ -22,15 +22,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import JsonValue
+
 from llem_harness.backends.base import PassResult
 from llem_harness.backends.spec import DTYPES, options_of
 from llem_harness.backends.tensorrt.options import TensorRTOptions
 from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.backends.whole_pass import WholePass
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_env import BackendDetails
 from llem_harness.engine_args import parameters, route
 from llem_harness.models import dummy_model_dir
 from llem_harness.quantization import checkpoint_method, verify_checkpoint
+
+
+class TensorRTDetails(BackendDetails):
+    engine_build_s: float | None  # building the engine, outside the measured window
+    engine_cache: str | None
+    submission: str = "all prompts at once"
+    quantization: dict[str, JsonValue] | None
 
 
 class TensorRTBackend(WholePass, Tokenizing):
@@ -180,18 +190,13 @@ class TensorRTBackend(WholePass, Tokenizing):
             result.output_tokens += produced
         return result
 
-    def details(self) -> dict[str, Any]:
-        o = self.opts
-        return {
-            "max_batch_size": o.max_batch_size,
-            "tp_size": o.tp_size,
-            "kv_cache_free_gpu_memory_fraction": o.kv_cache_free_gpu_memory_fraction,
-            "max_num_tokens": o.max_num_tokens,
-            "engine_build_s": self.engine_build_s,  # outside the measured window
-            "engine_cache": self.engine_cache,
-            "submission": "all prompts at once",
-            "quantization": self.quantization,
-        }
+    def details(self) -> TensorRTDetails:
+        return TensorRTDetails(
+            **self.opts.model_dump(mode="json", exclude={"engine_args"}),
+            engine_build_s=self.engine_build_s,
+            engine_cache=self.engine_cache,
+            quantization=self.quantization,
+        )
 
     def close(self) -> None:
         llm, self.llm = self.llm, None

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import JsonValue
+
 from llem_harness.backends.base import PassResult
 from llem_harness.backends.spec import DTYPES, options_of
 from llem_harness.backends.tokenizing import Tokenizing
@@ -44,6 +46,7 @@ from llem_harness.backends.vllm.models import stable_dummy_model
 from llem_harness.backends.vllm.options import VLLMOptions
 from llem_harness.backends.whole_pass import WholePass
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_env import BackendDetails
 from llem_harness.engine_args import parameters, route
 
 # Room above input + output tokens in the default max_model_len (BOS and rounding).
@@ -101,6 +104,14 @@ class TokenTimeTap:
             for rid, first in self.first.items()
             if rid in self.last and rid in self.submitted
         }
+
+
+class VLLMDetails(BackendDetails):
+    submission: str = "all prompts at once (LLM.generate)"
+    log_stats: bool = False
+    token_times: str = "engine step timestamps, tapped from the OutputProcessor"
+    model_dir: str | None
+    quantization: dict[str, JsonValue] | None
 
 
 class VLLMBackend(WholePass, Tokenizing):
@@ -239,22 +250,12 @@ class VLLMBackend(WholePass, Tokenizing):
             self.latency_mode = ENGINE_TS_MODE if tap.engine_clock else HOST_TS_MODE
         return result
 
-    def details(self) -> dict[str, Any]:
-        o = self.opts
-        return {
-            "max_num_seqs": o.max_num_seqs,
-            "tensor_parallel_size": o.tensor_parallel_size,
-            "gpu_memory_utilization": o.gpu_memory_utilization,
-            "enforce_eager": o.enforce_eager,
-            "max_model_len": o.max_model_len,
-            "enable_prefix_caching": o.enable_prefix_caching,
-            "submission": "all prompts at once (LLM.generate)",
-            "log_stats": False,
-            "token_times": "engine step timestamps, tapped from the OutputProcessor",
-            "model_dir": self._model_dir,
-            "engine_args": dict(self.opts.engine_args),
-            "quantization": self._quantization(),
-        }
+    def details(self) -> VLLMDetails:
+        return VLLMDetails(
+            **self.opts.model_dump(mode="json"),  # the vllm: section, engine_args included
+            model_dir=self._model_dir,
+            quantization=self._quantization(),
+        )
 
     def close(self) -> None:
         """Shut the engine down so the next run starts from a clean device."""

@@ -13,6 +13,7 @@ from llem_harness.backends.base import PassResult
 from llem_harness.backends.spec import options_of
 from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_env import BackendDetails
 
 SECONDS_PER_TOKEN = 1e-5
 
@@ -54,8 +55,8 @@ class EchoBackend(Tokenizing):
     def peak_memory_mb(self) -> tuple[float | None, str | None]:
         return None, "the echo engine allocates no device memory"
 
-    def details(self) -> dict[str, Any]:
-        return {"token_id": self.opts.token_id, "engine_args": dict(self.opts.engine_args)}
+    def details(self) -> BackendDetails:
+        return BackendDetails(token_id=self.opts.token_id, engine_args=self.opts.engine_args)
 
     def close(self) -> None:
         self.cfg = None
