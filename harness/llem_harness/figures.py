@@ -46,8 +46,9 @@ def offline_figures(
     overrides = result.backend_details.get("config_overrides")
     why_no_flops = reuse or natural_flops(cfg.output_length)
     if isinstance(overrides, list) and overrides and why_no_flops is None:
+        changed = ", ".join(map(str, overrides))
         why_no_flops = (
-            f"{cfg.backend}.engine_args change the model's config ({', '.join(map(str, overrides))}), "
+            f"{cfg.backend}.engine_args change the model's config ({changed}), "
             "and the FLOPs count reads the model's own config"
         )
     result.flops = flops_block(

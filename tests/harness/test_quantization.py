@@ -147,7 +147,9 @@ def test_online_quantization_of_the_tiny_model_on_the_cpu(
 def test_the_harness_refuses_fp8_without_a_gpu_in_the_config_phase(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("llem_harness.energy.nvml_device.run_gpus", lambda n: [])  # as on a CPU host
+    monkeypatch.setattr(
+        "llem_harness.energy.nvml_device.run_gpus", lambda n: []
+    )  # as on a CPU host
     write_request(tmp_path, quantization="fp8", precision="bf16")
     assert run_experiment(tmp_path) == 2
     err = ErrorInfo.model_validate_json((tmp_path / "error.json").read_text())
