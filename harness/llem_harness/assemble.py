@@ -112,10 +112,12 @@ def _co2(req: RunRequest, w: Window) -> CO2:
 def tracked_co2(req: RunRequest, tracker: CodeCarbonTracker, w: Window) -> CO2:
     """CodeCarbon's figure for the window, in place of the formula's."""
     return CO2(
-        kg=w.co2_kg,
+        kg=w.measurement.co2_kg,
         method=tracker.method,
         pue=req.measurement.datacenter_pue,
-        unavailable_reason=None if w.co2_kg is not None else "CodeCarbon measured nothing",
+        unavailable_reason=None
+        if w.measurement.co2_kg is not None
+        else "CodeCarbon measured nothing",
     )
 
 

@@ -20,11 +20,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from llem_harness.backends import engine
+from llem_harness.backends.base import Backend
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import PhaseFigures, Phases
+from llem_harness.energy.measurement import Meters
 
 
 @contextmanager
@@ -59,27 +60,26 @@ class PrefillPass:
 
 
 def prefill_pass(
-    backend: Any,
-    meter: Any,
+    backend: Backend,
+    meters: Meters,
     prompts: list[list[int]],
     min_s: float = PREFILL_MIN_S,
     max_passes: int = PREFILL_MAX_PASSES,
 ) -> PrefillPass:
-    """Run the one-token pass over `prompts` until the meter's window lasts `min_s` (at
-    most `max_passes` times) and return one pass's share of the window."""
+    """Run the one-token pass over `prompts` until its window lasts `min_s` (at most
+    `max_passes` times) and return one pass's share of the window (GPU energy only)."""
     with quiet_gc():
         backend.synchronize()
-        meter.begin_window()
-        t0 = time.perf_counter()
-        passes = 0
-        while True:
-            res = backend.generate(prompts, timed=False, output_tokens=1)
-            backend.synchronize()
-            passes += 1
-            if passes >= max_passes or time.perf_counter() - t0 >= min_s:
-                break
-        seconds = time.perf_counter() - t0
-        reading = meter.end_window()
+        with meters.window(co2=False, cpu=False) as w:
+            t0 = time.perf_counter()
+            passes = 0
+            while True:
+                res = backend.generate(prompts, timed=False, output_tokens=1)
+                backend.synchronize()
+                passes += 1
+                if passes >= max_passes or time.perf_counter() - t0 >= min_s:
+                    break
+    seconds, reading = w.result().seconds, w.result().gpu
     joules, why = reading.total_j, reading.unavailable_reason
     if joules is not None and joules <= 0:
         joules, why = (

@@ -23,6 +23,7 @@ from llem_harness.contract import TIMESERIES_FILE, Phase, emit
 from llem_harness.datasets import load_prompt_ids
 from llem_harness.energy import EnergyMeter, make_meter, write_timeseries
 from llem_harness.energy.co2 import tracker_for
+from llem_harness.energy.measurement import Meters
 from llem_harness.energy.nvml_device import cuda_gpu_indices
 from llem_harness.engine_args import EngineArgsError
 from llem_harness.exchange import clear_outcome, read_request, write_error, write_result
@@ -106,8 +107,9 @@ class Harness:
         )
 
         self.set_phase("measure", prompts=len(prompts))
-        window = measure_window(backend, meter, prompts, tracker)
-        scenario.after_window(backend, meter, prompts)
+        meters = Meters(meter, tracker)
+        window = measure_window(backend, meters, prompts)
+        scenario.after_window(backend, meters, prompts)
 
         self.set_phase("write")
         rows = write_timeseries(meter.samples(), self.run_dir / TIMESERIES_FILE)

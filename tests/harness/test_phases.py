@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from llem_harness.energy.measurement import Meters
 from llem_harness.phases import phases_block, prefill_pass
 
 
@@ -57,6 +58,7 @@ def test_a_prefill_window_without_energy_says_its_own_reason() -> None:
 class _Reading:
     def __init__(self, total_j: float | None, why: str | None = None) -> None:
         self.total_j, self.unavailable_reason = total_j, why
+        self.start_s = self.end_s = None  # no timeseries
 
 
 class _Meter:
@@ -88,23 +90,40 @@ class _Backend:
 
 def test_a_short_prefill_pass_repeats_inside_one_window_and_reports_one_pass() -> None:
     backend, meter = _Backend(0.01), _Meter(90.0)
-    got = prefill_pass(backend, meter, [[1] * 4, [2] * 6], min_s=0.1, max_passes=64)
+    got = prefill_pass(backend, Meters(meter), [[1] * 4, [2] * 6], min_s=0.1, max_passes=64)
     assert meter.windows == 1 and got.passes == backend.calls and 5 <= got.passes < 64
     assert got.tokens == 10 and got.energy_j == pytest.approx(90.0 / got.passes)
     assert 0.01 <= got.seconds < 0.05 and got.unavailable_reason is None
-    capped = prefill_pass(_Backend(0.01), _Meter(9.0), [[1]], min_s=10.0, max_passes=3)
+    capped = prefill_pass(_Backend(0.01), Meters(_Meter(9.0)), [[1]], min_s=10.0, max_passes=3)
     assert capped.passes == 3 and capped.energy_j == pytest.approx(3.0)
-    long = prefill_pass(_Backend(0.05), _Meter(9.0), [[1]], min_s=0.01)
+    long = prefill_pass(_Backend(0.05), Meters(_Meter(9.0)), [[1]], min_s=0.01)
     assert long.passes == 1 and long.energy_j == pytest.approx(9.0)
 
 
 def test_a_counter_that_did_not_move_is_null_with_the_reason_never_zero() -> None:
-    got = prefill_pass(_Backend(0.0), _Meter(0.0), [[1]], min_s=0.0)
+    got = prefill_pass(_Backend(0.0), Meters(_Meter(0.0)), [[1]], min_s=0.0)
     assert got.energy_j is None and got.unavailable_reason is not None
     assert "did not advance" in got.unavailable_reason
     p = phases_block(7.0, 2454.0, 32768, 64, got.seconds, got.energy_j, 8192, None,
                      got.unavailable_reason, prefill_passes=got.passes)  # fmt: skip
     assert p.prefill.energy_j is None and p.decode.energy_j is None
     assert p.decode.unavailable_reason == got.unavailable_reason and p.prefill.passes == 1
-    none = prefill_pass(_Backend(0.0), _Meter(None), [[1]], min_s=0.0)
+    none = prefill_pass(_Backend(0.0), Meters(_Meter(None)), [[1]], min_s=0.0)
     assert none.energy_j is None and none.unavailable_reason == "no NVIDIA GPU"
+
+
+def test_one_window_gives_one_measurement_with_a_reason_for_each_null() -> None:
+    from llem_harness.energy.null import NullMeter
+
+    meters = Meters(NullMeter("no NVIDIA GPU visible"))
+    with meters.window() as w:
+        time.sleep(0.02)
+    m = w.result()
+    assert m.seconds >= 0.02 and m.opened > 0 and m.co2_kg is None and m.samples == []
+    assert m.gpu.total_j is None and m.gpu.unavailable_reason == "no NVIDIA GPU visible"
+    assert m.cpu.cpu_j is None and m.cpu.unavailable_reason  # RAPL, or why not
+    with meters.window(cpu=False) as w:
+        pass
+    assert w.result().cpu.unavailable_reason == "not read for this window"
+    with pytest.raises(AssertionError, match="still open"), meters.window() as w:
+        w.result()

@@ -5,7 +5,7 @@ run.py drives every run through the same phases; a scenario says what differs:
 1. `backend(cfg)`: the backend that carries the load (offline: the engine itself; serving:
    the engine's server and the load generator);
 2. `import_engine(cfg)`: the engine imports done beside the baseline (timed apart from load);
-3. after the measured window, still in the measure phase, `after_window(backend, meter,
+3. after the measured window, still in the measure phase, `after_window(backend, meters,
    prompts)`: the scenario's further passes (offline: the one-token prefill pass);
 4. once the result is built, `finish(result, run)`: the scenario's own blocks (offline: the
    phases, FLOPs, responses and requests; serving: the `serving` block and its requests).
@@ -22,6 +22,7 @@ from llem_harness.backends.spec import load_attr
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
 from llem_harness.energy import EnergyMeter
+from llem_harness.energy.measurement import Meters
 from llem_harness.window import Window
 
 SCENARIOS: dict[str, str] = {
@@ -48,7 +49,7 @@ class Scenario(Protocol):
 
     def import_engine(self, cfg: ExperimentConfig) -> None: ...
 
-    def after_window(self, backend: Backend, meter: EnergyMeter, prompts: list[list[int]]) -> None:
+    def after_window(self, backend: Backend, meters: Meters, prompts: list[list[int]]) -> None:
         """Further passes after the measured window, in the measure phase."""
 
     def finish(self, result: ExperimentResult, run: RunParts) -> None:

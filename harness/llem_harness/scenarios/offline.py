@@ -10,7 +10,7 @@ from llem_harness.backends import engine, import_engine
 from llem_harness.backends.base import Backend
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
-from llem_harness.energy import EnergyMeter
+from llem_harness.energy.measurement import Meters
 from llem_harness.figures import offline_figures
 from llem_harness.phases import PREFILL_MIN_S, PrefillPass, prefill_pass
 from llem_harness.scenarios import RunParts
@@ -26,10 +26,10 @@ class Offline:
     def import_engine(self, cfg: ExperimentConfig) -> None:
         import_engine(cfg.backend)
 
-    def after_window(self, backend: Backend, meter: EnergyMeter, prompts: list[list[int]]) -> None:
+    def after_window(self, backend: Backend, meters: Meters, prompts: list[list[int]]) -> None:
         # without energy to measure, one pass gives the duration
-        min_s = 0.0 if meter.name == "none" else PREFILL_MIN_S
-        self.prefill = prefill_pass(backend, meter, prompts, min_s)
+        min_s = 0.0 if meters.gpu.name == "none" else PREFILL_MIN_S
+        self.prefill = prefill_pass(backend, meters, prompts, min_s)
 
     def finish(self, result: ExperimentResult, run: RunParts) -> None:
         w = run.window

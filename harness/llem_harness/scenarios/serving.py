@@ -6,7 +6,7 @@ from __future__ import annotations
 from llem_harness.backends.base import Backend
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
-from llem_harness.energy import EnergyMeter
+from llem_harness.energy.measurement import Meters
 from llem_harness.scenarios import RunParts
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving
@@ -19,7 +19,7 @@ class Serving:
     def import_engine(self, cfg: ExperimentConfig) -> None:
         """The server imports the engine in its own process, at load."""
 
-    def after_window(self, backend: Backend, meter: EnergyMeter, prompts: list[list[int]]) -> None:
+    def after_window(self, backend: Backend, meters: Meters, prompts: list[list[int]]) -> None:
         """A server's phases cannot be split by a one-token pass (serving/measure.py)."""
 
     def finish(self, result: ExperimentResult, run: RunParts) -> None:
