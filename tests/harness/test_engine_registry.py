@@ -130,3 +130,11 @@ def test_the_name_check_passes_on_the_tree_and_fails_on_a_planted_name(tmp_path:
     )
     found = sorted(engine_names.violations(planted, sorted(ENGINES)))
     assert [line.rsplit(":", 2)[1:] for line in found] == [["3", " vllm"], ["4", " tensorrt"]]
+
+
+def test_an_installed_engine_passes_the_conformance_suite(plugin_env: Path) -> None:
+    env = {"PYTHONPATH": f"{plugin_env}:{REPO}", "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-m", "tests.conformance.engine_suite", "echo", '{"token_id": 2}']
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok echo:") == 6

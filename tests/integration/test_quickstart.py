@@ -11,6 +11,13 @@ import pyarrow.parquet as pq
 
 from llem_harness.contract import ExperimentResult
 from tests.conftest import REPO
+from tests.integration.shape import study_shape
+
+# The outputs' shape before the harness was split into engine and scenario packages (issue 29),
+# made by `python tests/integration/shape.py <study dir>` on the quickstart run of that tree.
+# A change that alters a column, a type or a key of study.json or result.json shows here;
+# regenerate it only for a change of the result schema, with docs/exchange-contract.md.
+SHAPE = REPO / "tests" / "integration" / "data" / "quickstart-shape.json"
 
 
 def test_quickstart_runs_for_real(tmp_path: Path) -> None:
@@ -47,3 +54,4 @@ def test_quickstart_runs_for_real(tmp_path: Path) -> None:
         assert res.energy.total_j is None and res.energy.unavailable_reason
         assert (run_dir / "container.log").read_text()
     assert pq.read_table(study_dir / "results.parquet").num_rows == 2
+    assert study_shape(study_dir) == json.loads(SHAPE.read_text())
