@@ -9,7 +9,6 @@ scenario's own blocks come after (scenarios/).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from llem_harness.backends import engine
 from llem_harness.backends.base import Backend
@@ -23,6 +22,7 @@ from llem_harness.contract import (
     Tokens,
     Warmup,
 )
+from llem_harness.contract_env import CompileCaches
 from llem_harness.contract_files import TimeseriesSummary
 from llem_harness.energy import CodeCarbonTracker, EnergyMeter, adjusted_energy_j, co2_kg
 from llem_harness.energy.rapl import cpu_fields
@@ -41,7 +41,7 @@ def now() -> str:
 
 def build_result(
     req: RunRequest, backend: Backend, meter: EnergyMeter, window: Window, baseline_w: float | None,
-    warmup: Warmup, started: str, rows: int, notes: list[str], caches: dict[str, Any],
+    warmup: Warmup, started: str, rows: int, notes: list[str], caches: CompileCaches | None,
 ) -> ExperimentResult:  # fmt: skip
     cfg, ms, w = req.config, req.measurement, window
     measured, reading, total = w.measured, w.reading, w.reading.total_j

@@ -24,9 +24,9 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from llem_harness.backends import ENGINES
+from llem_harness.contract_env import BytecodeCache
 
 PREFIX_ENV = "PYTHONPYCACHEPREFIX"
 # Modules that a run imports late (on the first compile or load); a missing .pyc among them
@@ -74,26 +74,26 @@ def environment_key() -> str:
 
 def configure_bytecode_cache(
     root: str | None, env: dict[str, str] | None = None, probes: tuple[str, ...] = PROBES
-) -> dict[str, Any]:
+) -> BytecodeCache:
     """Point bytecode into `root`/bytecode/<key> when the engine ships none; return the
     record for `environment.compile_caches.bytecode`: `{prefix, source, missing}` or
     `{prefix: None, reason}`."""
     target = os.environ if env is None else env
     if target.get(PREFIX_ENV):
-        return {"prefix": target[PREFIX_ENV], "source": "user", "missing": []}
+        return BytecodeCache(prefix=target[PREFIX_ENV], source="user")
     missing = missing_bytecode(probes)
     if not missing:
-        return {"prefix": None, "reason": "the engine's bytecode is installed beside its sources"}
+        return BytecodeCache(reason="the engine's bytecode is installed beside its sources")
     if root is None:
-        return {"prefix": None, "reason": "no engine cache to hold it", "missing": missing}
+        return BytecodeCache(reason="no engine cache to hold it", missing=missing)
     path = Path(root) / "bytecode" / environment_key()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        return {"prefix": None, "reason": f"cannot create {path}: {exc}", "missing": missing}
+        return BytecodeCache(reason=f"cannot create {path}: {exc}", missing=missing)
     target[PREFIX_ENV] = str(path)
     target.pop("PYTHONDONTWRITEBYTECODE", None)  # writing goes to the cache, not the sources
     if env is None:  # this process: imports read the prefix and the flag at each import
         sys.pycache_prefix = str(path)
         sys.dont_write_bytecode = False
-    return {"prefix": str(path), "source": "harness", "missing": missing}
+    return BytecodeCache(prefix=str(path), source="harness", missing=missing)

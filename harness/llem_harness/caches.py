@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from llem_harness.backends import ENGINES
 from llem_harness.bytecode import configure_bytecode_cache
+from llem_harness.contract_env import CacheVar, CompileCaches
 
 ENGINE_CACHE_ENV = "LLEM_ENGINE_CACHE"
 
@@ -30,26 +30,25 @@ CACHE_FLAGS: dict[str, str] = {
 }
 
 
-def configure_compile_caches(env: dict[str, str] | None = None) -> dict[str, Any]:
+def configure_compile_caches(env: dict[str, str] | None = None) -> CompileCaches:
     """Set the cache variables in `env` (os.environ by default) under $LLEM_ENGINE_CACHE and
     return what was used, for the result's environment: `{root, vars: {NAME: {value,
     source}}, bytecode}` with source `harness` or `user`, or `{root: None, reason, bytecode}`
     without a cache; `bytecode` is bytecode.configure_bytecode_cache()'s record."""
     target = os.environ if env is None else env
     root = target.get(ENGINE_CACHE_ENV) or None
-    used: dict[str, dict[str, str]] = {}
+    used: dict[str, CacheVar] = {}
     for name in (*CACHE_DIRS, *CACHE_FLAGS):
         if target.get(name):
-            used[name] = {"value": target[name], "source": "user"}
+            used[name] = CacheVar(value=target[name], source="user")
     if root is None:
-        return {
-            "root": None,
-            "vars": used,
-            "reason": f"${ENGINE_CACHE_ENV} is not set (the runners set it to the mounted "
+        return CompileCaches(
+            vars=used,
+            reason=f"${ENGINE_CACHE_ENV} is not set (the runners set it to the mounted "
             "engine cache): compile caches are the libraries' defaults, lost with the "
             "container",
-            "bytecode": configure_bytecode_cache(None, env),
-        }
+            bytecode=configure_bytecode_cache(None, env),
+        )
     for name, sub in CACHE_DIRS.items():
         if name in used:
             continue
@@ -59,9 +58,9 @@ def configure_compile_caches(env: dict[str, str] | None = None) -> dict[str, Any
         except OSError:
             continue  # a read-only cache: leave the library default in place
         target[name] = str(path)
-        used[name] = {"value": str(path), "source": "harness"}
+        used[name] = CacheVar(value=str(path), source="harness")
     for name, value in CACHE_FLAGS.items():
         if name not in used:
             target[name] = value
-            used[name] = {"value": value, "source": "harness"}
-    return {"root": root, "vars": used, "bytecode": configure_bytecode_cache(root, env)}
+            used[name] = CacheVar(value=value, source="harness")
+    return CompileCaches(root=root, vars=used, bytecode=configure_bytecode_cache(root, env))

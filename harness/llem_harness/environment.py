@@ -24,12 +24,12 @@ def cpu_model() -> str | None:
 
 
 def snapshot(
-    devices: list[dict[str, Any]],
+    devices: list[Gpu],
     backend_name: str,
     backend_version: str | None,
     runner: RunnerInfo,
     measurement: MeasurementSettings,
-    compile_caches: dict[str, Any] | None = None,
+    compile_caches: CompileCaches | None = None,
     gpu_reason: str | None = None,
 ) -> Environment:
     """What ran, on what. `compile_caches` is caches.configure_compile_caches()'s record:
@@ -49,10 +49,10 @@ def snapshot(
             ),
         }
     env = Environment(
-        gpus=[Gpu.model_validate(d) for d in devices],
+        gpus=devices,
         gpu_count=len(devices),
-        driver_version=devices[0].get("driver_version") if devices else None,
-        cuda_driver_version=devices[0].get("cuda_driver_version") if devices else None,
+        driver_version=devices[0].driver_version if devices else None,
+        cuda_driver_version=devices[0].cuda_driver_version if devices else None,
         **torch_info,
         cpu=cpu_model(),
         cpu_count=os.cpu_count(),
@@ -67,9 +67,7 @@ def snapshot(
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         carbon_intensity_gco2_kwh=measurement.carbon_intensity_gco2_kwh,
         datacenter_pue=measurement.datacenter_pue,
-        compile_caches=None
-        if compile_caches is None
-        else CompileCaches.model_validate(compile_caches),
+        compile_caches=compile_caches,
     )
     if not devices:
         env.note_no_gpu(gpu_reason)

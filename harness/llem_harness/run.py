@@ -20,6 +20,7 @@ from llem_harness.backends.base import Backend
 from llem_harness.baseline import baseline_beside_imports
 from llem_harness.caches import configure_compile_caches
 from llem_harness.contract import TIMESERIES_FILE, Phase, emit
+from llem_harness.contract_env import CompileCaches
 from llem_harness.datasets import load_prompt_ids
 from llem_harness.energy import EnergyMeter, make_meter, write_timeseries
 from llem_harness.energy.co2 import tracker_for
@@ -42,7 +43,7 @@ class Harness:
         self.meter: EnergyMeter | None = None
         self.backend: Backend | None = None
         self.clock = PhaseClock()
-        self.caches: dict[str, Any] = {}
+        self.caches: CompileCaches | None = None
         self.notes: list[str] = []  # warnings for result.json from phases before the result
 
     def set_phase(self, phase: Phase, **fields: Any) -> None:

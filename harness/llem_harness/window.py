@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llem_harness.backends.base import Backend, PassResult
-from llem_harness.energy.base import WindowReading
+from llem_harness.energy.base import CpuReading, WindowReading
 from llem_harness.energy.measurement import Measurement, Meters
-from llem_harness.energy.rapl import CpuReading
 from llem_harness.phases import quiet_gc
 
 

@@ -41,7 +41,11 @@ def test_an_engine_without_bytecode_gets_a_keyed_prefix_in_the_cache(
     env = {"PYTHONDONTWRITEBYTECODE": "1"}
     got = bytecode.configure_bytecode_cache(str(tmp_path / "cache"), env, PROBE)
     prefix = tmp_path / "cache" / "bytecode" / bytecode.environment_key()
-    assert got == {"prefix": str(prefix), "source": "harness", "missing": ["fakeengine/late.py"]}
+    assert got.model_dump(exclude_none=True) == {
+        "prefix": str(prefix),
+        "source": "harness",
+        "missing": ["fakeengine/late.py"],
+    }
     assert env == {"PYTHONPYCACHEPREFIX": str(prefix)} and prefix.is_dir()
 
 
@@ -49,16 +53,16 @@ def test_an_engine_with_bytecode_is_left_alone(on_path: Path, tmp_path: Path) ->
     _package(on_path, with_bytecode=True)
     env: dict[str, str] = {}
     got = bytecode.configure_bytecode_cache(str(tmp_path / "cache"), env, PROBE)
-    assert got["prefix"] is None and "beside its sources" in got["reason"] and env == {}
+    assert got.prefix is None and "beside its sources" in (got.reason or "") and env == {}
 
 
 def test_the_users_prefix_wins_and_no_cache_says_why(on_path: Path, tmp_path: Path) -> None:
     _package(on_path, with_bytecode=False)
     env = {"PYTHONPYCACHEPREFIX": "/mine"}
     got = bytecode.configure_bytecode_cache(str(tmp_path), env, PROBE)
-    assert got == {"prefix": "/mine", "source": "user", "missing": []}
+    assert got.model_dump(exclude_none=True) == {"prefix": "/mine", "source": "user", "missing": []}
     got = bytecode.configure_bytecode_cache(None, {}, PROBE)
-    assert got["prefix"] is None and got["missing"] == ["fakeengine/late.py"]
+    assert got.prefix is None and got.missing == ["fakeengine/late.py"]
 
 
 def test_the_key_changes_with_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,7 +83,7 @@ def test_a_second_process_loads_the_bytecode_the_first_wrote(tmp_path: Path) -> 
         "from llem_harness.bytecode import configure_bytecode_cache as c;"
         "r = c(sys.argv[3], probes=('fakeengine/late.py',));"
         "import importlib.util, fakeengine.late as m;"
-        "print(r['prefix'] is not None, m.__cached__ is not None and "
+        "print(r.prefix is not None, m.__cached__ is not None and "
         "__import__('os').path.exists(m.__cached__))"
     )
     harness = str(Path(bytecode.__file__).resolve().parents[1])

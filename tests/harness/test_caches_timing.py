@@ -21,16 +21,16 @@ def test_caches_go_under_the_engine_cache_unless_the_user_set_them(tmp_path: Pat
     assert env["TRITON_CACHE_DIR"] == str(tmp_path / "triton")
     assert env["VLLM_CACHE_ROOT"] == "/elsewhere"  # the user's choice wins
     assert env["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1"
-    assert got["root"] == str(tmp_path)
-    assert got["vars"]["VLLM_CACHE_ROOT"] == {"value": "/elsewhere", "source": "user"}
-    assert got["vars"]["TRITON_CACHE_DIR"]["source"] == "harness"
+    assert got.root == str(tmp_path)
+    assert got.vars["VLLM_CACHE_ROOT"].model_dump() == {"value": "/elsewhere", "source": "user"}
+    assert got.vars["TRITON_CACHE_DIR"].source == "harness"
     assert (tmp_path / "inductor").is_dir()
 
 
 def test_no_engine_cache_leaves_the_defaults_and_says_so() -> None:
     env: dict[str, str] = {}
     got = configure_compile_caches(env)
-    assert env == {} and got["root"] is None and "LLEM_ENGINE_CACHE" in got["reason"]
+    assert env == {} and got.root is None and "LLEM_ENGINE_CACHE" in (got.reason or "")
 
 
 def test_process_age_is_plausible() -> None:

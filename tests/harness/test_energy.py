@@ -408,7 +408,7 @@ def test_window_edges_misuse() -> None:
 def test_devices_and_persistence_warning() -> None:
     r = rig([gpu(constant(1.0)), gpu(constant(1.0), uuid=UUIDS[1], persistence=0)], start=False)
     devices = r.meter.devices()  # works before start(), opening its own session
-    assert devices[0] == {
+    assert devices[0].model_dump() == {
         "index": 0,
         "name": "NVIDIA H100 80GB HBM3",
         "uuid": UUIDS[0],
@@ -418,7 +418,7 @@ def test_devices_and_persistence_warning() -> None:
         "driver_version": "550.54.15",
         "cuda_driver_version": "12.4",
     }
-    assert devices[1]["persistence_mode"] is False
+    assert devices[1].persistence_mode is False
     warnings = r.meter.device_warnings()
     assert len(warnings) == 1 and warnings[0].startswith("persistence mode is off on GPU 1")
 
@@ -646,18 +646,19 @@ def test_zeus_meter_maps_cuda_ordinals_to_nvml_indices(monkeypatch: pytest.Monke
     assert reading.per_device_j == pytest.approx({"1": 3600.0}, abs=0.002)
     assert reading.power_integral_j == pytest.approx(3600.0, rel=1e-6)
     assert reading.duration_s == pytest.approx(12.0) and reading.warnings == []
-    assert meter.samples() and meter.devices()[0]["uuid"] == UUIDS[1]
+    assert meter.samples() and meter.devices()[0].uuid == UUIDS[1]
     assert reading.cpu is None  # Zeus read no CPU: the harness's RAPL reader says why
 
 
 def test_zeus_meter_gives_its_cpu_and_dram_energy() -> None:
-    from llem_harness.energy.rapl import CpuReading, cpu_fields
+    from llem_harness.energy.base import CpuReading
+    from llem_harness.energy.rapl import cpu_fields
     from llem_harness.energy.zeus import _cpu
 
     zeus = SimpleNamespace(time=1.0, gpu_energy={}, cpu_energy={0: 12.0, 1: 8.0},
                            dram_energy={0: 3.0, 1: 1.5})  # fmt: skip
     cpu = _cpu(zeus)
-    assert cpu == {"cpu_j": 20.0, "cpu_per_package_j": {"0": 12.0, "1": 8.0}, "dram_j": 4.5}
+    assert cpu == CpuReading(cpu_j=20.0, dram_j=4.5, per_package_j={"0": 12.0, "1": 8.0})
     own = CpuReading(unavailable_reason="not readable by this user: ...")
     fields = cpu_fields(own, cpu)
     assert fields["cpu_method"] == "zeus" and fields["cpu_j"] == 20.0

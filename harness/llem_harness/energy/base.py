@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
+
+from llem_harness.contract_env import Gpu
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,17 @@ class Sample:
     memory_used_mb: float | None
     sm_util_pct: float | None
     throttle_reasons: int | None  # NVML clocks-event-reasons bitmask
+
+
+@dataclass
+class CpuReading:
+    """Energy over one window; None figures carry `unavailable_reason`."""
+
+    cpu_j: float | None = None
+    dram_j: float | None = None
+    per_package_j: dict[str, float] = field(default_factory=dict)
+    unavailable_reason: str | None = None
+    dram_unavailable_reason: str | None = None
 
 
 @dataclass
@@ -36,8 +49,8 @@ class WindowReading:
     start_s: float | None = None
     end_s: float | None = None
     # The CPU packages' and DRAM's energy where the meter measures them itself (Zeus's CPU
-    # monitor): {"cpu_j", "cpu_per_package_j", "dram_j"}; None leaves them to energy/rapl.py.
-    cpu: dict[str, Any] | None = None
+    # monitor); None leaves them to energy/rapl.py.
+    cpu: CpuReading | None = None
 
 
 class EnergyMeter(Protocol):
@@ -71,7 +84,7 @@ class EnergyMeter(Protocol):
 
     def samples(self) -> list[Sample]: ...
 
-    def devices(self) -> list[dict[str, Any]]:
+    def devices(self) -> list[Gpu]:
         """Per-device facts for the environment snapshot (name, uuid, memory, power limit…)."""
 
     def clock_origin(self) -> float | None:

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from llem_harness.energy.base import EnergyMeter, Sample, WindowReading
+from llem_harness.energy.base import CpuReading, EnergyMeter, Sample, WindowReading
 from llem_harness.energy.co2 import CodeCarbonTracker
-from llem_harness.energy.rapl import CpuReading, RaplReader
+from llem_harness.energy.rapl import RaplReader
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
+from llem_harness.contract_env import Gpu
 from llem_harness.energy.base import Sample, WindowReading
 
 
@@ -46,7 +46,7 @@ class NullMeter:
     def samples(self) -> list[Sample]:
         return []
 
-    def devices(self) -> list[dict[str, Any]]:
+    def devices(self) -> list[Gpu]:
         return []
 
     def clock_origin(self) -> float | None:

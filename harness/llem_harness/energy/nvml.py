@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from llem_harness.contract_env import Gpu
 from llem_harness.energy.base import Sample, WindowReading
 from llem_harness.energy.nvml_device import (
     MIB,
@@ -203,15 +204,15 @@ class NvmlMeter:
         """Whether every device gave an energy-counter reading in the latest sweep."""
         return all(s.energy_mj is not None for s in self.sample_once())
 
-    def devices(self) -> list[dict[str, Any]]:
+    def devices(self) -> list[Gpu]:
         return device_facts(self.gpu_indices, self._nvml or self._nvml_arg)
 
     def device_warnings(self) -> list[str]:
         out = [
-            f"persistence mode is off on GPU {d['index']} ({d['name']}): the driver may "
+            f"persistence mode is off on GPU {d.index} ({d.name}): the driver may "
             "re-initialise the GPU between runs; enable it with `nvidia-smi -pm 1`"
             for d in self.devices()
-            if d["persistence_mode"] is False
+            if d.persistence_mode is False
         ]
         for (gpu, fn), err in sorted(self._devices.unsupported.items()):
             if fn == "nvmlDeviceGetTotalEnergyConsumption":

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from llem_harness.contract_env import Gpu
+
 MIB = 1024.0 * 1024.0
 # nvmlValueType_t -> member of the nvmlValue_t union
 _FIELD_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
@@ -187,7 +189,7 @@ class DeviceQueries:
         return None if kind is None else float(getattr(v.value, kind))
 
 
-def device_facts(gpu_indices: list[int], nvml: Any = None) -> list[dict[str, Any]]:
+def device_facts(gpu_indices: list[int], nvml: Any = None) -> list[Gpu]:
     """Per-device facts for the environment snapshot; a fact NVML cannot give is None."""
     with nvml_session(nvml) as m:
         driver = _text(_call(m, "nvmlSystemGetDriverVersion"))
@@ -201,18 +203,18 @@ def device_facts(gpu_indices: list[int], nvml: Any = None) -> list[dict[str, Any
                 limit = _call(m, "nvmlDeviceGetPowerManagementLimit", h)
             persistence = _call(m, "nvmlDeviceGetPersistenceMode", h)
             out.append(
-                {
-                    "index": i,
-                    "name": _text(_call(m, "nvmlDeviceGetName", h)),
-                    "uuid": _text(_call(m, "nvmlDeviceGetUUID", h)),
-                    "memory_total_mb": None if mem is None else mem.total / MIB,
-                    "power_limit_w": None if limit is None else limit / 1000.0,
-                    "persistence_mode": None if persistence is None else persistence == 1,
-                    "driver_version": driver,
-                    "cuda_driver_version": (
+                Gpu(
+                    index=i,
+                    name=_text(_call(m, "nvmlDeviceGetName", h)),
+                    uuid=_text(_call(m, "nvmlDeviceGetUUID", h)),
+                    memory_total_mb=None if mem is None else mem.total / MIB,
+                    power_limit_w=None if limit is None else limit / 1000.0,
+                    persistence_mode=None if persistence is None else persistence == 1,
+                    driver_version=driver,
+                    cuda_driver_version=(
                         None if cuda is None else f"{cuda // 1000}.{cuda % 1000 // 10}"
                     ),
-                }
+                )
             )
     return out
 

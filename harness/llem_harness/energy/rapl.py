@@ -27,9 +27,11 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
+
+from llem_harness.energy.base import CpuReading
 
 POWERCAP = Path("/sys/class/powercap")
 HOST_RAPL_ENV = "LLEM_HOST_RAPL"  # set by the container runners: 1 where the host has RAPL
@@ -42,17 +44,6 @@ class Domain:
     package: int
     kind: str  # "package" or the subdomain's name (dram, core, uncore, ...)
     max_range_uj: int
-
-
-@dataclass
-class CpuReading:
-    """Energy over one window; None figures carry `unavailable_reason`."""
-
-    cpu_j: float | None = None
-    dram_j: float | None = None
-    per_package_j: dict[str, float] = field(default_factory=dict)
-    unavailable_reason: str | None = None
-    dram_unavailable_reason: str | None = None
 
 
 def host_has_rapl(root: Path = POWERCAP) -> bool:
@@ -185,18 +176,30 @@ class RaplReader:
         )
 
 
-def cpu_fields(own: CpuReading, meter: dict[str, Any] | None) -> dict[str, Any]:
+class CpuFields(TypedDict):
+    """result.json's CPU and DRAM energy fields (contract.Energy's)."""
+
+    cpu_j: float | None
+    cpu_per_package_j: dict[str, float] | None
+    cpu_unavailable_reason: str | None
+    cpu_method: str | None
+    dram_j: float | None
+    dram_unavailable_reason: str | None
+
+
+def cpu_fields(own: CpuReading, meter: CpuReading | None) -> CpuFields:
     """result.json's CPU and DRAM energy fields: the meter's own figures where it measured
     them (Zeus's CPU monitor), else this reader's, with their reasons."""
     if meter is not None:
-        dram = meter.get("dram_j")
         return {
-            "cpu_j": meter["cpu_j"],
-            "cpu_per_package_j": meter["cpu_per_package_j"],
+            "cpu_j": meter.cpu_j,
+            "cpu_per_package_j": meter.per_package_j,
             "cpu_unavailable_reason": None,
             "cpu_method": "zeus",
-            "dram_j": dram,
-            "dram_unavailable_reason": None if dram is not None else "Zeus measured no DRAM",
+            "dram_j": meter.dram_j,
+            "dram_unavailable_reason": None
+            if meter.dram_j is not None
+            else "Zeus measured no DRAM",
         }
     return {
         "cpu_j": own.cpu_j,

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from llem_harness.energy.base import Sample, WindowReading
+from llem_harness.contract_env import Gpu
+from llem_harness.energy.base import CpuReading, Sample, WindowReading
 from llem_harness.energy.nvml import NvmlMeter
 from llem_harness.energy.nvml_device import visible_gpu_indices
 from llem_harness.energy.timeseries import window_warnings
@@ -33,17 +34,17 @@ def _zeus_monitor() -> Callable[..., Any]:
     return ZeusMonitor  # type: ignore[no-any-return]
 
 
-def _cpu(measurement: Any) -> dict[str, Any] | None:
+def _cpu(measurement: Any) -> CpuReading | None:
     """Zeus's CPU and DRAM energy of the window (J per CPU package), if it measured any."""
     cpu = getattr(measurement, "cpu_energy", None)
     if not cpu:
         return None
     dram = getattr(measurement, "dram_energy", None)
-    return {
-        "cpu_j": float(sum(cpu.values())),
-        "cpu_per_package_j": {str(k): float(v) for k, v in cpu.items()},
-        "dram_j": float(sum(dram.values())) if dram else None,
-    }
+    return CpuReading(
+        cpu_j=float(sum(cpu.values())),
+        dram_j=float(sum(dram.values())) if dram else None,
+        per_package_j={str(k): float(v) for k, v in cpu.items()},
+    )
 
 
 class ZeusMeter:
@@ -145,7 +146,7 @@ class ZeusMeter:
     def samples(self) -> list[Sample]:
         return self._meter.samples()
 
-    def devices(self) -> list[dict[str, Any]]:
+    def devices(self) -> list[Gpu]:
         return self._meter.devices()
 
     def device_warnings(self) -> list[str]:
