@@ -26,7 +26,7 @@
 #   vllm       (NOT RUN YET; after `bench/h200_vllm_session.sh part K` for every part, carry .whl
 #              .pyd .gpuctx and .ctr/docker's small files)  vLLM 0.25 from the carried wheels into
 #              /tmp/vsite, an image of the imported environment plus /tmp/vsite (PYTHONPATH),
-#              images/vllm/Dockerfile on it, then bench/gpu_container_vllm.yaml: docker local
+#              vllm's recipe (images/harness-layer.Dockerfile) on it, then bench/gpu_container_vllm.yaml: docker local
 #              local docker, as user bench, with the default shm_size (16g)
 # dockerd does not outlive the device call that started it; each step starts it again.
 # Each step resumes: a pair member whose folder holds a result is not run again, and no new run
@@ -164,7 +164,8 @@ case "$step" in
       printf 'FROM llem/host-torch:local\nCOPY site /opt/vllm-site\nENV PYTHONPATH=/opt/vllm-site VLLM_USE_FLASHINFER_SAMPLER=0\n' > /tmp/vctx/Dockerfile
       docker build -q --network none -t llem-gpu/vllm-engine:host /tmp/vctx | tail -1
       ctx=$W/vctx; rm -rf $ctx; mkdir -p $ctx/wheels; cp .gpuctx/*.whl $ctx/wheels/; cp images/install-harness.py $ctx/
-      docker build -q --network none -f images/vllm/Dockerfile --build-arg BASE_IMAGE=llem-gpu/vllm-engine:host \
+      docker build -q --network none -f images/harness-layer.Dockerfile --build-arg BACKEND=vllm \
+        --build-arg BASE_IMAGE=llem-gpu/vllm-engine:host \
         --build-arg LLEM_VERSION="$(python3 -c 'import llem_harness; print(llem_harness.__version__)')" \
         --build-arg SCHEMA_FINGERPRINT="$(python3 -m llem_harness.cli fingerprint)" -t llem-gpu/vllm:host $ctx 2>&1 | tail -2
     fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pinned backend images: build, pull, push, or convert them for Apptainer/Singularity.
 #
-#   images/images.sh build [BACKEND ...]   images/<backend>/Dockerfile on its pinned BASE_IMAGE
+#   images/images.sh build [BACKEND ...]   its Dockerfile on its pinned base (images/recipe.sh)
 #   images/images.sh pull  [BACKEND ...]   $REGISTRY/llenergymeasure/<backend>:<version>, retagged
 #   images/images.sh push  [BACKEND ...]   the local images to $REGISTRY
 #   images/images.sh sif   [BACKEND ...]   images/sif/llem-<backend>-<version>.sif
@@ -9,9 +9,10 @@
 # The local tag is llenergymeasure/<backend>:<version>, the image the orchestrator uses by
 # default; IMAGE_REPO and IMAGE_TAG name other local images (the CPU test images are
 # llem-test/<backend>:cpu), and SIF_DIR the folder `sif` writes to (images/sif).
-# Backends default to every registered engine with a Dockerfile here (images/<backend>/).
+# Backends default to every registered engine with a recipe here (images/<backend>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. images/recipe.sh
 
 PYTHON=${PYTHON:-.venv/bin/python}
 REPO=${IMAGE_REPO:-llenergymeasure}
@@ -20,7 +21,7 @@ shift
 BACKENDS=("$@")
 if [ ${#BACKENDS[@]} -eq 0 ]; then
   for b in $("$PYTHON" -c 'from llem_harness.backends import BACKENDS; print(*BACKENDS)'); do
-    [ -f "images/$b/Dockerfile" ] && BACKENDS+=("$b")
+    recipe "$b" >/dev/null && BACKENDS+=("$b")
   done
 fi
 
@@ -37,7 +38,7 @@ need_registry() {
   [ -n "${REGISTRY:-}" ] || die "set REGISTRY, e.g. make $1 REGISTRY=ghcr.io/my-org"
 }
 for b in "${BACKENDS[@]}"; do
-  [ -f "images/$b/Dockerfile" ] || die "unknown backend '$b' (no images/$b/Dockerfile)"
+  recipe "$b" >/dev/null || die "unknown backend '$b' (no images/$b/Dockerfile or images/$b/base)"
 done
 
 case "$action" in
@@ -50,8 +51,9 @@ case "$action" in
       # context stays in the Dockerfile's install stage; the image gets the installed files.
       "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$ctx/wheels" ./harness
       cp images/install-harness.py "$ctx/"
-      echo "==> $REPO/$b:$TAG (images/$b/Dockerfile)"
-      docker build -f "images/$b/Dockerfile" \
+      mapfile -t how < <(recipe "$b")
+      echo "==> $REPO/$b:$TAG (${how[*]})"
+      docker build "${how[@]}" \
         --build-arg LLEM_VERSION="$VERSION" \
         --build-arg SCHEMA_FINGERPRINT="$FINGERPRINT" \
         --build-arg PIP_INDEX_ARGS="" \

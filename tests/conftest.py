@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A suite started in the background by a script (`make test &`) inherits SIGINT ignored, and so
+# would every process it starts, while the tests send Ctrl+C to them (the CLI, the runners, the
+# servers). An ignored signal stays ignored across exec; a handled one is reset to the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # The smallest real study: the shipped tiny Llama, random weights, a few seconds per run on a CPU.
 TINY_STUDY = {
     "model": "llem/tiny-llama",

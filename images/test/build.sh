@@ -2,13 +2,14 @@
 # Build the CPU test images llem-test/<backend>:cpu with no container registry:
 #   1. llem-test/debian:bookworm-<hash> - Debian + Python (+ libnuma), mmdebstrap | docker import
 #   2. llem-test/<backend>-engine:cpu - that base + the engine's Python packages (CPU builds)
-#   3. llem-test/<backend>:cpu    - images/<backend>/Dockerfile with BASE_IMAGE = step 2
+#   3. llem-test/<backend>:cpu    - its recipe (images/recipe.sh) with BASE_IMAGE = step 2
 # Every wheel is prepared on the host with pip and installed with --no-index in the build, and
 # every build and check runs with --network none. The wheels stay in the build stages: neither
 # image keeps them.
 # Usage: images/test/build.sh [BACKEND ...]   (default: pytorch)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. images/recipe.sh
 
 PYTHON=${PYTHON:-.venv/bin/python}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
@@ -93,7 +94,8 @@ for backend in "${BACKENDS[@]}"; do
     docker rmi "$engine_tag-install" >/dev/null
   fi
 
-  say "harness image llem-test/$backend:cpu (images/$backend/Dockerfile on $engine_tag)"
+  mapfile -t how < <(recipe "$backend" "$engine_tag")
+  say "harness image llem-test/$backend:cpu (${how[*]})"
   rm -rf "$CTX/$backend-harness" && mkdir -p "$CTX/$backend-harness/wheels"
   # The harness wheel and its dependencies (the engine's packages are already in the base),
   # and the engine parts the Dockerfile installs as a layer of their own.
@@ -101,8 +103,7 @@ for backend in "${BACKENDS[@]}"; do
   "$PYTHON" -m pip wheel --quiet --wheel-dir "$CTX/$backend-harness/wheels" \
     "./harness[measure]" $(context_extras "$backend")
   cp images/install-harness.py "$CTX/$backend-harness/"
-  docker build --quiet --network none -f "images/$backend/Dockerfile" \
-    --build-arg BASE_IMAGE="$engine_tag" \
+  docker build --quiet --network none "${how[@]}" \
     --build-arg LLEM_VERSION="$VERSION" \
     --build-arg SCHEMA_FINGERPRINT="$FINGERPRINT" \
     -t "llem-test/$backend:cpu" "$CTX/$backend-harness"

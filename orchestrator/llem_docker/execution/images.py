@@ -1,6 +1,6 @@
 """Backend images as the host sees them: labels, digest, and the host/image handshake.
 
-Every image built from `images/<backend>/Dockerfile` carries OCI labels naming the harness
+Every image `make images` builds (images/recipe.sh) carries OCI labels naming the harness
 version and the fingerprint of the exchange schema it speaks. Before a study, the host reads
 them and refuses an image that speaks another schema, or that is not there at all, with the
 command that fixes it. `LLEM_SKIP_IMAGE_CHECK=1` skips the check (with a warning).
@@ -76,7 +76,7 @@ def handshake_problem(
     if info.fingerprint is None:
         return (
             f"the {backend} image `{info.ref}` has no `{LABEL_FINGERPRINT}` label, so it was "
-            f"not built from images/{backend}/Dockerfile. Fix: {rebuild}, or set "
+            f"not built by `make images` (images/{backend}/). Fix: {rebuild}, or set "
             f"{SKIP_VAR}=1 to use it anyway"
         )
     host = schema_fingerprint()
