@@ -29,8 +29,9 @@ from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails, Environment, before
 from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 from llem_harness.contract_files import StrictModel as _Model
+from llem_harness.contract_validity import Validity
 
-SCHEMA_VERSION = "1.8"
+SCHEMA_VERSION = "1.9"
 # The run directory's file names (contract_files.py), here too for the modules that read them.
 EXPERIMENT_FILE = files.EXPERIMENT_FILE
 RESULT_FILE = files.RESULT_FILE
@@ -324,6 +325,7 @@ class ExperimentResult(_Model):
     responses: Responses | None = None  # 1.6
     environment: Environment = Field(default_factory=Environment)
     warnings: list[str] = Field(default_factory=list)
+    validity: Validity | None = None  # 1.9: every rule's verdict (docs/validity.md)
 
     @model_validator(mode="after")
     def _upgrade(self) -> ExperimentResult:

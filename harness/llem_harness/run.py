@@ -32,6 +32,7 @@ from llem_harness.quantization import CheckpointMismatch, run_problem
 from llem_harness.scenarios import RunParts, scenario_for
 from llem_harness.termination import Terminated, check_terminated
 from llem_harness.timing import PhaseClock
+from llem_harness.validity import evaluate
 from llem_harness.warmup import warm_up
 from llem_harness.window import measure_window
 
@@ -119,6 +120,7 @@ class Harness:
             self.caches,
         )  # fmt: skip
         scenario.finish(result, RunParts(backend, meter, prompts, window, self.run_dir))
+        result.validity = evaluate(result, meter.samples(), window.measured.lengths)
         if tracker is not None:
             result.co2 = tracked_co2(req, tracker, window)
         self.clock.lap("write")

@@ -14,7 +14,9 @@ from tests.conftest import REPO
 from tests.integration.shape import study_shape
 
 # The outputs' shape before the harness was split into engine and scenario packages (issue 29),
-# made by `python tests/integration/shape.py <study dir>` on the quickstart run of that tree.
+# made by `python tests/integration/shape.py <study dir>` on the quickstart run of that tree,
+# then with the additions of result schema 1.9 and results schema 1.5 (validity, valid,
+# invalid_rules) and nothing else.
 # A change that alters a column, a type or a key of study.json or result.json shows here;
 # regenerate it only for a change of the result schema, with docs/exchange-contract.md.
 SHAPE = REPO / "tests" / "integration" / "data" / "quickstart-shape.json"
@@ -53,5 +55,9 @@ def test_quickstart_runs_for_real(tmp_path: Path) -> None:
         assert res.throughput_tokens_per_s > 0
         assert res.energy.total_j is None and res.energy.unavailable_reason
         assert (run_dir / "container.log").read_text()
-    assert pq.read_table(study_dir / "results.parquet").num_rows == 2
+    table = pq.read_table(study_dir / "results.parquet")
+    assert table.num_rows == 2
+    # sub-second windows on a CPU: the window rule fails, the power rules cannot be judged
+    assert table.column("valid").to_pylist() == [False, False]
+    assert table.column("invalid_rules").to_pylist() == ["window_length", "window_length"]
     assert study_shape(study_dir) == json.loads(SHAPE.read_text())

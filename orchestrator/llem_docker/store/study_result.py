@@ -29,7 +29,8 @@ STUDY_SCHEMA_VERSION = "1.0"
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
 # 1.4: quantization, always present (none where the run was not quantized).
-RESULTS_SCHEMA_VERSION = "1.4"
+# 1.5: valid and invalid_rules, the run's validity verdict (result schema 1.9).
+RESULTS_SCHEMA_VERSION = "1.5"
 
 
 class _Model(BaseModel):
@@ -209,6 +210,8 @@ _METRICS: list[tuple[str, Any]] = [
     ("response_tokens_mean", pa.float64()),
     *SERVING_COLUMNS,  # 1.3: the serving scenario (store/serving_columns.py)
     ("warnings", pa.int64()),
+    ("valid", pa.bool_()),  # 1.5: the run's validity verdict (result schema 1.9), null: unknown
+    ("invalid_rules", pa.string()),  # the rules it failed, comma-separated
     ("error_type", pa.string()),
     ("error_message", pa.string()),
 ]
@@ -271,6 +274,8 @@ def _metrics(run: StudyRun, res: ExperimentResult | None, model: str) -> dict[st
             "ttft_ms_mean": res.latency.ttft_ms.mean if res.latency.ttft_ms else None,
             "itl_ms_mean": res.latency.itl_ms.mean if res.latency.itl_ms else None,
             "warnings": len(res.warnings),
+            "valid": res.validity.valid if res.validity else None,
+            "invalid_rules": ", ".join(res.validity.failed) if res.validity else None,
             **_deeper(res),
             **serving_row(res),
         }

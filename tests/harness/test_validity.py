@@ -1,0 +1,98 @@
+"""Every validity rule on a stored H100 result and synthetic timeseries, crossing its threshold
+both ways (docs/validity.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llem_harness.contract import ExperimentResult
+from llem_harness.energy.base import Sample
+from llem_harness.validity import evaluate
+
+STORED = Path(__file__).parent / "data" / "result-1.7-gpu.json"  # 15.5 s, one H100, 700 W limit
+T0, T1 = 24.581445594, 40.08583157199996  # its window on the timeseries clock
+
+
+def result(**update: Any) -> ExperimentResult:
+    base = ExperimentResult.model_validate_json(STORED.read_text())
+    for path, value in update.items():  # "energy.total_j": 1.0 sets a nested field
+        *parents, leaf = path.split(".")
+        target: Any = base
+        for p in parents:
+            target = getattr(target, p)
+        setattr(target, leaf, value)
+    return base
+
+
+def samples(
+    power: float = 380.0, temp: float = 60.0, bits: int = 0, every_s: float = 0.1,
+    until: float = T1,
+) -> list[Sample]:  # fmt: skip
+    n = int((until - T0) / every_s) + 1
+    return [Sample(T0 + i * every_s, 0, power, None, temp, None, None, bits) for i in range(n)]
+
+
+def rule(res: ExperimentResult, ts: list[Sample], name: str, **kw: Any) -> tuple[str, Any]:
+    verdicts = {r.rule: r for r in evaluate(res, ts, **kw).rules}
+    return verdicts[name].status, verdicts[name].reason
+
+
+def test_the_stored_run_passes_every_rule() -> None:
+    v = evaluate(result(), samples())
+    assert v.valid is True and v.failed == [] and len(v.rules) == 13
+    assert all(r.source and r.threshold for r in v.rules)
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("window_length", {}, {"duration_s": 9.9}),
+        ("counter_vs_integral", {}, {"timeseries.power_integral_j": 5700.0}),
+        ("average_power", {}, {"energy.total_j": 15.5 * 800}),
+        ("average_power", {}, {"energy.total_j": 15.5 * 60}),
+        ("warmup_settled", {}, {"warmup.converged": False}),
+        ("energy_per_token", {}, {"energy_per_output_token_j": 150.0}),
+        ("idle_baseline", {}, {"energy.baseline_power_w": 400.0}),
+    ],
+)
+def test_result_rules_cross_their_thresholds(name: str, good: Any, bad: Any) -> None:
+    assert rule(result(**good), samples(), name)[0] == "pass"
+    status, reason = rule(result(**bad), samples(), name)
+    assert status == "fail" and reason
+
+
+def test_timeseries_rules_cross_their_thresholds() -> None:
+    res = result()
+    assert rule(res, samples(every_s=0.12), "sampling_coverage")[0] == "pass"  # 83%
+    assert rule(res, samples(every_s=0.2), "sampling_coverage")[0] == "fail"  # 50%
+    gap = samples(until=30.0) + samples(until=T1)[-40:]  # 5.5 s without a sample
+    assert rule(res, gap, "sampling_gap")[0] == "fail"
+    assert rule(res, samples(power=1190.0), "peak_power")[0] == "pass"
+    assert rule(res, samples(power=1200.0), "peak_power")[0] == "fail"  # 1.7 × 700 W
+    assert rule(res, samples(temp=95.0), "temperature")[0] == "pass"
+    hot = samples(temp=96.0)
+    assert rule(res, hot, "temperature")[0] == "fail"
+    assert rule(res, samples(bits=0x4), "throttling")[0] == "pass"  # SwPowerCap: recorded
+    status, reason = rule(res, samples(bits=0x40), "throttling")
+    assert status == "fail" and "HwThermalSlowdown" in reason
+
+
+def test_natural_lengths_cut_at_the_cap_fail_past_30_percent() -> None:
+    res = result()
+    res.config = res.config.model_copy(update={"output_length": "natural"})
+    cap = res.config.max_output_tokens
+    assert rule(res, samples(), "cut_responses", lengths=[cap] * 2 + [1] * 8)[0] == "pass"
+    assert rule(res, samples(), "cut_responses", lengths=[cap] * 3 + [1] * 7)[0] == "fail"
+    assert rule(res, samples(), "cut_responses")[0] == "unknown"
+
+
+def test_without_a_gpu_the_power_rules_are_unknown_and_valid_is_null() -> None:
+    res = result(**{"energy.total_j": None, "energy.unavailable_reason": "no NVIDIA GPU visible"})
+    res.energy_per_output_token_j = None
+    v = evaluate(res, [])
+    unknown = {r.rule: r.reason for r in v.rules if r.status == "unknown"}
+    assert v.valid is None and v.failed == []
+    assert unknown["average_power"] == "no NVIDIA GPU visible" and "peak_power" in unknown
