@@ -29,7 +29,9 @@ from llem_harness.contract import (
 from llem_harness.datasets import prompt_of
 from llem_harness.energy.nvml_device import parse_visible_devices
 from llem_harness.energy.rapl import HOST_RAPL_ENV, host_has_rapl
+from llem_harness.energy.timeseries import read_timeseries
 from llem_harness.quantization import gpu_problem
+from llem_harness.validity import RULES_VERSION, evaluate
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +42,7 @@ __all__ = [
     "LOG_FILE",
     "REQUESTS_FILE",
     "RESULT_FILE",
+    "RULES_VERSION",
     "SLO",
     "TIMESERIES_FILE",
     "EngineSpec",
@@ -55,9 +58,11 @@ __all__ = [
     "__version__",
     "atomic_write_json",
     "engine",
+    "evaluate",
     "gpu_problem",
     "host_has_rapl",
     "parse_visible_devices",
     "prompt_of",
+    "read_timeseries",
     "schema_fingerprint",
 ]

@@ -59,5 +59,17 @@ def test_quickstart_runs_for_real(tmp_path: Path) -> None:
     assert table.num_rows == 2
     # sub-second windows on a CPU: the window rule fails, the power rules cannot be judged
     assert table.column("valid").to_pylist() == [False, False]
-    assert table.column("invalid_rules").to_pylist() == ["window_length", "window_length"]
+    # (a CPU's sub-second passes may also leave the warmup unsettled)
+    assert all(r.startswith("window_length") for r in table.column("invalid_rules").to_pylist())
+    # the same verdicts from the stored files, without rerunning
+    verdicts = tmp_path / "verdicts.json"
+    again = subprocess.run(
+        [str(exe), "validate", str(study_dir), "--json", str(verdicts)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "runs valid: 0, invalid: 2" in again.stdout
+    stored = json.loads(verdicts.read_text())
+    failed = [", ".join(v["failed"]) for v in stored.values()]
+    assert failed == table.column("invalid_rules").to_pylist()
     assert study_shape(study_dir) == json.loads(SHAPE.read_text())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from llem_harness.contract import ExperimentResult
 from llem_harness.contract_validity import RuleResult
 from llem_harness.energy.base import Sample
+from llem_harness.warmup import unsettled_warning
 
 RULES_VERSION = "1"
 ML_ENERGY = "ML.ENERGY benchmark v3, scripts/validate_results.py"
@@ -159,7 +160,7 @@ def warmup_settled(c: Context) -> RuleResult:
     w, threshold = c.result.warmup, "throughput settled before the window"
     if c.result.config.warmup_max_runs == 0:
         return verdict("warmup_settled", None, None, threshold, LLEM, "warmup_max_runs is 0")
-    why = f"CV {w.final_cv} over the last passes, threshold {w.threshold}"
+    why = unsettled_warning(w, c.result.config.warmup_max_runs)
     return verdict("warmup_settled", w.converged, w.final_cv, threshold, LLEM, why)
 
 

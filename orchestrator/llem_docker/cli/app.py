@@ -301,10 +301,12 @@ def doctor(
 def _register_hpc() -> None:
     from llem_docker.cli.hpc import collect, status
     from llem_docker.cli.report import report
+    from llem_docker.cli.validate import validate
 
     app.command()(status)
     app.command()(collect)
     app.command()(report)
+    app.command()(validate)
 
 
 _register_hpc()
