@@ -17,7 +17,7 @@ from llem_docker.execution.prepare import prepare_run
 from llem_docker.execution.runners.local import LocalRunner
 from llem_docker.report.plots import draw
 from llem_docker.report.points import build_report
-from llem_docker.report.render import html_page, markdown
+from llem_docker.report.render import as_csv, html_page, markdown
 from llem_docker.report.stats import summarize, t_975
 from llem_docker.store.collect import assemble
 from llem_docker.store.manifest import Manifest, RunError
@@ -40,6 +40,7 @@ from llem_harness.contract import (
 )
 from llem_harness.energy.base import Sample
 from llem_harness.energy.timeseries import write_timeseries
+from llem_harness.validity import evaluate
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -77,6 +78,7 @@ def make_study(
     scale: float = 1.0,
     environment: dict[str, Any] | None = None,
     failed: frozenset[int] = frozenset(),
+    judge: bool = False,
 ) -> Path:
     """A completed study folder `tmp_path/<folder or name_1>`; energies × `scale`; the runs
     whose index is in `failed` failed (no result.json)."""
@@ -126,9 +128,11 @@ def make_study(
             environment=environment or {},
             warnings=["short measurement window: 4.00 s < 10 s"] if cfg.batch_size == 4 else [],
         )  # fmt: skip
-        atomic_write_json(d / "result.json", res.model_dump(mode="json"))
         samples = [Sample(t / 10, 0, 80.0 + (200.0 if 1.0 <= t / 10 <= 5.0 else 0.0), None,
                           None, None, None, None) for t in range(60)]  # fmt: skip
+        if judge:  # the harness's own rules, as a 1.9 result carries them
+            res.validity = evaluate(res, samples)
+        atomic_write_json(d / "result.json", res.model_dump(mode="json"))
         write_timeseries(samples, d / "timeseries.parquet")
         entry = manifest.entry(run.run_id)
         entry.state = "completed"
@@ -205,3 +209,18 @@ def test_report_cli_formats_and_bad_input(
         and "results.parquet does not exist" in missing.err
         and "collect" in missing.err
     )
+
+
+def test_a_point_is_valid_only_when_every_run_is(tmp_path: Path) -> None:
+    unjudged = build_report(make_study(tmp_path / "a"))  # results before schema 1.9
+    # no run verdicts: unknown, unless the cycles themselves spread too far
+    assert {p.verdict for p in unjudged.points} == {"unknown", "invalid: cycle_cv"}
+    judged = build_report(make_study(tmp_path / "b", judge=True, failed=frozenset({2})))
+    (short,) = [p for p in judged.points if p.failed]
+    (whole,) = [p for p in judged.points if not p.failed]
+    assert short.valid is False and short.invalid_rules[0] == "every run completed"
+    assert "window_length" in short.invalid_rules  # 4 s windows
+    assert whole.verdict.startswith("invalid: window_length")
+    csv_text = as_csv(judged)
+    assert "valid,invalid_rules" in csv_text.splitlines()[0]
+    assert ',False,"every run completed, window_length' in csv_text

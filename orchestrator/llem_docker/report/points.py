@@ -56,6 +56,24 @@ class Point:
     study: str = ""  # the study's label
     study_dir: Path = Path()
     facts: dict[str, Any] = field(default_factory=dict)  # scenario, request rate, SLOs
+    run_valid: list[bool | None] = field(default_factory=list)  # each completed run's verdict
+    invalid_rules: list[str] = field(default_factory=list)  # why the point is not valid
+
+    @property
+    def valid(self) -> bool | None:
+        """Valid when every run completed and passed every rule, and the CV across cycles is
+        under the threshold; null when no rule failed but some run could not be judged in
+        full (no GPU figures) or predates the rules (docs/validity.md)."""
+        if self.invalid_rules:
+            return False
+        return None if None in self.run_valid or not self.run_valid else True
+
+    @property
+    def verdict(self) -> str:
+        v = self.valid
+        if v is None:
+            return "unknown"
+        return "valid" if v else "invalid: " + ", ".join(self.invalid_rules)
 
     @property
     def label(self) -> str:
@@ -78,6 +96,8 @@ class Point:
                 for k, s in self.stats.items()
             },
             "flags": self.flags,
+            "valid": self.valid,
+            "invalid_rules": self.invalid_rules,
             "energy_unavailable_reason": self.energy_reason,
             "run_ids": self.run_ids,
         }
@@ -140,6 +160,11 @@ def build_reports(study_dirs: list[Path], *, cv_threshold: float = DEFAULT_CV) -
     return Report(studies, [p for part in parts for p in part.points], keys, cv_threshold)
 
 
+def _note(p: Point, rule: str) -> None:
+    if rule not in p.invalid_rules:
+        p.invalid_rules.append(rule)
+
+
 def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report:
     rows = load_results(study_dir).to_pylist()
     try:
@@ -166,8 +191,13 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
         p.run_ids.append(r["run_id"])
         if r["state"] != "completed":
             p.failed += r["state"] == "failed"
+            _note(p, "every run completed")
             continue
         p.completed += 1
+        p.run_valid.append(r.get("valid"))
+        for rule in (r.get("invalid_rules") or "").split(", "):
+            if rule:
+                _note(p, rule)
         p.with_warnings += (r.get("warnings") or 0) > 0
         p.energy_reason = p.energy_reason or r.get("energy_unavailable_reason")
         for m in values[p.config_hash]:
@@ -181,6 +211,7 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
             s = p.stats[m]
             if s.cv is not None and s.cv > cv_threshold:
                 p.flags.append(f"CV of {METRICS[m][0]} {s.cv:.1%} > {cv_threshold:.0%}")
+                _note(p, "cycle_cv")
         if p.with_warnings:
             p.flags.append(f"{p.with_warnings}/{p.completed} runs with warnings")
         if p.failed:

@@ -23,7 +23,9 @@ from llem_docker.report.plots import Figures
 from llem_docker.report.points import METRICS, Point, Report
 from llem_docker.report.stats import Summary
 
-COLUMNS = ["point", "runs", *[f"{lbl} ({unit})" for lbl, unit in METRICS.values()], "flags"]
+COLUMNS = [
+    "point", "runs", "validity", *[f"{lbl} ({unit})" for lbl, unit in METRICS.values()], "flags"
+]  # fmt: skip
 METHOD = (
     "Each cell is the mean over a point's completed runs ± the half-width of the 95% "
     "confidence interval (Student's t, n−1 degrees of freedom); sd is the sample standard "
@@ -49,6 +51,7 @@ def row(p: Point, *, full: bool = True, study: bool = False) -> list[str]:
         *([p.study] if study else []),
         p.label,
         f"{p.completed}/{p.runs}",
+        p.verdict,
         *[cell(p.stats[m], full=full) for m in METRICS],
         "; ".join(p.flags),
     ]
@@ -204,7 +207,7 @@ def as_csv(r: Report) -> str:
     metrics = [*METRICS]  # and the serving figures, where the study has serving points
     metrics += [*serving.SERVING_METRICS] if any(map(serving.is_serving, r.points)) else []
     head += [f"{m}_{f}" for m in metrics for f in STAT_FIELDS]
-    head += ["flags", "energy_unavailable_reason"]
+    head += ["flags", "valid", "invalid_rules", "energy_unavailable_reason"]
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(head)
@@ -218,7 +221,8 @@ def as_csv(r: Report) -> str:
             + [_csv_value(p.swept.get(k)) for k in r.swept_keys]
             + [p.runs, p.completed, p.failed, p.with_warnings]
             + ["" if v is None else repr(v) if isinstance(v, float) else v for v in stats]
-            + ["; ".join(p.flags), p.energy_reason or ""]
+            + ["; ".join(p.flags), "" if p.valid is None else p.valid]
+            + [", ".join(p.invalid_rules), p.energy_reason or ""]
         )
     return buf.getvalue()
 
