@@ -96,3 +96,19 @@ def test_without_a_gpu_the_power_rules_are_unknown_and_valid_is_null() -> None:
     unknown = {r.rule: r.reason for r in v.rules if r.status == "unknown"}
     assert v.valid is None and v.failed == []
     assert unknown["average_power"] == "no NVIDIA GPU visible" and "peak_power" in unknown
+
+
+def test_a_serving_run_with_a_failed_request_fails() -> None:
+    from llem_harness.contract import Serving, ServingWindow
+
+    def served(failed: int) -> ExperimentResult:
+        res = result()
+        res.serving = Serving(
+            request_rate="inf", arrival="poisson", requests=20, completed=20 - failed,
+            failed=failed, duration_s=15.5, steady=ServingWindow(), whole=ServingWindow(),
+        )  # fmt: skip
+        return res
+
+    assert rule(served(0), samples(), "requests_completed")[0] == "pass"
+    status, reason = rule(served(1), samples(), "requests_completed")
+    assert status == "fail" and reason == "1 of 20 requests failed"
