@@ -36,6 +36,11 @@ from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails
 from llem_harness.quantization import QUANTIZATIONS
 
+# The checks, in the order run_suite passes them.
+CHECKS = (
+    "config refusals", "tokenization", "a fixed-length pass", "details", "natural lengths",
+    "close",
+)  # fmt: skip
 MODEL = "llem/tiny-llama"
 N_PROMPTS, MAX_IN, MAX_OUT = 4, 12, 6
 

@@ -7,17 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.engine_suite import run_suite
+from tests.conformance.engine_suite import CHECKS, run_suite
 from tests.harness.test_tensorrt_backend import CALLS, fake_trtllm  # noqa: F401 (fixture)
 
-EVERY_CHECK = [
-    "config refusals",
-    "tokenization",
-    "a fixed-length pass",
-    "details",
-    "natural lengths",
-    "close",
-]
+EVERY_CHECK = list(CHECKS)
 
 
 @pytest.mark.parametrize("cache", ["static", "dynamic"])
