@@ -23,7 +23,7 @@
 #              unpacked (setup-apptainer.sh), `make sif`'s script on the harness image (456 s)
 #   apptainer  (same carry, after sif)  apptainer local local apptainer apptainer local, as root
 #              (an unprivileged Apptainer without squashfuse would unpack the image every run)
-#   vllm       (NOT RUN YET; after `bench/h200_vllm_session.sh part K` for every part, carry .whl
+#   vllm       (ran 2026-12-07; after `bench/h200_vllm_session.sh part K` for every part, carry .whl
 #              .pyd .gpuctx and .ctr/docker's small files)  vLLM 0.25 from the carried wheels into
 #              /tmp/vsite, an image of the imported environment plus /tmp/vsite (PYTHONPATH),
 #              vllm's recipe (images/harness-layer.Dockerfile) on it, then bench/gpu_container_vllm.yaml: docker local
@@ -163,7 +163,7 @@ case "$step" in
       python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/vctx/site /tmp/vw/*.whl
       printf 'FROM llem/host-torch:local\nCOPY site /opt/vllm-site\nENV PYTHONPATH=/opt/vllm-site VLLM_USE_FLASHINFER_SAMPLER=0\n' > /tmp/vctx/Dockerfile
       docker build -q --network none -t llem-gpu/vllm-engine:host /tmp/vctx | tail -1
-      ctx=$W/vctx; rm -rf $ctx; mkdir -p $ctx/wheels; cp .gpuctx/*.whl $ctx/wheels/; cp images/install-harness.py $ctx/
+      ctx=$W/vctx; rm -rf $ctx; mkdir -p $ctx/wheels; cp .gpuctx/*.whl .pyd/*.whl $ctx/wheels/; cp images/install-harness.py $ctx/
       docker build -q --network none -f images/harness-layer.Dockerfile --build-arg BACKEND=vllm \
         --build-arg BASE_IMAGE=llem-gpu/vllm-engine:host \
         --build-arg LLEM_VERSION="$(python3 -c 'import llem_harness; print(llem_harness.__version__)')" \
