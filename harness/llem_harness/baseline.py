@@ -10,7 +10,10 @@ The overlap is only sound while this process holds no CUDA context: creating one
 device out of idle. If the imports initialised CUDA before the baseline ended (torch's view,
 checked as the baseline ends), the baseline is measured again after the imports and the run
 says so (a warning in result.json): that baseline then includes this process's open context.
-A context some other library created without torch is not seen.
+A context some other library created without torch is not seen by torch's check; NVML's
+list of compute processes on the measured GPUs, read as the baseline ends, sees any process's
+(where the driver lists them: inside a container it may list none). Either makes the
+outcome's `cuda_context` true, which the `baseline_context` validity rule fails.
 """
 
 from __future__ import annotations
@@ -39,15 +42,25 @@ class BaselineOutcome:
     imports_s: float
     overlapped_s: float  # seconds during which both ran
     warning: str | None = None
+    # whether a CUDA context was open while the baseline was taken (None: not known)
+    cuda_context: bool | None = None
 
 
 class _BaselineThread(threading.Thread):
-    def __init__(self, meter: EnergyMeter, seconds: float, cuda_check: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        meter: EnergyMeter,
+        seconds: float,
+        cuda_check: Callable[[], bool],
+        processes: Callable[[], int | None],
+    ) -> None:
         super().__init__(name="llem-baseline", daemon=True)
         self.meter, self.seconds, self.cuda_check = meter, seconds, cuda_check
+        self.processes = processes
         self.power_w: float | None = None
         self.error: BaseException | None = None
         self.cuda_at_end = False  # whether a CUDA context existed when the baseline ended
+        self.processes_at_end: int | None = None  # NVML's count of compute processes then
         self.t0 = self.t1 = 0.0
 
     def run(self) -> None:
@@ -59,6 +72,7 @@ class _BaselineThread(threading.Thread):
         finally:
             self.t1 = time.perf_counter()
             self.cuda_at_end = self.cuda_check()
+            self.processes_at_end = self.processes()
 
 
 def baseline_beside_imports(
@@ -66,11 +80,13 @@ def baseline_beside_imports(
     seconds: float,
     imports: Callable[[], None],
     cuda_check: Callable[[], bool] = cuda_initialised,
+    processes: Callable[[], int | None] = lambda: None,
 ) -> BaselineOutcome:
     """Measure `meter`'s idle baseline over `seconds` while `imports()` runs; see the module
-    docstring for when the baseline is measured again."""
+    docstring for when the baseline is measured again. `processes` counts the processes that
+    hold a CUDA context on the measured GPUs (None: unknown, as without a GPU)."""
     cuda_before = cuda_check()
-    thread = _BaselineThread(meter, seconds, cuda_check)
+    thread = _BaselineThread(meter, seconds, cuda_check, processes)
     thread.start()
     t0 = time.perf_counter()
     imports()  # on an exception (a SIGTERM too) the daemon thread is left: no waiting for it
@@ -83,6 +99,7 @@ def baseline_beside_imports(
         baseline_s=thread.t1 - thread.t0,
         imports_s=t1 - t0,
         overlapped_s=max(0.0, min(t1, thread.t1) - max(t0, thread.t0)),
+        cuda_context=_context(cuda_before or thread.cuda_at_end, thread.processes_at_end),
     )
     # Measured again only if a context was created while the baseline ran, not after it.
     if seconds > 0 and not cuda_before and thread.cuda_at_end and thread.power_w is not None:
@@ -95,3 +112,10 @@ def baseline_beside_imports(
             "context"
         )
     return outcome
+
+
+def _context(own: bool, processes: int | None) -> bool | None:
+    """Open during the baseline: this process's context (torch), or any process's (NVML)."""
+    if own or (processes or 0) > 0:
+        return True
+    return None if processes is None else False

@@ -29,9 +29,9 @@ from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails, Environment, before
 from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 from llem_harness.contract_files import StrictModel as _Model
-from llem_harness.contract_validity import Validity
+from llem_harness.contract_validity import Validity, ValidityPolicy
 
-SCHEMA_VERSION = "1.9"
+SCHEMA_VERSION = "1.10"
 # The run directory's file names (contract_files.py), here too for the modules that read them.
 EXPERIMENT_FILE = files.EXPERIMENT_FILE
 RESULT_FILE = files.RESULT_FILE
@@ -84,6 +84,7 @@ class RunRequest(_Model):
     run: RunIdentity
     measurement: MeasurementSettings = MeasurementSettings()
     runner: RunnerInfo = RunnerInfo(type="local")
+    validity: ValidityPolicy = ValidityPolicy()  # 1.10: the profile's thresholds
 
 
 class ErrorInfo(_Model):
@@ -128,6 +129,9 @@ class Energy(_Model):
     cpu_method: str | None = None  # "rapl" (energy/rapl.py) or "zeus" (Zeus's CPU monitor)
     dram_j: float | None = None
     dram_unavailable_reason: str | None = None
+    # 1.10: whether a CUDA context was open on a measured GPU while the idle baseline was
+    # taken (this process's, torch's view; or any process's, NVML's list); null: not known
+    baseline_cuda_context: bool | None = None
 
 
 class CO2(_Model):
@@ -154,6 +158,7 @@ class Warmup(_Model):
     final_cv: float | None
     threshold: float
     throughputs: list[float]
+    pass_seconds: list[float] = Field(default_factory=list)  # 1.10: each pass's wall time
 
 
 class SteadyState(_Model):
@@ -314,6 +319,9 @@ class ExperimentResult(_Model):
     co2: CO2
     warmup: Warmup
     measurement: MeasurementSettings
+    # 1.10: how many times the prompts went through the measured pass (> 1 when the
+    # validity policy grew the window to its minimum length)
+    window_repeats: int = 1
     timeseries: TimeseriesSummary = Field(default_factory=TimeseriesSummary)
     steady_state: SteadyState | None = None  # with measurement.window: steady_state
     # requests.parquet, with measurement.window: steady_state (1.2) or scenario: serving

@@ -31,7 +31,7 @@ from llem_harness.energy.nvml_device import parse_visible_devices
 from llem_harness.energy.rapl import HOST_RAPL_ENV, host_has_rapl
 from llem_harness.energy.timeseries import read_timeseries
 from llem_harness.quantization import gpu_problem
-from llem_harness.validity import RULES_VERSION, evaluate
+from llem_harness.validity import POLICIES, RULES_VERSION, ValidityPolicy, evaluate
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +40,7 @@ __all__ = [
     "EXPERIMENT_FILE",
     "HOST_RAPL_ENV",
     "LOG_FILE",
+    "POLICIES",
     "REQUESTS_FILE",
     "RESULT_FILE",
     "RULES_VERSION",
@@ -55,6 +56,7 @@ __all__ = [
     "RunnerInfo",
     "ServingOptions",
     "Stats",
+    "ValidityPolicy",
     "__version__",
     "atomic_write_json",
     "engine",

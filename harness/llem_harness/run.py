@@ -25,7 +25,7 @@ from llem_harness.datasets import load_prompt_ids
 from llem_harness.energy import EnergyMeter, make_meter, write_timeseries
 from llem_harness.energy.co2 import tracker_for
 from llem_harness.energy.measurement import Meters
-from llem_harness.energy.nvml_device import cuda_gpu_indices
+from llem_harness.energy.nvml_device import compute_processes, cuda_gpu_indices
 from llem_harness.engine_args import EngineArgsError
 from llem_harness.exchange import clear_outcome, read_request, write_error, write_result
 from llem_harness.quantization import CheckpointMismatch, run_problem
@@ -34,7 +34,7 @@ from llem_harness.termination import Terminated, check_terminated
 from llem_harness.timing import PhaseClock
 from llem_harness.validity import evaluate
 from llem_harness.warmup import warm_up
-from llem_harness.window import measure_window
+from llem_harness.window import grown_prompts, measure_window
 
 
 class Harness:
@@ -85,11 +85,18 @@ class Harness:
             raise ValueError(problem)
 
         self.set_phase("baseline", seconds=req.measurement.baseline_seconds)
-        meter = self.meter = make_meter(req.measurement, cuda_gpu_indices(spec.gpus(cfg)))
+        gpus = cuda_gpu_indices(spec.gpus(cfg))
+        meter = self.meter = make_meter(req.measurement, gpus)
         meter.start()
         self.clock.lap("baseline")  # the meter's setup counts as the baseline phase's
         seconds = req.measurement.baseline_seconds
-        base = baseline_beside_imports(meter, seconds, lambda: scenario.import_engine(cfg))
+        measured = [d.index for d in meter.devices()]  # none without a GPU meter
+        base = baseline_beside_imports(
+            meter,
+            seconds,
+            lambda: scenario.import_engine(cfg),
+            processes=lambda: compute_processes(measured) if measured else None,
+        )
         self.notes += [base.warning] if base.warning else []
         self.clock.assign(
             baseline=base.baseline_s, imports=base.imports_s, overlapped=base.overlapped_s
@@ -108,7 +115,10 @@ class Harness:
             backend, prompts, cfg.warmup_runs, cfg.warmup_max_runs, cfg.warmup_cv_threshold
         )
 
-        self.set_phase("measure", prompts=len(prompts))
+        growing = req.validity if cfg.scenario == "offline" else None  # serving: arrivals
+        prompts, repeats, note = grown_prompts(prompts, warmup, growing)
+        self.notes += [note] if note else []
+        self.set_phase("measure", prompts=len(prompts), repeats=repeats)
         meters = Meters(meter, tracker)
         window = measure_window(backend, meters, prompts)
         scenario.after_window(backend, meters, prompts)
@@ -119,8 +129,10 @@ class Harness:
             req, backend, meter, window, base.power_w, warmup, started, rows, self.notes,
             self.caches,
         )  # fmt: skip
+        result.window_repeats = repeats
+        result.energy.baseline_cuda_context = base.cuda_context
         scenario.finish(result, RunParts(backend, meter, prompts, window, self.run_dir))
-        result.validity = evaluate(result, meter.samples(), window.measured.lengths)
+        result.validity = evaluate(result, meter.samples(), window.measured.lengths, req.validity)
         if tracker is not None:
             result.co2 = tracked_co2(req, tracker, window)
         self.clock.lap("write")

@@ -23,6 +23,7 @@ def warm_up(
 ) -> Warmup:
     groups = backend.warmup_batches(prompts)
     rates: list[float] = []
+    seconds: list[float] = []
     while len(rates) < max_runs:
         if len(rates) >= min_runs and settled(rates, threshold):
             break
@@ -33,7 +34,8 @@ def warm_up(
                 out += backend.generate(group, timed=False).output_tokens
                 check_terminated()
             backend.synchronize()
-            rates.append(out / (time.perf_counter() - t0))
+            seconds.append(time.perf_counter() - t0)
+            rates.append(out / seconds[-1])
         emit("warmup", run=len(rates), tokens_per_s=round(rates[-1], 2))
     return Warmup(
         runs=len(rates),
@@ -41,6 +43,7 @@ def warm_up(
         final_cv=cv(rates[-CV_WINDOW:]) if len(rates) >= 2 else None,
         threshold=threshold,
         throughputs=[round(r, 3) for r in rates],
+        pass_seconds=[round(t, 4) for t in seconds],
     )
 
 

@@ -107,6 +107,28 @@ def test_cuda_after_the_baseline_ended_needs_no_second_baseline() -> None:
     assert meter.calls == 1 and out.warning is None
 
 
+def context_seen(cuda_at_end: bool, processes: int | None) -> bool | None:
+    meter = FakeMeter()
+    meter.release.set()
+    answers = iter([False, cuda_at_end])  # before the baseline, then at its end
+    out = baseline_beside_imports(
+        meter,  # type: ignore[arg-type]
+        5.0,
+        lambda: None,
+        cuda_check=lambda: next(answers, cuda_at_end),
+        processes=lambda: processes,
+    )
+    return out.cuda_context
+
+
+def test_the_outcome_says_whether_a_context_was_open_during_the_baseline() -> None:
+    """torch's view of this process, or NVML's count of compute processes at its end."""
+    assert context_seen(False, 0) is False
+    assert context_seen(False, None) is None  # no NVML: not known
+    assert context_seen(False, 2) is True  # another process holds the GPU
+    assert context_seen(True, None) is True  # this process opened one
+
+
 def test_the_clock_takes_phases_that_overlapped() -> None:
     clock = PhaseClock()
     clock.seconds["baseline"] = 0.5  # the meter's setup, lapped before

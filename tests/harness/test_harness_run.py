@@ -120,6 +120,30 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     ]
 
 
+def test_a_growing_policy_repeats_the_prompts_in_the_measured_pass(tmp_path: Path) -> None:
+    """What the publication profile does with its 60 s, at a CPU-sized minimum."""
+    from llem_harness.contract_validity import ValidityPolicy
+
+    req = write_request(tmp_path)
+    first = tmp_path / "plain"
+    write_request(first)
+    assert run_experiment(first) == 0
+    plain = ExperimentResult.model_validate_json((first / "result.json").read_text())
+    least = 3 * plain.warmup.pass_seconds[-1]  # about three passes' worth
+    policy = ValidityPolicy(profile="test", min_window_s=least, grow_window=True)
+    req.validity = policy
+    (tmp_path / "experiment.json").write_text(req.model_dump_json())
+    assert run_experiment(tmp_path) == 0
+    res = ExperimentResult.model_validate_json((tmp_path / "result.json").read_text())
+    assert len(res.warmup.pass_seconds) == res.warmup.runs
+    k = res.window_repeats
+    assert k >= 2 and res.tokens.output == 4 * 8 * k  # the same prompts, k times over
+    assert any(f"4 prompts {k} times" in w for w in res.warnings)
+    assert res.validity is not None and res.validity.policy == policy
+    assert plain.window_repeats == 1 and plain.validity and plain.validity.policy
+    assert plain.validity.policy.profile == "standard"
+
+
 def test_dynamic_cache_is_recorded(tmp_path: Path) -> None:
     write_request(tmp_path, pytorch={"cache_implementation": "dynamic"}, warmup_max_runs=1)
     assert run_experiment(tmp_path) == 0

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from llem_harness.contract import ExperimentResult
+from llem_harness.contract_validity import POLICIES, ValidityPolicy
 from llem_harness.energy.base import Sample
 from llem_harness.validity import evaluate
 
@@ -18,6 +19,7 @@ T0, T1 = 24.581445594, 40.08583157199996  # its window on the timeseries clock
 
 def result(**update: Any) -> ExperimentResult:
     base = ExperimentResult.model_validate_json(STORED.read_text())
+    base.energy.baseline_cuda_context = False  # 1.10's record (the 1.7 file predates it)
     for path, value in update.items():  # "energy.total_j": 1.0 sets a nested field
         *parents, leaf = path.split(".")
         target: Any = base
@@ -42,8 +44,9 @@ def rule(res: ExperimentResult, ts: list[Sample], name: str, **kw: Any) -> tuple
 
 def test_the_stored_run_passes_every_rule() -> None:
     v = evaluate(result(), samples())
-    assert v.valid is True and v.failed == [] and len(v.rules) == 13
+    assert v.valid is True and v.failed == [] and len(v.rules) == 14
     assert all(r.source and r.threshold for r in v.rules)
+    assert v.policy == POLICIES["standard"]  # the thresholds it was judged by travel with it
 
 
 @pytest.mark.parametrize(
@@ -56,6 +59,7 @@ def test_the_stored_run_passes_every_rule() -> None:
         ("warmup_settled", {}, {"warmup.converged": False}),
         ("energy_per_token", {}, {"energy_per_output_token_j": 150.0}),
         ("idle_baseline", {}, {"energy.baseline_power_w": 400.0}),
+        ("baseline_context", {}, {"energy.baseline_cuda_context": True}),
     ],
 )
 def test_result_rules_cross_their_thresholds(name: str, good: Any, bad: Any) -> None:
@@ -112,3 +116,35 @@ def test_a_serving_run_with_a_failed_request_fails() -> None:
     assert rule(served(0), samples(), "requests_completed")[0] == "pass"
     status, reason = rule(served(1), samples(), "requests_completed")
     assert status == "fail" and reason == "1 of 20 requests failed"
+
+
+def test_the_publication_profile_asks_for_60_s_windows() -> None:
+    publication = POLICIES["publication"]
+    res = result()  # a 15.5 s window
+    assert rule(res, samples(), "window_length")[0] == "pass"
+    status, reason = rule(res, samples(), "window_length", policy=publication)
+    assert status == "fail" and "publication profile's 60 s" in reason
+    assert rule(result(duration_s=60.0), samples(), "window_length", policy=publication)[0] == (
+        "pass"
+    )
+
+
+def test_the_policy_sets_whether_sw_power_cap_fails() -> None:
+    strict = ValidityPolicy(profile="lab", sw_power_cap="fail")
+    assert rule(result(), samples(bits=0x4), "throttling")[0] == "pass"
+    status, reason = rule(result(), samples(bits=0x4), "throttling", policy=strict)
+    assert status == "fail" and "SwPowerCap" in reason
+    assert rule(result(), samples(), "throttling", policy=strict)[0] == "pass"
+
+
+def test_a_stored_result_before_1_10_reads_its_baseline_warning() -> None:
+    """From 1.3 to 1.9 an open context showed only as the baseline's warning."""
+    res = result(**{"energy.baseline_cuda_context": None})
+    assert rule(res, samples(), "baseline_context")[0] == "pass"
+    res.warnings.append(
+        "the engine's imports initialised CUDA while the idle baseline was measured, so it "
+        "was measured again after them: the baseline includes this process's CUDA context"
+    )
+    assert rule(res, samples(), "baseline_context")[0] == "fail"
+    res.schema_version = "1.10"  # a 1.10 result records it: null is not known
+    assert rule(res, samples(), "baseline_context")[0] == "unknown"

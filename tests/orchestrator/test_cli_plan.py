@@ -214,3 +214,16 @@ def test_the_estimate_uses_the_engines_concurrency_and_never_passes_the_timeouts
     total = line.split("estimated wall time: ~")[1].split(" =")[0]
     bound = line.split("at most ")[1].split(" (")[0]
     assert total == bound, line  # each run capped at its timeout
+
+
+def test_the_dry_run_says_what_the_profile_asks_of_validity(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    r = invoke(capsys, monkeypatch, "run", DESIGN, "--dry-run", "--profile", "publication")
+    assert r.code == 0, r.err
+    assert "validity: the publication profile's thresholds (windows ≥ 60 s, ≥ 5 cycles" in r.out
+    assert "offline points have a pass estimated under 60 s" in r.out
+    r = invoke(capsys, monkeypatch, "run", DESIGN, "--dry-run", "--cycles", "2")
+    assert "2 cycle(s) < the standard profile's 3: every point will be invalid" in r.out
+    assert "estimated under" not in r.out  # only a growing profile grows windows

@@ -39,3 +39,12 @@ def test_precedence_base_study_profile_flags() -> None:
 def test_an_unknown_profile_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"unknown execution profile `fast`"):
         effective_execution(study(), "fast")
+
+
+def test_each_profile_sets_the_validity_thresholds() -> None:
+    from llem_docker.study.profiles import policy_for
+
+    assert policy_for("publication").min_window_s == 60 and policy_for("publication").grow_window
+    assert policy_for("publication").min_cycles == 5 and policy_for("quick").min_cycles == 1
+    assert policy_for(None).profile == "standard"  # the CLI's base
+    assert policy_for(None, None).profile == "standard"  # the library's: the same thresholds

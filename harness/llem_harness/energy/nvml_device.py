@@ -227,3 +227,18 @@ def cuda_gpu_indices(n: int) -> list[int] | None:
     except Exception:
         return None
     return visible[:n] if visible else None
+
+
+def compute_processes(gpu_indices: list[int], nvml: Any = None) -> int | None:
+    """How many processes hold a compute (CUDA) context on these GPUs, by NVML's list; None
+    where NVML cannot tell. Inside a container NVML may list none: a count of 0 there is
+    NVML's view, not proof that no context is open."""
+    try:
+        with nvml_session(nvml) as m:
+            pids: set[int] = set()
+            for i in gpu_indices:
+                handle = m.nvmlDeviceGetHandleByIndex(i)
+                pids |= {int(p.pid) for p in m.nvmlDeviceGetComputeRunningProcesses(handle)}
+            return len(pids)
+    except Exception:
+        return None

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llem_harness.contract import ExperimentResult
-from llem_harness.contract_validity import RuleResult
+from llem_harness.contract_env import before
+from llem_harness.contract_validity import RuleResult, ValidityPolicy
 from llem_harness.energy.base import Sample
 from llem_harness.warmup import unsettled_warning
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 ML_ENERGY = "ML.ENERGY benchmark v3, scripts/validate_results.py"
 LLEM = "llem-docker (docs/validity.md)"
 
@@ -31,6 +32,7 @@ MAX_BASELINE_X = 0.5
 SLOWDOWN_BITS = {0x8: "HwSlowdown", 0x20: "SwThermalSlowdown", 0x40: "HwThermalSlowdown",
                  0x80: "HwPowerBrakeSlowdown"}  # fmt: skip
 SW_POWER_CAP = 0x4
+BASELINE_CUDA_WARNING = "the engine's imports initialised CUDA while the idle baseline"
 
 
 @dataclass
@@ -40,16 +42,22 @@ class Context:
     interval_s: float
     limit_w: float | None  # the GPUs' common power limit, from NVML
     lengths: list[int] | None
+    policy: ValidityPolicy
 
     @classmethod
     def of(
-        cls, result: ExperimentResult, samples: list[Sample], lengths: list[int] | None
+        cls,
+        result: ExperimentResult,
+        samples: list[Sample],
+        lengths: list[int] | None,
+        policy: ValidityPolicy,
     ) -> Context:
         ts = result.timeseries
         lo, hi = ts.window_start_s, ts.window_end_s
         window = [] if lo is None or hi is None else [s for s in samples if lo <= s.t_s <= hi]
         interval = result.measurement.sample_interval_ms / 1000.0
-        return cls(result, window, interval, result.environment.power_limit_w(), lengths)
+        limit = result.environment.power_limit_w()
+        return cls(result, window, interval, limit, lengths, policy)
 
     @property
     def gpus(self) -> int:
@@ -71,9 +79,12 @@ def verdict(rule: str, ok: bool | None, value: float | None, threshold: str, sou
 
 
 def window_length(c: Context) -> RuleResult:
-    d = c.result.duration_s
+    d, least = c.result.duration_s, c.policy.min_window_s
     why = f"a {d:.1f} s window: too few power samples and counter updates to trust"
-    return verdict("window_length", d >= MIN_WINDOW_S, d, f"≥ {MIN_WINDOW_S:g} s", LLEM, why)
+    if least > MIN_WINDOW_S:
+        why = f"a {d:.1f} s window, under the {c.policy.profile} profile's {least:g} s"
+    source = LLEM if least <= MIN_WINDOW_S else f"{LLEM}, the {c.policy.profile} profile"
+    return verdict("window_length", d >= least, d, f"≥ {least:g} s", source, why)
 
 
 def sampling_coverage(c: Context) -> RuleResult:
@@ -143,15 +154,20 @@ def temperature(c: Context) -> RuleResult:
 
 
 def throttling(c: Context) -> RuleResult:
-    threshold = "no thermal or hardware slowdown (SwPowerCap recorded, not failed)"
+    failing = dict(SLOWDOWN_BITS)
+    if c.policy.sw_power_cap == "fail":
+        failing[SW_POWER_CAP] = "SwPowerCap"
+        threshold = "no thermal, hardware or power-cap slowdown (SwPowerCap fails: the policy)"
+    else:
+        threshold = "no thermal or hardware slowdown (SwPowerCap recorded, not failed)"
     bits = [s.throttle_reasons for s in c.window if s.throttle_reasons is not None]
     if (why := c.no_gpu()) or not bits:
         return verdict("throttling", None, None, threshold, LLEM, why or "no clocks-event reasons")
     seen = 0
     for b in bits:
         seen |= b
-    slow = [name for bit, name in SLOWDOWN_BITS.items() if seen & bit]
-    share = sum(bool(b & sum(SLOWDOWN_BITS)) for b in bits) / len(bits)
+    slow = [name for bit, name in failing.items() if seen & bit]
+    share = sum(bool(b & sum(failing)) for b in bits) / len(bits)
     why = f"{', '.join(slow)} in {share:.0%} of samples"
     return verdict("throttling", not slow, share, threshold, LLEM, why)
 
@@ -204,8 +220,27 @@ def idle_baseline(c: Context) -> RuleResult:
                    threshold, LLEM, why)  # fmt: skip
 
 
+def _context_open(r: ExperimentResult) -> bool | None:
+    """The recorded answer; results from 1.3 to 1.9 carry torch's view only as a warning
+    (the baseline measured again after the imports opened a context)."""
+    if r.energy.baseline_cuda_context is not None or not before(r.schema_version, (1, 10)):
+        return r.energy.baseline_cuda_context
+    if before(r.schema_version, (1, 3)):
+        return None
+    return any(w.startswith(BASELINE_CUDA_WARNING) for w in r.warnings)
+
+
+def baseline_context(c: Context) -> RuleResult:
+    threshold = "no CUDA context open on the GPU while the idle baseline was taken"
+    open_ = _context_open(c.result)
+    if (why := c.no_gpu()) or open_ is None:
+        return verdict("baseline_context", None, None, threshold, LLEM, why or "not checked")
+    why = "a CUDA context was open during the idle baseline: it reads above true idle"
+    return verdict("baseline_context", not open_, float(open_), threshold, LLEM, why)
+
+
 RULES: tuple[Rule, ...] = (
     window_length, sampling_coverage, sampling_gap, counter_vs_integral, average_power,
     peak_power, temperature, throttling, warmup_settled, requests_completed, energy_per_token,
-    cut_responses, idle_baseline,
+    cut_responses, idle_baseline, baseline_context,
 )  # fmt: skip

@@ -111,6 +111,12 @@ def run(
         "--gpus",
         help="GPUs for container runs: all | none | 0,1 (overrides docker.gpus, apptainer.gpus)",
     ),
+    strict: bool | None = typer.Option(
+        None,
+        "--strict/--no-strict",
+        help="exit 3 when any point is invalid (docs/validity.md), after writing everything; "
+        "on by default under --profile publication",
+    ),
 ) -> None:
     """Run a study (or show its plan with --dry-run)."""
     from llem_docker.execution.pipeline import prepare_study
@@ -205,7 +211,14 @@ def run(
         )
     if as_json:
         print(json.dumps(outcome.study_json, indent=2))
-    raise typer.Exit(outcome.exit_code)
+    if strict is None:
+        strict = profile is Profile.publication
+    code = outcome.exit_code
+    if strict and code == 0:
+        from llem_docker.cli.validate import strict_code
+
+        code = strict_code(outcome.study_dir, quiet=as_json)
+    raise typer.Exit(code)
 
 
 def _show_plan(

@@ -1,7 +1,9 @@
 """`llem-docker validate PATH...`: the validity rules (docs/validity.md) over results already on
 disk, without rerunning: every result.json under each PATH (a study folder, or a folder of
 them), judged with the timeseries beside it. Prints a table of rules × verdict counts with the
-runs that failed, and with --json writes every run's verdict."""
+runs that failed, and with --json writes every run's verdict. Each run is judged by the
+thresholds it recorded (its profile's), or by `--profile`'s. Also `strict_code`: what `run
+--strict` does with a finished study."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from rich.table import Table
 
 from llem_docker.errors import ConfigError
 from llem_harness.host_api import (
+    POLICIES,
     RESULT_FILE,
     RULES_VERSION,
     TIMESERIES_FILE,
@@ -30,14 +33,28 @@ out = Console(soft_wrap=False)
 def validate(
     paths: list[Path] = typer.Argument(..., help="study folders, or folders holding them"),
     json_out: Path | None = typer.Option(None, "--json", help="write every run's verdict here"),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="judge by this profile's thresholds (quick | standard | publication); default: "
+        "the ones each run recorded, else the standard profile's",
+    ),
 ) -> None:
     """Judge stored results by the validity rules, without rerunning them."""
+    if profile is not None and profile not in POLICIES:
+        raise ConfigError(
+            f"unknown profile `{profile}`",
+            source="--profile",
+            fix=f"use one of {', '.join(POLICIES)}",
+        )
     files = sorted({f for p in paths for f in _results(p)})
     verdicts = {}
     for f in files:
         res = ExperimentResult.model_validate_json(f.read_text(encoding="utf-8"))
         ts = f.parent / TIMESERIES_FILE
-        verdicts[f] = evaluate(res, read_timeseries(ts) if ts.is_file() else [])
+        recorded = res.validity.policy if res.validity is not None else None
+        policy = POLICIES[profile] if profile is not None else recorded
+        verdicts[f] = evaluate(res, read_timeseries(ts) if ts.is_file() else [], policy=policy)
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     failing: dict[str, list[str]] = defaultdict(list)
     for f, v in verdicts.items():
@@ -73,3 +90,24 @@ def _results(path: Path) -> list[Path]:
             f"no {RESULT_FILE} under {path}", source=str(path), fix="give a folder holding runs"
         )
     return found
+
+
+STRICT_EXIT = 3  # `run --strict`: every run completed, but a point is invalid
+
+
+def strict_code(study_dir: Path, *, quiet: bool) -> int:
+    """`run --strict`'s verdict on a finished study: 3 when a point is invalid, else 0; the
+    invalid points and their failing rules go to stderr."""
+    from llem_docker.report.points import build_report
+
+    invalid = [p for p in build_report(study_dir).points if p.valid is False]
+    if not invalid:
+        return 0
+    if not quiet:
+        err = Console(stderr=True)
+        err.print(f"[red]--strict:[/red] {len(invalid)} invalid point(s):")
+        for p in invalid:
+            what = ", ".join(f"{k}={v}" for k, v in p.swept.items()) or p.config_hash
+            err.print(f"  {escape(p.backend)} {escape(what)}: {escape(', '.join(p.invalid_rules))}")
+        err.print(f"see `llem-docker report {escape(str(study_dir))} --validity`")
+    return STRICT_EXIT

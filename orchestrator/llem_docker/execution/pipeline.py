@@ -17,7 +17,7 @@ from llem_docker.execution.resume import check_same_design, read_prior
 from llem_docker.store.manifest import Manifest
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan, check_size, plan_study
-from llem_docker.study.profiles import CLI_BASE, effective_execution, gaps_off
+from llem_docker.study.profiles import CLI_BASE, effective_execution, gaps_off, policy_for
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,10 @@ def prepare_study(
                 fix="drop them: the resumed study keeps the execution its manifest recorded",
             )
         prior = read_prior(resume)
-        execution = prior.execution
+        execution, validity = prior.execution, prior.validity or policy_for(None, CLI_BASE)
     else:
         execution = effective_execution(study, profile, cycles, order, base=base)
+        validity = policy_for(profile, base)
     settings = Settings.load(
         cli_runner=runner,
         results_dir=None if results_dir is None else str(results_dir),
@@ -79,7 +80,7 @@ def prepare_study(
     total = check_size(study, execution.n_cycles, limit, where=where)
     if on_size is not None:
         on_size(total, limit)
-    plan = plan_study(study, execution)
+    plan = plan_study(study, execution, validity=validity)
     if prior is not None:
         check_same_design(prior, plan, source)
     runners = settings.runners(sorted(plan.counts()))

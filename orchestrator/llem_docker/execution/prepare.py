@@ -121,5 +121,6 @@ def prepare_run(
         ),
         measurement=measurement,
         runner=live[config.backend].info(),
+        validity=plan.validity,
     )
     atomic_write_json(run_dir.experiment, request.model_dump(mode="json"))

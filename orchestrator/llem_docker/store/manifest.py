@@ -22,9 +22,9 @@ from llem_docker.store.layout import HELD_FILE, StudyDir
 from llem_docker.store.lockfile import exclusive
 from llem_docker.study.model import ExecutionConfig
 from llem_docker.study.plan import StudyPlan
-from llem_harness.host_api import atomic_write_json
+from llem_harness.host_api import ValidityPolicy, atomic_write_json
 
-MANIFEST_SCHEMA_VERSION = "1.2"
+MANIFEST_SCHEMA_VERSION = "1.3"
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
 RunState = Literal["pending", "queued", "running", "completed", "failed", "interrupted", "skipped"]
 Executor = Literal["inline", "slurm"]
@@ -140,6 +140,8 @@ class Manifest(_Model):
     executor: Executor = "inline"
     submissions: list[Submission] = Field(default_factory=list)
     execution: ExecutionConfig
+    # 1.3: the profile's validity thresholds (null in older manifests: the standard profile's)
+    validity: ValidityPolicy | None = None
     runners: dict[str, RunnerChoice]
     runs: list[RunEntry]
 
@@ -161,6 +163,7 @@ class Manifest(_Model):
             updated_at=now,
             owner_pid=os.getpid(),
             execution=plan.execution,
+            validity=plan.validity,
             runners=cls.runner_choices(runners),
             runs=[
                 RunEntry(

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from llem_docker.errors import ConfigError
 from llem_docker.study.model import CycleOrder, ExecutionConfig, StudyConfig, deep_merge, set_path
-from llem_harness.host_api import ExperimentConfig
+from llem_harness.host_api import POLICIES, ExperimentConfig, ValidityPolicy
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class StudyPlan:
     points: tuple[ExperimentPoint, ...]
     runs: tuple[PlannedRun, ...]
     swept_keys: tuple[str, ...] = field(default=())
+    # the thresholds its runs and points are judged by: its execution profile's
+    validity: ValidityPolicy = field(default_factory=lambda: POLICIES["standard"])
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """backend -> (configs, runs)."""
@@ -182,9 +184,11 @@ def plan_study(
     *,
     max_runs: int | None = None,
     limit_source: str = "the user config",
+    validity: ValidityPolicy | None = None,
 ) -> StudyPlan:
-    """Expand a study into its ordered runs. `execution` overrides the study's own block.
-    With `max_runs`, a larger study is refused before anything is expanded."""
+    """Expand a study into its ordered runs. `execution` overrides the study's own block;
+    `validity` is the profile's policy (default: the standard profile's). With `max_runs`, a
+    larger study is refused before anything is expanded."""
     execution = execution or study.execution or ExecutionConfig()
     if max_runs is not None:
         check_size(study, execution.n_cycles, max_runs, where=limit_source)
@@ -197,7 +201,8 @@ def plan_study(
     keys: dict[str, None] = {}
     for p in points:
         keys.update(dict.fromkeys(p.swept))
-    return StudyPlan(study.name, dhash, execution, tuple(points), runs, tuple(keys))
+    policy = validity or POLICIES["standard"]
+    return StudyPlan(study.name, dhash, execution, tuple(points), runs, tuple(keys), policy)
 
 
 class Cycled(Protocol):

@@ -1,5 +1,7 @@
 """Execution profiles and how a study's execution is settled: the one place the CLI
 (`--profile`, `--cycles`, `--order`, `--no-gaps`) and the library API (`run_study`) share.
+A profile also sets the validity thresholds its runs and points are judged by (`policy_for`;
+the thresholds themselves live with the rules, in the harness: contract_validity.POLICIES).
 
 Precedence, lowest first: the base (the CLI's `standard` profile; the library's
 ExecutionConfig defaults, one cycle) < the study's `execution:` block < the profile asked
@@ -12,6 +14,7 @@ from typing import Any
 
 from llem_docker.errors import ConfigError
 from llem_docker.study.model import ExecutionConfig, StudyConfig
+from llem_harness.host_api import POLICIES, ValidityPolicy
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"n_cycles": 1, "cycle_order": "sequential", "no_gaps": True},
@@ -51,6 +54,12 @@ def effective_execution(
     if order is not None:
         values["cycle_order"] = order
     return ExecutionConfig.model_validate(values)
+
+
+def policy_for(profile: str | None, base: str | None = CLI_BASE) -> ValidityPolicy:
+    """The validity thresholds of the profile asked for, else of the base, else the
+    standard profile's (docs/validity.md, "Profiles")."""
+    return POLICIES[profile or base or "standard"]
 
 
 def gaps_off(profile: str | None, no_gaps: bool) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from llem_docker.config.settings import RunnerSpec
 from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before
-from llem_harness.host_api import engine
+from llem_harness.host_api import ExperimentConfig, engine
 
 MAX_TABLE_ROWS = 200
 # Assumptions behind the rough per-run estimate; shown beside it so nobody mistakes it for data.
@@ -43,26 +44,72 @@ def estimate(
     for run in plan.runs:
         gaps += gap_before(prev, run, plan.execution.cycle_order, config_gap_s, cycle_gap_s)
         # A run never outlasts its timeout: the rough figure is capped there.
-        busy += min(run_estimate_s(run, runners[run.point.config.backend]), timeout_s)
+        spec = runners[run.point.config.backend]
+        busy += min(run_estimate_s(run, spec, _grow_to(plan)), timeout_s)
         prev = run
     return Estimate(gaps, busy, gaps + timeout_s * len(plan.runs))
 
 
-def run_estimate_s(run: PlannedRun, runner: RunnerSpec) -> float:
+def run_estimate_s(run: PlannedRun, runner: RunnerSpec, grow_to_s: float = 0.0) -> float:
     """Container start + (warmups + measured pass) x decode steps x an assumed step time. The
     prompts go through in waves of the engine's concurrency (pytorch's batch size, vLLM's
-    max_num_seqs, TensorRT-LLM's max_batch_size). A serving run lasts at least as long as
-    its arrivals take: n_requests / request_rate, or duration_s."""
+    max_num_seqs, TensorRT-LLM's max_batch_size). An offline pass shorter than `grow_to_s`
+    (the publication profile's window) is repeated in the measured pass until it is not, as
+    the harness does. A serving run lasts at least as long as its arrivals take:
+    n_requests / request_rate, or duration_s."""
     cfg = run.point.config
-    batches = -(-cfg.n_prompts // engine(cfg.backend).concurrency(cfg))
-    passes = cfg.warmup_runs + 1
-    busy = passes * batches * cfg.max_output_tokens * DECODE_STEP_S
+    one = pass_estimate_s(cfg)
+    reps = window_repeats(one, grow_to_s) if cfg.scenario == "offline" else 1
+    busy = cfg.warmup_runs * one + one * reps
     if cfg.scenario == "serving":
         opts = cfg.serving_options()
         rate = opts.rate
         sending = opts.duration_s or ((opts.n_requests or cfg.n_prompts) / rate if rate else 0.0)
         busy = max(busy, sending + cfg.warmup_runs * cfg.max_output_tokens * DECODE_STEP_S)
     return STARTUP_S[runner.kind] + busy
+
+
+def pass_estimate_s(cfg: ExperimentConfig) -> float:
+    """One pass over the prompts: its waves x decode steps x the assumed step time."""
+    batches = -(-cfg.n_prompts // engine(cfg.backend).concurrency(cfg))
+    return batches * cfg.max_output_tokens * DECODE_STEP_S
+
+
+def _grow_to(plan: StudyPlan) -> float:
+    return plan.validity.min_window_s if plan.validity.grow_window else 0.0
+
+
+def validity_lines(plan: StudyPlan) -> list[str]:
+    """What the dry run says of the profile's thresholds: the minimums, the windows the
+    harness will grow (by the rough estimate), and a cycle count under the minimum."""
+    v, n = plan.validity, plan.execution.n_cycles
+    lines = [
+        f"validity: the {v.profile} profile's thresholds (windows ≥ {v.min_window_s:g} s, "
+        f"≥ {v.min_cycles} cycles, cycle CV ≤ {v.max_cycle_cv:.0%}; docs/validity.md)"
+    ]
+    if n < v.min_cycles:
+        lines.append(
+            f"[yellow]{n} cycle(s) < the {v.profile} profile's {v.min_cycles}: every point "
+            "will be invalid[/yellow] (raise --cycles)"
+        )
+    if v.grow_window:
+        offline = [p for p in plan.points if p.config.scenario == "offline"]
+        reps = [window_repeats(pass_estimate_s(p.config), v.min_window_s) for p in offline]
+        grown = [k for k in reps if k > 1]
+        if grown:
+            most = max(grown)
+            lines.append(
+                f"{len(grown)} of {len(offline)} offline points have a pass estimated under "
+                f"{v.min_window_s:g} s: the harness repeats their prompts in the measured "
+                f"window (up to ~{most}× by this estimate; each run judges from its own last "
+                "warmup pass and says so in result.json)"
+            )
+    return lines
+
+
+def window_repeats(pass_s: float, grow_to_s: float) -> int:
+    """How many passes' worth the measured window holds to reach `grow_to_s` (1: as given)."""
+    return max(1, math.ceil(grow_to_s / pass_s)) if pass_s > 0 and grow_to_s > 0 else 1
 
 
 def human_s(seconds: float) -> str:
@@ -137,6 +184,8 @@ def print_plan(
     for backend, spec in runners.items():
         if backend in counts:
             console.print(f"runner {backend}: {spec.label} (from {spec.source})")
+    for line in validity_lines(plan):
+        console.print(line)
     console.print(
         f"estimated wall time: ~{human_s(est.total_s)} = gaps {human_s(est.gaps_s)} "
         f"(config gap {config_gap_s:g}s, cycle gap {cycle_gap_s:g}s) + runs ~{human_s(est.runs_s)} "

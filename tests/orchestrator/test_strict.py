@@ -1,0 +1,53 @@
+"""`run --strict` and the profile's validity thresholds, through the CLI with the real harness
+on the CPU (the local runner, the tiny model): what a user of `--profile publication` gets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llem_docker.cli.validate import STRICT_EXIT, strict_code
+from llem_docker.report.points import build_report
+from tests.orchestrator.cliutil import invoke
+
+TINY = """\
+name: strict
+model: llem/tiny-llama
+weights: dummy
+backend: pytorch
+precision: fp32
+n_prompts: 4
+batch_size: 2
+max_input_tokens: 16
+max_output_tokens: 8
+warmup_runs: 1
+warmup_max_runs: 2
+"""
+
+
+def test_strict_exits_3_on_an_invalid_point_after_writing_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = tmp_path / "strict.yaml"
+    study.write_text(TINY)
+    config = tmp_path / "llem.yaml"
+    config.write_text("measurement: {baseline_seconds: 0}\n")
+    monkeypatch.setenv("LLEM_CONFIG", str(config))
+    monkeypatch.setenv("COLUMNS", "200")
+    args = ("run", str(study), "--runner", "local", "--profile", "quick", "--cycles", "1")
+    r = invoke(capsys, monkeypatch, *args, "--results-dir", str(tmp_path / "r"), "--strict")
+    assert r.code == STRICT_EXIT, r.err
+    (folder,) = (tmp_path / "r").iterdir()
+    (run,) = (folder / "runs").iterdir()
+    assert (run / "result.json").is_file() and (folder / "results.parquet").is_file()
+    assert "--strict: 1 invalid point(s)" in r.err and "window_length" in r.err  # a CPU blink
+    # the profile's thresholds went to the harness and came back with the verdict
+    request = json.loads((run / "experiment.json").read_text())
+    result = json.loads((run / "result.json").read_text())
+    assert request["validity"]["profile"] == "quick" and request["validity"]["min_cycles"] == 1
+    assert result["validity"]["policy"] == request["validity"]
+    assert json.loads((folder / "manifest.json").read_text())["validity"]["profile"] == "quick"
+    assert strict_code(folder, quiet=True) == STRICT_EXIT
+    assert [p.valid for p in build_report(folder).points] == [False]
