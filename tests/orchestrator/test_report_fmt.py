@@ -1,5 +1,6 @@
 """One number format for every report output (report/fmt.py): no scientific notation between
-1e-6 and 1e9, the CI half-width to two significant figures and the mean to its decimal place."""
+1e-6 and 1e9, the interval to two significant figures of its half-width and the mean to that
+decimal place, each bound keeping two significant figures of its own."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llem_docker.report.fmt import interval, num, spread
-from llem_docker.report.render import cell
+from llem_docker.report.fmt import bounds, interval, num, spread
 from llem_docker.report.stats import Summary, summarize
+from llem_docker.report.table import cell
 
 NAN = float("nan")
 
@@ -75,16 +76,36 @@ def test_spread() -> None:
 
 
 def test_cells_of_every_text_output() -> None:
-    s = Summary(n=3, mean=2619.3, std=194.1, ci95=482.1, cv=0.07)
-    assert cell(s) == "2619 ± 480 (sd 190, n=3)"
-    assert cell(s, full=False) == "2619 ± 480"
-    tiny = summarize([0.00080, 0.00088, 0.00095])
-    assert "e-" not in cell(tiny) and cell(tiny).startswith("0.00088 ± 0.00019")
+    s = Summary(n=3, mean=2619.3, std=194.1, ci95=482.1, cv=0.07)  # a linear interval
+    assert (s.low, s.high, s.method) == (2619.3 - 482.1, 2619.3 + 482.1, "linear")
+    assert cell(s) == "2619 [2137, 3101] (sd 190, n=3)"
+    assert cell(s, full=False) == "2619 [2137, 3101]"
+    tiny = summarize([0.00080, 0.00088, 0.00095])  # on the log scale
+    assert "e-" not in cell(tiny) and cell(tiny).startswith("0.00088 [0.00071, 0.00108]")
     assert cell(summarize([5.0])) == "5 (n=1)"  # a missing CI with n=1
     assert cell(summarize([None])) == "n/a"
-    assert cell(summarize([-1.0, -1.0])) == "-1 ± 0 (sd 0, n=2)"
+    assert cell(summarize([-1.0, -1.0])) == "-1 [-1, -1] (sd 0, n=2)"
+    assert cell(summarize([5.0, 5.0])) == "5 [5, 5] (sd 0, n=2)"
     co2 = Summary(n=3, mean=0.0000101, std=1e-7, ci95=2.5e-7, cv=0.01)
-    assert cell(co2) == "0.00001010 ± 0.00000025 (sd 0.00000010, n=3)"
+    assert cell(co2) == "0.00001010 [0.00000985, 0.00001035] (sd 0.00000010, n=3)"
+
+
+@pytest.mark.parametrize(
+    ("mean", "low", "high", "text"),
+    [
+        (736.3, 35.796, 7845.5, "736 [36, 7846]"),  # 164, 651, 1394 tok/s
+        (2619.3, 2137.2, 3101.4, "2619 [2137, 3101]"),
+        (101.0, 98.54, 103.51, "101.0 [98.5, 103.5]"),
+        (2619.3, 0.5, 50000.0, "2619 [0.50, 50000]"),  # a low bound near 0 is not "0"
+        (0.4, -1.064, 1.931, "0.4 [-1.1, 1.9]"),  # a linear interval may cross 0
+        (2.5e12, 2.26e12, 2.76e12, "2.50e+12 [2.26e+12, 2.76e+12]"),
+        (5.0, None, None, "5"),
+        (None, 1.0, 2.0, "n/a"),
+        (5.0, NAN, 6.0, "5"),
+    ],
+)
+def test_bounds(mean: float | None, low: float | None, high: float | None, text: str) -> None:
+    assert bounds(mean, low, high) == text
 
 
 def test_plot_ticks_use_the_same_format(tmp_path: Path) -> None:

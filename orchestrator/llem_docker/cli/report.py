@@ -72,7 +72,9 @@ def report(
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the PNG figures"),
 ) -> None:
-    """Mean, sd and 95% CI across cycles per study point; plots; Markdown, HTML, JSON or CSV.
+    """Mean, sd and 95% interval across cycles per study point; plots; Markdown, HTML, JSON
+    or CSV. The interval is on the log scale for figures that cannot be negative, so it never
+    crosses zero. The table fits the terminal's width.
 
     Several RESULTS_DIRs compare side by side, a `study` column naming each point's study."""
     if len(results_dirs) == 1:

@@ -1,9 +1,13 @@
 """Numbers as the report shows them: one rule for the terminal table, Markdown, HTML and the
 figures' axis labels (CSV and JSON carry the unrounded values).
 
-- `interval(mean, half)`, a mean with its 95% CI half-width: the half-width is rounded to two
-  significant figures, and the mean to the same decimal place but never coarser than a whole
-  number: 2619.3 ± 482.1 → `2619 ± 480`; 0.00087771 ± 0.0000803 → `0.000878 ± 0.000080`.
+- `bounds(mean, low, high)`, a mean with its 95% interval, as the tables show it:
+  `mean [low, high]`. The decimal place is the one two significant figures of half the
+  interval's width give (never coarser than a whole number); each bound keeps at least two
+  significant figures of its own, so a lower bound near zero does not read as 0:
+  164, 651, 1394 tok/s → `736 [35, 7960]`; 2619.3 in [2137.2, 3101.4] → `2619 [2137, 3101]`.
+- `interval(mean, half)`, a mean ± a half-width, rounded the same way: 2619.3 ± 482.1 →
+  `2619 ± 480`; 0.00087771 ± 0.0000803 → `0.000878 ± 0.000080`.
 - `spread(x)`, an sd or a half-width on its own: two significant figures, zeros kept
   (482.1 → `480`, 0.0000803 → `0.000080`); beside a mean, in that mean's notation.
 - `num(x)`, a lone value (a mean without an interval, an axis tick): four significant figures,
@@ -94,3 +98,31 @@ def interval(mean: float | None, half: float | None) -> str:
         e_mean = _exponent(mean, 2) if mean else e_half
         return f"{mean:.{max(0, e_mean - e_half + 1)}e} ± {half:.1e}"
     return f"{_fixed(mean, max(0, 1 - _exponent(half, 2)))} ± {_two_figures(half)}"
+
+
+def _bound(x: float, decimals: int, e_half: int) -> str:
+    """One end of an interval: at `decimals`, or at two significant figures of its own."""
+    if (text := _special(x)) is not None:
+        return text
+    if not _fixed_point(x):
+        return f"{x:.{max(1, _exponent(x, 2) - e_half + 1)}e}"
+    return _fixed(x, max(decimals, 1 - _exponent(x, 2)))
+
+
+def bounds(mean: float | None, low: float | None, high: float | None) -> str:
+    """`mean [low, high]`; the mean alone (as `num`) when there is no interval."""
+    if mean is None or math.isnan(mean):
+        return NA
+    if low is None or high is None or math.isnan(low) or math.isnan(high) or math.isinf(mean):
+        return num(mean)
+    half = abs(high - low) / 2
+    if half == 0 or math.isinf(half):
+        return f"{num(mean)} [{num(low)}, {num(high)}]"
+    e_half = _exponent(half, 2)
+    decimals = max(0, 1 - e_half)
+    if not _fixed_point(max(abs(mean), half)):  # all tiny, or something huge
+        e_mean = _exponent(mean, 2) if mean else e_half
+        head = f"{mean:.{max(0, e_mean - e_half + 1)}e}"
+    else:
+        head = _fixed(mean, decimals)
+    return f"{head} [{_bound(low, decimals, e_half)}, {_bound(high, decimals, e_half)}]"

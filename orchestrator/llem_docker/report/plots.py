@@ -1,17 +1,19 @@
 """The report's figures, drawn with matplotlib's object API (no pyplot, no display needed).
 
-- energy_per_token.png: J/token (mean ± 95% CI across cycles) against the swept parameter,
-  one line per backend (and per value of any other swept key);
+- energy_per_token.png: J/token (the mean across cycles, with its 95% interval) against the
+  swept parameter, one line per backend (and per value of any other swept key);
 - throughput.png: tokens/s the same way;
 - tradeoff.png: J/token against TTFT (tokens/s where no TTFT was measured), one marker per
   point;
 - phase_split.png: J per prefill (input) token and J per decode (output) token, side by side
-  for each point, mean ± 95% CI;
+  for each point, mean and 95% interval;
 - power_timeline.png: one run's sampled GPU power, with the measurement window shaded;
 - serving.png (serving studies): energy per request and latency percentiles against the
   request rate, with the SLOs (report/serving.py).
 
-A figure whose data no run measured is not drawn; `skipped` says why (e.g. the energy
+The error bars are the tables' 95% intervals (report/stats.py): on the log scale for figures
+that cannot be negative, so a bar never reaches below zero, and longer above the mean than
+below. A figure whose data no run measured is not drawn; `skipped` says why (e.g. the energy
 reason a CPU-only run gave). Each PNG is 800 × 500 pixels. Tick labels use `report.fmt.num`,
 as the tables do. When several studies are compared, every line and marker is named
 `<study>: <backend> …`.
@@ -27,6 +29,7 @@ from typing import Any, cast
 from llem_docker.report import serving
 from llem_docker.report.fmt import num
 from llem_docker.report.points import METRICS, Point, Report
+from llem_docker.report.stats import error_bars as errors
 from llem_docker.store.layout import RunDir, StudyDir
 
 SIZE_IN, DPI = (8.0, 5.0), 100
@@ -107,8 +110,7 @@ def _line_plot(report: Report, metric: str, x: str | None, path: Path) -> Path |
                     cats.append(str(xv))
             xs = [cats.index(str(t[0])) for t in pts]
         ys = [s.mean for _, s in pts]
-        errs = [s.ci95 or 0.0 for _, s in pts]
-        ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=4, label=name)
+        ax.errorbar(xs, ys, yerr=errors([s for _, s in pts]), marker="o", capsize=4, label=name)
         drawn = True
     if not drawn:
         return None
@@ -118,7 +120,7 @@ def _line_plot(report: Report, metric: str, x: str | None, path: Path) -> Path |
         ax.set_xticks(sorted(ticks), [num(t) for t in sorted(ticks)])
     ax.set_xlabel(x or "study point")
     ax.set_ylabel(f"{label} ({unit})")
-    ax.set_title(f"{label} vs {x or 'study point'} (mean ± 95% CI across cycles)")
+    ax.set_title(f"{label} vs {x or 'study point'} (mean, 95% interval across cycles)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _save(fig, path)
@@ -141,8 +143,8 @@ def _tradeoff(report: Report, path: Path) -> Path | None:
         ax.errorbar(
             [p.stats[xmetric].mean for p in pts],
             [p.stats["energy_per_output_token_j"].mean for p in pts],
-            xerr=[p.stats[xmetric].ci95 or 0.0 for p in pts],
-            yerr=[p.stats["energy_per_output_token_j"].ci95 or 0.0 for p in pts],
+            xerr=errors([p.stats[xmetric] for p in pts]),
+            yerr=errors([p.stats["energy_per_output_token_j"] for p in pts]),
             fmt="o",
             capsize=3,
             label=who,
@@ -207,7 +209,7 @@ def _phase_split(report: Report, path: Path) -> Path | None:
     for offset, metric, label in ((-0.2, pre, "prefill, per input token"),
                                   (0.2, dec, "decode, per output token")):  # fmt: skip
         ax.bar([x + offset for x in xs], [p.stats[metric].mean for p in pts], width=0.4,
-               yerr=[p.stats[metric].ci95 or 0.0 for p in pts], capsize=3, label=label)  # fmt: skip
+               yerr=errors([p.stats[metric] for p in pts]), capsize=3, label=label)  # fmt: skip
     ax.set_xticks(xs, [_point(report, p) for p in pts], rotation=30, ha="right",
                   fontsize="x-small")  # fmt: skip
     ax.set_ylabel("J/token (J)")

@@ -4,6 +4,9 @@ Read from results.parquet (its public schema) and study.json. Only completed run
 statistics; failed runs are counted and flagged. A figure no run measured (energy on a CPU)
 stays null, with the reason the runs gave.
 
+Each run's result.json adds what the parquet file leaves out: the names of its warnings
+and why a figure is missing (report/notes.py).
+
 Several studies compare side by side: each keeps its own points (the same config in two
 studies is two points), labelled with the study's name (`results.study_labels`).
 """
@@ -11,12 +14,14 @@ studies is two points), labelled with the study's name (`results.study_labels`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llem_docker.errors import ConfigError
-from llem_docker.report.serving import FACTS, SERVING_METRICS
+from llem_docker.report.notes import UNNAMED, read_run, warning_flag
+from llem_docker.report.serving import FACTS, LINEAR_METRICS, SERVING_METRICS
 from llem_docker.report.stats import Summary, summarize
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.load import load_results, study_labels
@@ -58,6 +63,8 @@ class Point:
     facts: dict[str, Any] = field(default_factory=dict)  # scenario, request rate, SLOs
     run_valid: list[bool | None] = field(default_factory=list)  # each completed run's verdict
     invalid_rules: list[str] = field(default_factory=list)  # why the point is not valid
+    warnings: Counter[str] = field(default_factory=Counter)  # warning → runs that gave it
+    reasons: dict[str, str] = field(default_factory=dict)  # metric → why it is missing
 
     @property
     def valid(self) -> bool | None:
@@ -91,16 +98,21 @@ class Point:
             "completed": self.completed,
             "failed": self.failed,
             "runs_with_warnings": self.with_warnings,
-            "stats": {
-                k: {"n": s.n, "mean": s.mean, "std": s.std, "ci95": s.ci95, "cv": s.cv}
-                for k, s in self.stats.items()
-            },
+            "warnings": dict(self.warnings),
+            "stats": {k: _stat_dict(s) for k, s in self.stats.items()},
             "flags": self.flags,
             "valid": self.valid,
             "invalid_rules": self.invalid_rules,
             "energy_unavailable_reason": self.energy_reason,
             "run_ids": self.run_ids,
         }
+
+
+def _stat_dict(s: Summary) -> dict[str, Any]:
+    return {
+        "n": s.n, "mean": s.mean, "std": s.std, "ci95": s.ci95, "cv": s.cv,
+        "ci_lo": s.low, "ci_hi": s.high, "ci_method": s.method,
+    }  # fmt: skip
 
 
 @dataclass
@@ -165,6 +177,49 @@ def _note(p: Point, rule: str) -> None:
         p.invalid_rules.append(rule)
 
 
+def _add_run(p: Point, r: dict[str, Any], values: dict[str, list[float | None]]) -> None:
+    """A row of results.parquet into its point: counts, verdict, warnings, figures."""
+    p.runs += 1
+    p.run_ids.append(r["run_id"])
+    if r["state"] != "completed":
+        p.failed += r["state"] == "failed"
+        _note(p, "every run completed")
+        return
+    p.completed += 1
+    p.run_valid.append(r.get("valid"))
+    for rule in (r.get("invalid_rules") or "").split(", "):
+        if rule:
+            _note(p, rule)
+    notes = read_run(StudyDir(p.study_dir).run(r["run_id"]).result)
+    if (r.get("warnings") or 0) > 0:
+        p.with_warnings += 1
+        p.warnings.update((notes.warnings if notes else None) or [UNNAMED])
+    for metric, why in (notes.reasons if notes else {}).items():
+        p.reasons.setdefault(metric, why)
+    p.energy_reason = p.energy_reason or r.get("energy_unavailable_reason")
+    for m in values:
+        values[m].append(r.get(m))
+    p.facts = p.facts or {k: r.get(k) for k in FACTS}
+
+
+def _finish(p: Point, values: dict[str, list[float | None]], cv_threshold: float) -> None:
+    """The point's statistics and flags, once every run is in."""
+    p.stats = {m: summarize(v, log=m not in LINEAR_METRICS) for m, v in values.items()}
+    if p.facts.get("scenario") != "serving":  # offline points carry no serving figures
+        p.stats = {m: s for m, s in p.stats.items() if m not in SERVING_METRICS}
+    for m in CV_CHECKED:
+        s = p.stats[m]
+        if s.cv is not None and s.cv > cv_threshold:
+            p.flags.append(f"CV of {METRICS[m][0]} {s.cv:.1%} > {cv_threshold:.0%}")
+            _note(p, "cycle_cv")
+    if flag := warning_flag(p.warnings):
+        p.flags.append(flag)
+    if p.failed:
+        p.flags.append(f"{p.failed}/{p.runs} runs failed")
+    if p.stats["energy_per_output_token_j"].n:
+        p.energy_reason = None
+
+
 def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report:
     rows = load_results(study_dir).to_pylist()
     try:
@@ -187,35 +242,7 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
                 study=label, study_dir=study_dir,
             )  # fmt: skip
             values[p.config_hash] = {m: [] for m in (*METRICS, *SERVING_METRICS)}
-        p.runs += 1
-        p.run_ids.append(r["run_id"])
-        if r["state"] != "completed":
-            p.failed += r["state"] == "failed"
-            _note(p, "every run completed")
-            continue
-        p.completed += 1
-        p.run_valid.append(r.get("valid"))
-        for rule in (r.get("invalid_rules") or "").split(", "):
-            if rule:
-                _note(p, rule)
-        p.with_warnings += (r.get("warnings") or 0) > 0
-        p.energy_reason = p.energy_reason or r.get("energy_unavailable_reason")
-        for m in values[p.config_hash]:
-            values[p.config_hash][m].append(r.get(m))
-        p.facts = p.facts or {k: r.get(k) for k in FACTS}
+        _add_run(p, r, values[p.config_hash])
     for p in points.values():
-        p.stats = {m: summarize(v) for m, v in values[p.config_hash].items()}
-        if p.facts.get("scenario") != "serving":  # offline points carry no serving figures
-            p.stats = {m: s for m, s in p.stats.items() if m not in SERVING_METRICS}
-        for m in CV_CHECKED:
-            s = p.stats[m]
-            if s.cv is not None and s.cv > cv_threshold:
-                p.flags.append(f"CV of {METRICS[m][0]} {s.cv:.1%} > {cv_threshold:.0%}")
-                _note(p, "cycle_cv")
-        if p.with_warnings:
-            p.flags.append(f"{p.with_warnings}/{p.completed} runs with warnings")
-        if p.failed:
-            p.flags.append(f"{p.failed}/{p.runs} runs failed")
-        if p.stats["energy_per_output_token_j"].n:
-            p.energy_reason = None
+        _finish(p, values[p.config_hash], cv_threshold)
     return Report([Study(label, study_dir, study)], list(points.values()), swept_keys, cv_threshold)

@@ -1,7 +1,9 @@
 """The report as a terminal table, Markdown, HTML (with the figures), JSON or CSV.
 
-The human-readable outputs format numbers with `report.fmt` and add a `study` column only when
-several studies are compared; JSON and CSV carry unrounded numbers and always name the study.
+The human-readable outputs (report/table.py; the terminal's in report/terminal.py) format
+numbers with `report.fmt`, leave out the figures no point has, and add a `study` column only
+when several studies are compared; JSON and CSV carry every figure unrounded and always name
+the study.
 """
 
 from __future__ import annotations
@@ -13,144 +15,78 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from llem_docker.report import serving
-from llem_docker.report.fmt import interval, num, spread
 from llem_docker.report.plots import Figures
-from llem_docker.report.points import METRICS, Point, Report
+from llem_docker.report.points import METRICS, Report
 from llem_docker.report.stats import Summary
-
-COLUMNS = [
-    "point", "runs", "validity", *[f"{lbl} ({unit})" for lbl, unit in METRICS.values()], "flags"
-]  # fmt: skip
-METHOD = (
-    "Each cell is the mean over a point's completed runs ± the half-width of the 95% "
-    "confidence interval (Student's t, n−1 degrees of freedom); sd is the sample standard "
-    "deviation. n/a: not measured (the reason is given below) or no completed run."
+from llem_docker.report.table import (
+    METHOD,
+    Column,
+    heading,
+    main_parts,
+    rows,
+    serving_parts,
+    studies,
 )
+from llem_docker.report.terminal import print_table
+
+__all__ = ["as_csv", "as_json", "html_page", "markdown", "print_table"]
 
 
-def cell(s: Summary, *, full: bool = True) -> str:
-    """`mean ± ci95 (sd …, n=…)`; the terminal table leaves out the parenthesis."""
-    if s.mean is None:
-        return "n/a"
-    if s.ci95 is None or s.std is None:
-        return num(s.mean) + (f" (n={s.n})" if full else "")
-    return interval(s.mean, s.ci95) + (f" (sd {spread(s.std, s.mean)}, n={s.n})" if full else "")
+def _md_table(cols: list[Column]) -> list[str]:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
 
-
-def columns(r: Report) -> list[str]:
-    return ["study", *COLUMNS] if r.comparing else COLUMNS
-
-
-def row(p: Point, *, full: bool = True, study: bool = False) -> list[str]:
-    return [
-        *([p.study] if study else []),
-        p.label,
-        f"{p.completed}/{p.runs}",
-        p.verdict,
-        *[cell(p.stats[m], full=full) for m in METRICS],
-        "; ".join(p.flags),
-    ]
-
-
-def _describe(data: dict[str, Any], fallback: str) -> str:
-    return (
-        f"{data.get('study_name', fallback)}: {data.get('state', '?')}, "
-        f"design {str(data.get('design_hash', ''))[:12]}"
-    )
-
-
-def _heading(r: Report) -> str:
-    if not r.comparing:
-        return f"{_describe(r.study, r.study_dir.name)}, {len(r.points)} points"
-    names = ", ".join(s.label for s in r.studies)
-    return f"{len(r.studies)} studies compared ({names}), {len(r.points)} points"
-
-
-def _studies(r: Report) -> list[str]:
-    """When comparing: one line per study, its label, state, design hash and folder."""
-    if not r.comparing:
-        return []
-    return [f"{s.label} = {_describe(s.data, s.dir.name)}, folder {s.dir}" for s in r.studies]
-
-
-def _reasons(r: Report) -> list[str]:
-    who = (lambda p: f"{p.study} {p.backend}") if r.comparing else (lambda p: p.backend)
-    return sorted({f"{who(p)}: {p.energy_reason}" for p in r.points if p.energy_reason})
-
-
-def print_table(console: Console, r: Report) -> None:
-    table = Table(title=_heading(r), title_justify="left")
-    for col in columns(r):
-        table.add_column(col, overflow="fold")
-    for p in r.points:
-        cells = row(p, full=False, study=r.comparing)
-        table.add_row(*[escape(c) for c in cells], style="yellow" if p.flags else None)
-    console.print(table)
-    served = [p for p in r.points if serving.is_serving(p)]
-    if served:
-        head, rows = serving.columns(lambda s: cell(s, full=False), served)
-        stable = Table(title="Serving (the steady window and the whole run)", title_justify="left")
-        for col in head:
-            stable.add_column(col, overflow="fold")
-        for cells in rows:
-            stable.add_row(*[escape(c) for c in cells])
-        console.print(stable)
-        for line in serving.attainment_lines(served):
-            console.print(escape(line), highlight=False)
-    for line in _studies(r):
-        console.print(f"study {escape(line)}", highlight=False)
-    console.print(f"[dim]{escape(METHOD)} (--format md or html adds sd and n.)[/dim]")
-    for reason in _reasons(r):
-        console.print(f"energy not measured: {escape(reason)}", highlight=False)
+    lines = ["| " + " | ".join(esc(c.head) for c in cols) + " |", "|" + "---|" * len(cols)]
+    return lines + ["| " + " | ".join(esc(x) for x in cells) + " |" for cells in rows(cols)]
 
 
 def markdown(r: Report, figs: Figures | None) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|")
 
-    cols = columns(r)
-    lines = [f"# {esc(_heading(r))}", ""] + [f"- study {esc(x)}" for x in _studies(r)]
+    cols, notes = main_parts(r)
+    lines = [f"# {esc(heading(r))}", ""] + [f"- study {esc(x)}" for x in studies(r)]
     lines += [""] if r.comparing else []
-    lines += [METHOD, "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(esc(c) for c in row(p, study=r.comparing)) + " |" for p in r.points]
+    lines += [METHOD, "", *_md_table(cols)]
     served = [p for p in r.points if serving.is_serving(p)]
     if served:
-        head, rows = serving.columns(cell, served)
-        lines += ["", "## Serving", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in rows]
-        lines += [""] + [f"- {esc(x)}" for x in serving.attainment_lines(served)]
-    lines += [""] + [f"- energy not measured: {esc(x)}" for x in _reasons(r)]
+        scols, slines = serving_parts(served)
+        lines += ["", "## Serving", "", *_md_table(scols)]
+        lines += [""] + [f"- {esc(x)}" for x in slines]
+    lines += [""] + [f"- {esc(x)}" for x in notes]
     if figs is not None:
         lines += [""] + [f"![{n}]({n})" for n in figs.written]
         lines += [f"- {n} not drawn: {esc(why)}" for n, why in figs.skipped.items()]
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _html_table(cols: list[Column], flagged: list[bool]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(c.head)}</th>" for c in cols)
+    body = "".join(
+        f"<tr{' class=flag' if flag else ''}>" + "".join(f"<td>{e(x)}</td>" for x in cells)
+        + "</tr>"
+        for cells, flag in zip(rows(cols), flagged, strict=True)
+    )  # fmt: skip
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def html_page(r: Report, figs: Figures | None) -> str:
     e = html.escape
-    head = "".join(f"<th>{e(c)}</th>" for c in columns(r))
-    body = "".join(
-        f"<tr{' class=flag' if p.flags else ''}>"
-        + "".join(f"<td>{e(c)}</td>" for c in row(p, study=r.comparing)) + "</tr>"
-        for p in r.points
-    )  # fmt: skip
+    cols, notes = main_parts(r)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{e(_heading(r))}</title><style>",
+        f"<title>{e(heading(r))}</title><style>",
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}",
         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}tr.flag{background:#fff4d6}",
         "figure{display:inline-block;margin:1em}</style></head><body>",
-        f"<h1>{e(_heading(r))}</h1>",
-        "".join(f"<p>study {e(x)}</p>" for x in _studies(r)),
+        f"<h1>{e(heading(r))}</h1>",
+        "".join(f"<p>study {e(x)}</p>" for x in studies(r)),
         f"<p>{e(METHOD)}</p>",
-        f"<table><tr>{head}</tr>{body}</table>",
+        _html_table(cols, [bool(p.flags) for p in r.points]),
         _serving_html(r),
-        "".join(f"<p>energy not measured: {e(x)}</p>" for x in _reasons(r)),
+        "".join(f"<p>{e(x)}</p>" for x in notes),
     ]
     if figs is not None:
         parts += [
@@ -167,12 +103,9 @@ def _serving_html(r: Report) -> str:
     served = [p for p in r.points if serving.is_serving(p)]
     if not served:
         return ""
-    e = html.escape
-    head, rows = serving.columns(cell, served)
-    cells = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    notes = "".join(f"<p>{e(x)}</p>" for x in serving.attainment_lines(served))
-    heads = "".join(f"<th>{e(c)}</th>" for c in head)
-    return f"<h2>Serving</h2><table><tr>{heads}</tr>{cells}</table>{notes}"
+    cols, lines = serving_parts(served)
+    notes = "".join(f"<p>{html.escape(x)}</p>" for x in lines)
+    return f"<h2>Serving</h2>{_html_table(cols, [False] * len(served))}{notes}"
 
 
 def as_json(r: Report, figs: Figures | None) -> str:
@@ -195,12 +128,14 @@ def as_json(r: Report, figs: Figures | None) -> str:
     return json.dumps(data, indent=2)
 
 
-STAT_FIELDS = ("mean", "sd", "ci95", "n", "cv")
+STAT_FIELDS = ("mean", "sd", "ci95", "ci_lo", "ci_hi", "ci_method", "n", "cv")
 
 
 def as_csv(r: Report) -> str:
-    """One row per point; per metric `<metric>_mean/_sd/_ci95/_n/_cv`, unrounded; empty where
-    not measured (the reason is in energy_unavailable_reason)."""
+    """One row per point; per metric `<metric>_mean/_sd/_ci95/_ci_lo/_ci_hi/_ci_method/_n/_cv`,
+    unrounded; empty where not measured (the reason is in energy_unavailable_reason).
+    `_ci_lo`–`_ci_hi` is the interval the tables and figures show (`_ci_method` `log` or
+    `linear`, report/stats.py); `_ci95` stays the linear interval's half-width."""
     head = ["study", "point", "config_hash", "backend", "model"]
     head += [f"swept.{k}" for k in r.swept_keys]
     head += ["runs", "completed", "failed", "runs_with_warnings"]
@@ -215,7 +150,7 @@ def as_csv(r: Report) -> str:
         stats = []
         for m in metrics:
             s = p.stats.get(m) or Summary(0, None, None, None, None)
-            stats += [s.mean, s.std, s.ci95, s.n, s.cv]
+            stats += [s.mean, s.std, s.ci95, s.low, s.high, s.method, s.n, s.cv]
         out.writerow(
             [p.study, p.label, p.config_hash, p.backend, p.model]
             + [_csv_value(p.swept.get(k)) for k in r.swept_keys]

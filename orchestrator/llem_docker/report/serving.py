@@ -1,7 +1,8 @@
 """The report's serving part: a table, the SLO attainment line, and serving.png.
 
-Only for studies with `scenario: serving` points. Every figure is the mean ± 95% CI across
-cycles of a point, as in the main table. serving.png has two panels against the requested
+Only for studies with `scenario: serving` points. Every figure is the mean across cycles of a
+point with its 95% interval, as in the main table (on the log scale, except SLO attainment,
+goodput and failed requests: `LINEAR_METRICS`). serving.png has two panels against the requested
 request rate: energy per request (the steady window's, and the whole run's) and the latency
 percentiles (TTFT and TPOT, p50 and p99), with the study's SLOs as horizontal lines and the
 rate where attainment falls below the target as a dashed vertical line. A point
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llem_docker.report.fmt import num
-from llem_docker.report.stats import Summary
+from llem_docker.report.stats import error_bars
 
 SLO_TARGET = 0.9
 # column in results.parquet → (short label, unit)
@@ -36,6 +37,8 @@ SERVING_METRICS: dict[str, tuple[str, str]] = {
     "requests_failed": ("failed requests", "count"),
     "loadgen_cpu_fraction": ("load generator CPU", "cores"),
 }
+# figures that can be 0 (or reach 1): their interval is Student's t on x, not on ln x
+LINEAR_METRICS = ("slo_attainment", "goodput_rps", "requests_failed")
 # the point's fixed facts, read from its first completed row
 FACTS = ("scenario", "request_rate", "slo_ttft_ms", "slo_tpot_ms")
 
@@ -125,7 +128,7 @@ def draw(points: list[Any], path: Path) -> Path | None:
             if not got:
                 continue
             ax.errorbar([x for x, _ in got], [s.mean for _, s in got],
-                        yerr=[_ci(s) for _, s in got], fmt=style, capsize=3,
+                        yerr=error_bars([s for _, s in got]), fmt=style, capsize=3,
                         label=f"{name}, {label}")  # fmt: skip
             plotted[ax] += [(x, s.mean) for x, s in got if x is not None]
             drawn = True
@@ -160,7 +163,7 @@ def draw(points: list[Any], path: Path) -> Path | None:
 
 def _log_scales(ax: Any, xy: list[tuple[float, float]]) -> None:
     """Log axes where the rates or the figures span a decade or more (a rate sweep usually
-    doubles or quadruples); a confidence bar reaching below zero is cut at the axis."""
+    doubles or quadruples). The intervals are on the log scale, so no bar reaches zero."""
     from matplotlib.ticker import FuncFormatter
 
     plain = FuncFormatter(lambda v, _: f"{v:g}")
@@ -174,7 +177,3 @@ def _log_scales(ax: Any, xy: list[tuple[float, float]]) -> None:
         ax.yaxis.set_major_formatter(plain)
         if max(ys) < 100 * min(ys):  # minor labels only where few decades leave room
             ax.yaxis.set_minor_formatter(plain)
-
-
-def _ci(s: Summary) -> float:
-    return s.ci95 or 0.0
