@@ -26,6 +26,7 @@ from pydantic import Field, SerializeAsAny, model_validator
 
 from llem_harness import contract_files as files
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_engine import EngineMetrics
 from llem_harness.contract_env import BackendDetails, Environment, before
 from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 from llem_harness.contract_files import StrictModel as _Model
@@ -334,6 +335,8 @@ class ExperimentResult(_Model):
     environment: Environment = Field(default_factory=Environment)
     warnings: list[str] = Field(default_factory=list)
     validity: Validity | None = None  # 1.9: every rule's verdict (docs/validity.md)
+    # 1.10: the engine's load in the window (engine_load.py; engine_metrics.parquet)
+    engine_metrics: EngineMetrics | None = None
 
     @model_validator(mode="after")
     def _upgrade(self) -> ExperimentResult:

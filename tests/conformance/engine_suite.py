@@ -7,7 +7,9 @@ on a stand-in (tensorrt):
 - **config refusals**: every key of its `reserved_args` in `engine_args`, an unknown key in its
   section, and a quantization method it lacks are each refused with the key named;
 - **tokenization**: token ids are ints below `vocab_size`, the same for the same text;
-- **a fixed-length pass**: `generate(timed=True)` gives every prompt `max_output_tokens`;
+- **a fixed-length pass**: `generate(timed=True)` gives every prompt `max_output_tokens`, and
+  per-request times (where the engine gives them) for every request, with its prompt's length;
+  an engine with a paged KV cache reports its capacity (`kv_cache_tokens`);
 - **natural lengths**: with `output_length: natural` no response is longer, one length each;
 - **details**: a `BackendDetails`, JSON all through, read back as it was written;
 - **close**: `close()` ends the engine and may be called twice.
@@ -93,6 +95,13 @@ def check_fixed_pass(backend: Backend, prompts: list[list[int]]) -> None:
     assert res.output_tokens == N_PROMPTS * MAX_OUT, res.output_tokens
     assert res.input_tokens == sum(map(len, prompts)), res.input_tokens
     assert res.lengths == [MAX_OUT] * N_PROMPTS, res.lengths
+    if res.spans:  # per-request times, for latency and the engine's load: all or none
+        aligned = (len(res.spans), len(res.submitted), len(res.span_prompts))
+        assert aligned == (N_PROMPTS,) * 3, aligned
+        assert res.span_prompts == [len(p) for p in prompts], res.span_prompts
+    capacity = getattr(backend, "kv_cache_tokens", None)
+    if capacity is not None:  # a paged KV cache says how many tokens it holds
+        assert (capacity() or 0) > 0, capacity()
 
 
 def check_natural_lengths(backend: Backend, prompts: list[list[int]]) -> None:

@@ -65,6 +65,9 @@ def test_a_serving_study_sweeps_the_request_rate(tmp_path: Path, vllm_image: str
         assert len(table["request"]) == N and all(table["ok"])
         assert all(f >= s_ for f, s_ in zip(table["first_token_s"], table["submit_s"], strict=True))
         assert (folder / "server.log").stat().st_size > 0
+        em = res.engine_metrics  # rebuilt from the load generator's request times
+        assert em is not None and em.concurrency_limit == 4 and em.max_running is not None
+        assert 1 <= em.max_running <= N and em.kv_cache_tokens  # from the server's log
         assert res.backend_details["server"]["command"][1:3] == [
             "-m",
             "vllm.entrypoints.openai.api_server",

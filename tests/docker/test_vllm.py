@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from llem_harness.contract import ExperimentResult
@@ -71,6 +72,18 @@ def test_pytorch_and_vllm_see_the_same_tokens(tmp_path: Path, vllm_image: str) -
     assert pt.steady_state is not None and "per-request" in (
         pt.steady_state.unavailable_reason or ""
     )
+    # The engine's load in the window, rebuilt from the request times: 12 requests through
+    # 4 seats; the KV cache's capacity from the engine; its timeline on the power clock.
+    em = vl.engine_metrics
+    assert em is not None and em.concurrency_limit == 4 and em.file == "engine_metrics.parquet"
+    assert em.max_running is not None and 1 <= em.max_running <= 4
+    assert em.mean_running is not None and 0 < em.mean_running <= 4
+    assert em.kv_cache_tokens and em.kv_cache_usage_max and 0 < em.kv_cache_usage_max < 1
+    assert em.preemptions is None and "preemptions" in em.unavailable
+    vl_dir = out / "runs" / next(r["run_id"] for r in man["runs"] if r["backend"] == "vllm")
+    line = pq.read_table(vl_dir / "engine_metrics.parquet").to_pydict()
+    assert len(line["t_s"]) == em.rows and max(line["running"]) == em.max_running
+    assert pt.engine_metrics is not None and pt.engine_metrics.mean_running == 1.0  # batch 1
 
 
 def test_vllm_engine_args_and_natural_lengths(tmp_path: Path, vllm_image: str) -> None:

@@ -75,6 +75,13 @@ def test_real_cpu_run_of_the_tiny_model(tmp_path: Path, capsys: pytest.CaptureFi
     assert res.latency.itl_ms is not None and res.latency.itl_ms.n == 4 * 7
     assert res.warmup.runs >= 1 and res.warmup.threshold == 0.05
     assert res.backend_details["cache_implementation"] == "static"
+    em = res.engine_metrics  # a static batch: its load is its configuration (2 batches of 2)
+    assert em is not None and em.source == "the static batch as configured"
+    assert (em.concurrency_limit, em.mean_running, em.file) == (2, 2.0, None)
+    assert res.energy.baseline_cuda_context is None  # no GPU: not known
+    assert res.validity is not None and {r.rule for r in res.validity.rules} >= {
+        "batch_reached", "baseline_context"
+    }  # fmt: skip
     env = res.environment
     assert env.python and env.backend_version and env.harness_version
     # no GPU here: the count is 0 (not unknown), and the environment says why

@@ -44,7 +44,7 @@ def rule(res: ExperimentResult, ts: list[Sample], name: str, **kw: Any) -> tuple
 
 def test_the_stored_run_passes_every_rule() -> None:
     v = evaluate(result(), samples())
-    assert v.valid is True and v.failed == [] and len(v.rules) == 14
+    assert v.valid is True and v.failed == [] and len(v.rules) == 15
     assert all(r.source and r.threshold for r in v.rules)
     assert v.policy == POLICIES["standard"]  # the thresholds it was judged by travel with it
 
@@ -148,3 +148,27 @@ def test_a_stored_result_before_1_10_reads_its_baseline_warning() -> None:
     assert rule(res, samples(), "baseline_context")[0] == "fail"
     res.schema_version = "1.10"  # a 1.10 result records it: null is not known
     assert rule(res, samples(), "baseline_context")[0] == "unknown"
+
+
+def test_the_engine_must_reach_its_batch_unless_its_cache_is_full() -> None:
+    from llem_harness.contract_engine import EngineMetrics
+
+    def load(mean: float, kv_max: float | None = None) -> ExperimentResult:
+        res = result()
+        res.engine_metrics = EngineMetrics(
+            source="test", concurrency_limit=256, mean_running=mean, kv_cache_usage_max=kv_max
+        )
+        return res
+
+    assert rule(load(205.0), samples(), "batch_reached")[0] == "pass"  # 80% of 256
+    status, reason = rule(load(200.0), samples(), "batch_reached")
+    assert status == "fail" and "78% of 256" in reason
+    assert rule(load(200.0, kv_max=0.9), samples(), "batch_reached")[0] == "pass"  # cache-bound
+    few = load(3.5)
+    few.config = few.config.model_copy(update={"n_prompts": 4})  # fewer requests than the cap
+    assert rule(few, samples(), "batch_reached")[0] == "pass"
+    # A static batch (pytorch) before 1.10: the configuration says it (1024 prompts / 32).
+    assert rule(result(), samples(), "batch_reached")[0] == "pass"
+    partial = result()
+    partial.config = partial.config.model_copy(update={"n_prompts": 40})  # batches of 32 and 8
+    assert rule(partial, samples(), "batch_reached")[0] == "fail"  # a mean of 20 of 32

@@ -48,7 +48,8 @@ def test_one_value_has_no_interval() -> None:
 
 def test_linear_where_a_value_is_not_positive_or_the_figure_can_be_zero() -> None:
     with_zero = summarize([0.0, 1.0, 2.0])  # no logarithm of 0
-    assert with_zero.method == "linear" and with_zero.low == pytest.approx(1 - 4.302653 / math.sqrt(3))
+    assert with_zero.method == "linear"
+    assert with_zero.low == pytest.approx(1 - 4.302653 / math.sqrt(3))
     counts = summarize([1.0, 2.0, 3.0], log=False)
     assert counts.method == "linear" and counts.ci95 is not None
     assert (counts.low, counts.high) == pytest.approx((2 - counts.ci95, 2 + counts.ci95))

@@ -51,3 +51,9 @@ def test_strict_exits_3_on_an_invalid_point_after_writing_everything(
     assert json.loads((folder / "manifest.json").read_text())["validity"]["profile"] == "quick"
     assert strict_code(folder, quiet=True) == STRICT_EXIT
     assert [p.valid for p in build_report(folder).points] == [False]
+    # The point is judged by its study's profile: under a minimum of 2 cycles, one is too few.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["validity"]["min_cycles"] = 2
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (point,) = build_report(folder).points
+    assert "min_cycles" in point.invalid_rules and "1 cycle(s) < 2 (quick profile)" in point.flags

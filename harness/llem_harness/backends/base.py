@@ -39,6 +39,8 @@ class PassResult:
     spans: list[tuple[float, float, int]] = field(default_factory=list)
     # Per request, aligned with `spans`: when it was handed to the engine (time.monotonic()).
     submitted: list[float] = field(default_factory=list)
+    # Per request, aligned with `spans`: its prompt's tokens (the KV cache it holds).
+    span_prompts: list[int] = field(default_factory=list)
     # Per response, in the prompts' order: its output tokens (all max_output_tokens unless
     # output_length: natural, where a response ends at EOS).
     lengths: list[int] = field(default_factory=list)
@@ -73,6 +75,9 @@ class Backend(Protocol):
         """Wait until the device has finished all queued work (window edges)."""
 
     def peak_memory_mb(self) -> tuple[float | None, str | None]: ...
+
+    # Optional: `kv_cache_tokens() -> int | None`, the paged KV cache's capacity in tokens
+    # once loaded (vllm), for the engine's load in the window (engine_load.py).
 
     def details(self) -> BackendDetails:
         """Engine settings worth recording (cache implementation, attention, device…): the

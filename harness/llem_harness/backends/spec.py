@@ -100,6 +100,9 @@ class EngineSpec:
     bytecode_files: tuple[str, ...] = ()  # engine sources whose bytecode is worth keeping
     gpus: Callable[[ExperimentConfig], int] = _one  # CUDA ordinals 0..n-1 it runs on
     concurrency: Callable[[ExperimentConfig], int] = _batch  # requests in flight at most
+    # runs the prompts in fixed batches, one after another: its load is the batch as
+    # configured (engine_load.static_batch), not a schedule to rebuild from request times
+    static_batch: bool = False
     kv_reuse: Callable[[ExperimentConfig], str | None] = _nothing  # why passes may share KV
     check: Callable[[ExperimentConfig], str | None] = _nothing  # an engine's own refusal
 

@@ -2,7 +2,8 @@
 
 After the window, the one-token pass splits prefill from decode (phases.py); the result then
 gets the phases, the FLOPs, the responses and, for a steady-state window, the per-request
-file (figures.py)."""
+file (figures.py), and the engine's load in the window (engine_load.py): rebuilt from the
+requests' times where the engine schedules continuously (vllm), the static batch otherwise."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from llem_harness.backends import engine, import_engine
 from llem_harness.backends.base import Backend
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
+from llem_harness.contract_engine import EngineMetrics
 from llem_harness.energy.measurement import Meters
+from llem_harness.engine_load import RequestTimes, engine_metrics, static_batch
 from llem_harness.figures import offline_figures
 from llem_harness.phases import PREFILL_MIN_S, PrefillPass, prefill_pass
 from llem_harness.scenarios import RunParts
@@ -37,3 +40,28 @@ class Offline:
             result, w.measured, run.prompts, self.prefill, w.duration, w.reading, w.opened,
             run.run_dir,
         )  # fmt: skip
+        result.engine_metrics = load_in_window(result, run)
+
+
+def load_in_window(result: ExperimentResult, run: RunParts) -> EngineMetrics:
+    """The engine's load over the measured window (engine_load.py)."""
+    cfg, m, w = result.config, run.window.measured, run.window
+    spec = engine(cfg.backend)
+    limit = spec.concurrency(cfg)
+    if spec.static_batch:
+        return static_batch(len(run.prompts), limit)
+    if not len(m.spans) == len(m.submitted) == len(m.span_prompts) > 0:
+        return engine_metrics(
+            [], (0.0, 0.0), 1.0, limit=limit, capacity=None, origin=None, run_dir=run.run_dir
+        )  # the engine gave no per-request times: nulls, each with its reason
+    reqs = [
+        RequestTimes(sub, first, last, prompt, n)
+        for sub, (first, last, n), prompt in zip(m.submitted, m.spans, m.span_prompts, strict=True)
+    ]
+    capacity = getattr(run.backend, "kv_cache_tokens", lambda: None)()
+    step = result.measurement.sample_interval_ms / 1000.0
+    window = (w.opened, w.opened + w.duration)
+    return engine_metrics(
+        reqs, window, step, limit=limit, capacity=capacity,
+        origin=run.meter.clock_origin(), run_dir=run.run_dir,
+    )  # fmt: skip

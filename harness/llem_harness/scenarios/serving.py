@@ -3,13 +3,17 @@ arriving over time (serving/, docs/serving.md). The harness's process imports no
 
 from __future__ import annotations
 
+from llem_harness.backends import engine
 from llem_harness.backends.base import Backend
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
 from llem_harness.energy.measurement import Meters
+from llem_harness.engine_load import RequestTimes, engine_metrics, kv_capacity_from_log
 from llem_harness.scenarios import RunParts
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving
+from llem_harness.serving.records import completed
+from llem_harness.serving.server import LOG_FILE
 
 
 class Serving:
@@ -26,3 +30,15 @@ class Serving:
         assert isinstance(run.backend, ServingBackend)
         w = run.window
         finish_serving(result, run.backend, run.meter, w.reading, w.duration, w.opened, run.run_dir)
+        cfg, log = result.config, run.run_dir / LOG_FILE
+        text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+        reqs = [
+            RequestTimes(c.sent_s, c.first_token_s, c.last_token_s, c.prompt_tokens, n)
+            for c in completed(run.backend.records)
+            if (n := c.output_tokens) is not None
+        ]  # as the load generator saw them: `submitted` is when it sent the request
+        result.engine_metrics = engine_metrics(
+            reqs, (w.opened, w.opened + w.duration), result.measurement.sample_interval_ms / 1000,
+            limit=engine(cfg.backend).concurrency(cfg), capacity=kv_capacity_from_log(text),
+            origin=run.meter.clock_origin(), run_dir=run.run_dir,
+        )  # fmt: skip

@@ -7,10 +7,13 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llem_harness.backends import ENGINES
 from llem_harness.contract import ExperimentResult
+from llem_harness.contract_engine import EngineMetrics
 from llem_harness.contract_env import before
 from llem_harness.contract_validity import RuleResult, ValidityPolicy
 from llem_harness.energy.base import Sample
+from llem_harness.engine_load import static_batch
 from llem_harness.warmup import unsettled_warning
 
 RULES_VERSION = "2"
@@ -27,6 +30,7 @@ TEMP_MIN_C, TEMP_MAX_C, TEMP_MAX_OUTSIDE = 20.0, 95.0, 0.05
 MAX_J_PER_TOKEN = 100.0
 MAX_CUT_SHARE = 0.30
 MAX_BASELINE_X = 0.5
+MIN_BATCH_SHARE, KV_FULL = 0.80, 0.85
 # NVML clocks-event reasons that mean the GPU was held back by heat or hardware (fail);
 # SwPowerCap (0x4) is the power limit at work: recorded, not failed.
 SLOWDOWN_BITS = {0x8: "HwSlowdown", 0x20: "SwThermalSlowdown", 0x40: "HwThermalSlowdown",
@@ -239,8 +243,42 @@ def baseline_context(c: Context) -> RuleResult:
     return verdict("baseline_context", not open_, float(open_), threshold, LLEM, why)
 
 
+def _static_load(r: ExperimentResult) -> EngineMetrics | None:
+    """A result from before 1.10 of a static-batch engine: its load was its configuration."""
+    spec = ENGINES.get(r.config.backend)
+    if spec is None or not spec.static_batch or r.serving is not None:
+        return None
+    return static_batch(r.config.n_prompts * r.window_repeats, spec.concurrency(r.config))
+
+
+def batch_reached(c: Context) -> RuleResult:
+    threshold = (
+        f"mean running batch ≥ {MIN_BATCH_SHARE:.0%} of the engine's limit (or of the "
+        f"requests, if fewer), unless the KV cache was over {KV_FULL:.0%} full"
+    )
+    r, m = c.result, c.result.engine_metrics or _static_load(c.result)
+    if r.serving is not None and r.config.serving_options().rate is not None:
+        return verdict("batch_reached", True, None, threshold, ML_ENERGY)  # arrivals set it
+    if m is None or m.mean_running is None:
+        why = "no engine metrics" if m is None else m.unavailable.get("running", "no figure")
+        return verdict("batch_reached", None, None, threshold, ML_ENERGY, why)
+    if r.serving is not None:  # at an infinite rate: as many as the client lets in flight
+        cap = r.config.serving_options().max_concurrency or r.serving.requests
+        reachable = min(m.concurrency_limit, r.serving.requests, cap)
+    else:
+        reachable = min(m.concurrency_limit, r.config.n_prompts * r.window_repeats)
+    share = m.mean_running / reachable if reachable else 0.0
+    full = (m.kv_cache_usage_max or 0.0) > KV_FULL
+    why = (
+        f"a mean running batch of {m.mean_running:.1f}, {share:.0%} of {reachable}: the "
+        "window's ramp and drain dominate (send more prompts) or the engine could not fill it"
+    )
+    return verdict("batch_reached", share >= MIN_BATCH_SHARE or full, share, threshold,
+                   ML_ENERGY, why)  # fmt: skip
+
+
 RULES: tuple[Rule, ...] = (
     window_length, sampling_coverage, sampling_gap, counter_vs_integral, average_power,
     peak_power, temperature, throttling, warmup_settled, requests_completed, energy_per_token,
-    cut_responses, idle_baseline, baseline_context,
+    cut_responses, idle_baseline, baseline_context, batch_reached,
 )  # fmt: skip

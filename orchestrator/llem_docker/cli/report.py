@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from llem_docker.errors import ConfigError
 from llem_docker.report.plots import Figures, draw
-from llem_docker.report.points import DEFAULT_CV, Report, build_report, build_reports
+from llem_docker.report.points import Report, build_report, build_reports
 from llem_docker.report.render import as_csv, as_json, html_page, markdown, print_table
 from llem_docker.store.layout import StudyDir
 
@@ -67,8 +67,11 @@ def report(
     ),
     x: str | None = typer.Option(None, "--x", help="swept key for the x axis of the plots"),
     run: str | None = typer.Option(None, "--run", help="run id for the power timeline"),
-    cv_threshold: float = typer.Option(
-        DEFAULT_CV, "--cv-threshold", min=0.0, help="flag points whose CV exceeds this"
+    cv_threshold: float | None = typer.Option(
+        None,
+        "--cv-threshold",
+        min=0.0,
+        help="flag points whose CV exceeds this (default: the study profile's bound, 5%)",
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the PNG figures"),
 ) -> None:

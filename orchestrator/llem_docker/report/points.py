@@ -25,6 +25,7 @@ from llem_docker.report.serving import FACTS, LINEAR_METRICS, SERVING_METRICS
 from llem_docker.report.stats import Summary, summarize
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.load import load_results, study_labels
+from llem_harness.host_api import POLICIES, ValidityPolicy
 
 # column in results.parquet → (short label, unit)
 METRICS: dict[str, tuple[str, str]] = {
@@ -151,7 +152,7 @@ class Report:
         return None
 
 
-def build_reports(study_dirs: list[Path], *, cv_threshold: float = DEFAULT_CV) -> Report:
+def build_reports(study_dirs: list[Path], *, cv_threshold: float | None = None) -> Report:
     """One report over several studies, their points one study after the other."""
     seen: dict[Path, Path] = {}
     for d in study_dirs:
@@ -169,7 +170,8 @@ def build_reports(study_dirs: list[Path], *, cv_threshold: float = DEFAULT_CV) -
             p.study = label
     keys = sorted({k for part in parts for k in part.swept_keys})
     studies = [part.studies[0] for part in parts]
-    return Report(studies, [p for part in parts for p in part.points], keys, cv_threshold)
+    shown = cv_threshold if cv_threshold is not None else parts[0].cv_threshold
+    return Report(studies, [p for part in parts for p in part.points], keys, shown)
 
 
 def _note(p: Point, rule: str) -> None:
@@ -202,8 +204,26 @@ def _add_run(p: Point, r: dict[str, Any], values: dict[str, list[float | None]])
     p.facts = p.facts or {k: r.get(k) for k in FACTS}
 
 
-def _finish(p: Point, values: dict[str, list[float | None]], cv_threshold: float) -> None:
-    """The point's statistics and flags, once every run is in."""
+def study_policy(study_dir: Path) -> ValidityPolicy:
+    """The thresholds the study's profile set (its manifest), else the standard profile's."""
+    try:
+        manifest = json.loads(StudyDir(study_dir).manifest.read_text(encoding="utf-8"))
+        return ValidityPolicy.model_validate(manifest["validity"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return POLICIES["standard"]
+
+
+def _finish(
+    p: Point,
+    values: dict[str, list[float | None]],
+    cv_threshold: float,
+    policy: ValidityPolicy | None = None,
+) -> None:
+    """The point's statistics and flags, once every run is in (with `policy`, its minimum
+    cycles too)."""
+    if policy is not None and p.completed < policy.min_cycles:
+        p.flags.append(f"{p.completed} cycle(s) < {policy.min_cycles} ({policy.profile} profile)")
+        _note(p, "min_cycles")
     p.stats = {m: summarize(v, log=m not in LINEAR_METRICS) for m, v in values.items()}
     if p.facts.get("scenario") != "serving":  # offline points carry no serving figures
         p.stats = {m: s for m, s in p.stats.items() if m not in SERVING_METRICS}
@@ -220,8 +240,12 @@ def _finish(p: Point, values: dict[str, list[float | None]], cv_threshold: float
         p.energy_reason = None
 
 
-def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report:
+def build_report(study_dir: Path, *, cv_threshold: float | None = None) -> Report:
+    """The study's points. Each is judged by its study's profile (`study_policy`): its
+    minimum cycles, and its CV bound unless `cv_threshold` is given."""
     rows = load_results(study_dir).to_pylist()
+    policy = study_policy(study_dir)
+    cv = cv_threshold if cv_threshold is not None else policy.max_cycle_cv
     try:
         study = json.loads(StudyDir(study_dir).study_json.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -244,5 +268,5 @@ def build_report(study_dir: Path, *, cv_threshold: float = DEFAULT_CV) -> Report
             values[p.config_hash] = {m: [] for m in (*METRICS, *SERVING_METRICS)}
         _add_run(p, r, values[p.config_hash])
     for p in points.values():
-        _finish(p, values[p.config_hash], cv_threshold)
-    return Report([Study(label, study_dir, study)], list(points.values()), swept_keys, cv_threshold)
+        _finish(p, values[p.config_hash], cv, policy)
+    return Report([Study(label, study_dir, study)], list(points.values()), swept_keys, cv)

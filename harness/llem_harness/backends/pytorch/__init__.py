@@ -71,6 +71,7 @@ SPEC = EngineSpec(
     ),
     packages=("torch", "transformers"),
     distributions=("transformers",),
+    static_batch=True,
     quantization=QUANTIZATION,
     unsupported={
         "awq": "the pytorch image ships no AWQ kernels (autoawq)",

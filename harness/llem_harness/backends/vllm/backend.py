@@ -246,9 +246,17 @@ class VLLMBackend(WholePass, Tokenizing):
             result.output_tokens += produced
             if str(out.request_id) in times:
                 _add_latency(result, times[str(out.request_id)], produced)
+                result.span_prompts.append(len(out.prompt_token_ids))
         if tap is not None:
             self.latency_mode = ENGINE_TS_MODE if tap.engine_clock else HOST_TS_MODE
         return result
+
+    def kv_cache_tokens(self) -> int | None:
+        """The KV cache's capacity in tokens (blocks x block size), as the engine set it."""
+        cache = getattr(getattr(self.llm, "llm_engine", None), "vllm_config", None)
+        cache = getattr(cache, "cache_config", None)
+        blocks, size = getattr(cache, "num_gpu_blocks", None), getattr(cache, "block_size", None)
+        return int(blocks) * int(size) if blocks and size else None
 
     def details(self) -> VLLMDetails:
         return VLLMDetails(
