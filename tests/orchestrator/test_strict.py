@@ -57,3 +57,15 @@ def test_strict_exits_3_on_an_invalid_point_after_writing_everything(
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (point,) = build_report(folder).points
     assert "min_cycles" in point.invalid_rules and "1 cycle(s) < 2 (quick profile)" in point.flags
+    # ... and `report --validity` shows it: rules × points, the fix for each failure.
+    r = invoke(capsys, monkeypatch, "report", str(folder), "--validity")
+    assert r.code == 0, r.err
+    assert "window_length" in r.out and "1 ✗" in r.out and "P1: pytorch" in r.out
+    assert "to fix" in r.out and "more prompts or longer outputs" in r.out
+    assert "min_cycles" in r.out and "more cycles" in r.out
+    r = invoke(capsys, monkeypatch, "report", str(folder), "--validity", "--format", "json")
+    rows = {row["rule"]: row for row in json.loads(r.out)}
+    assert rows["window_length"]["points"][0]["fail"] == 1 and rows["window_length"]["fix"]
+    assert rows["warmup_settled"]["fix"] is None or rows["warmup_settled"]["points"][0]["fail"]
+    r = invoke(capsys, monkeypatch, "report", str(folder), "--validity", "--format", "csv")
+    assert r.code == 2 and "--validity has no --format csv" in r.err

@@ -3,6 +3,7 @@ and plots; for one study or several compared side by side."""
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 
@@ -53,6 +54,24 @@ def _check(r: Report, dirs: list[Path], fmt: Format, out_dir: Path | None, x: st
         )
 
 
+def _validity(r: Report, fmt: Format) -> None:
+    """--validity: the rules × points table, printed in the format asked for."""
+    from llem_docker.report.validity import print_validity, validity_json, validity_markdown
+
+    if fmt is Format.table:
+        print_validity(out, r)
+    elif fmt is Format.json:
+        print(json.dumps(validity_json(r), indent=2))
+    elif fmt is Format.md:
+        print(validity_markdown(r), end="")
+    else:
+        raise ConfigError(
+            f"--validity has no --format {fmt.value}",
+            source="--format",
+            fix="use table, md or json",
+        )
+
+
 def report(
     results_dirs: list[Path] = typer.Argument(
         ...,
@@ -74,6 +93,12 @@ def report(
         help="flag points whose CV exceeds this (default: the study profile's bound, 5%)",
     ),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="draw the PNG figures"),
+    validity: bool = typer.Option(
+        False,
+        "--validity",
+        help="the rules × points table, with the fix for each failure (docs/validity.md); "
+        "--format table, md or json",
+    ),
 ) -> None:
     """Mean, sd and 95% interval across cycles per study point; plots; Markdown, HTML, JSON
     or CSV. The interval is on the log scale for figures that cannot be negative, so it never
@@ -85,6 +110,9 @@ def report(
     else:
         r = build_reports(results_dirs, cv_threshold=cv_threshold)
     _check(r, results_dirs, fmt, out_dir, x, run)
+    if validity:
+        _validity(r, fmt)
+        return
     target = out_dir or results_dirs[0] / "report"
     figs: Figures | None = None
     to_file = fmt in (Format.md, Format.html) or (fmt is Format.csv and out_dir is not None)
