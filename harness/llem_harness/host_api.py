@@ -26,6 +26,7 @@ from llem_harness.contract import (
     atomic_write_json,
     schema_fingerprint,
 )
+from llem_harness.contract_engine import ENGINE_METRICS_FILE
 from llem_harness.datasets import prompt_of
 from llem_harness.energy.nvml_device import parse_visible_devices
 from llem_harness.energy.rapl import HOST_RAPL_ENV, host_has_rapl
@@ -36,6 +37,7 @@ from llem_harness.validity import POLICIES, RULES_VERSION, ValidityPolicy, evalu
 __all__ = [
     "BACKENDS",
     "ENGINES",
+    "ENGINE_METRICS_FILE",
     "ERROR_FILE",
     "EXPERIMENT_FILE",
     "HOST_RAPL_ENV",

@@ -7,7 +7,10 @@
   point;
 - phase_split.png: J per prefill (input) token and J per decode (output) token, side by side
   for each point, mean and 95% interval;
-- power_timeline.png: one run's sampled GPU power, with the measurement window shaded;
+- power_timeline.png: one run's sampled GPU power, with the measurement window shaded, and
+  below it, where result.json has an `engine_metrics` block, the engine's load on the same
+  clock: running and waiting requests against the engine's limit, KV-cache use in %
+  (report/timeline.py);
 - serving.png (serving studies): energy per request and latency percentiles against the
   request rate, with the SLOs (report/serving.py).
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from llem_docker.report import serving
+from llem_docker.report import serving, timeline
 from llem_docker.report.fmt import num
 from llem_docker.report.points import METRICS, Point, Report
 from llem_docker.report.stats import error_bars as errors
@@ -41,16 +44,32 @@ class Figures:
     skipped: dict[str, str] = field(default_factory=dict)  # name → why
 
 
+def _ticks(*axes: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ticks = FuncFormatter(lambda v, _pos: num(v))  # the tables' numbers, no "1e-4" offsets
+    for ax in axes:
+        ax.xaxis.set_major_formatter(ticks)
+        ax.yaxis.set_major_formatter(ticks)
+
+
 def _figure() -> Any:
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=SIZE_IN, dpi=DPI)
     ax = fig.add_subplot()
-    ticks = FuncFormatter(lambda v, _pos: num(v))  # the tables' numbers, no "1e-4" offsets
-    ax.xaxis.set_major_formatter(ticks)
-    ax.yaxis.set_major_formatter(ticks)
+    _ticks(ax)
     return fig, ax
+
+
+def _two_panels() -> Any:
+    """A figure of two panels, one above the other, sharing the x axis (3:2 in height)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=SIZE_IN, dpi=DPI)
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    _ticks(top, bottom)
+    return fig, top, bottom
 
 
 def _who(report: Report, p: Point) -> str:
@@ -165,7 +184,9 @@ def _tradeoff(report: Report, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _power_timeline(run_dir: Path, path: Path, name: str) -> tuple[Path | None, str | None]:
+def power_figure(run_dir: Path, name: str) -> tuple[Any, str | None]:
+    """One run's power figure, not yet saved (the Figure, or None and why). With the engine's
+    load (report/timeline.py) a second panel below shows it on the same clock."""
     import json
 
     import pyarrow.parquet as pq
@@ -179,7 +200,12 @@ def _power_timeline(run_dir: Path, path: Path, name: str) -> tuple[Path | None, 
     if not rows:
         reason = (result.get("energy") or {}).get("unavailable_reason") or "no power samples"
         return None, f"{name} has no power samples ({reason})"
-    fig, ax = _figure()
+    load = timeline.read_load(run_dir, result)
+    if load is None:
+        fig, ax = _figure()
+        below = ax
+    else:
+        fig, ax, below = _two_panels()
     by_gpu: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for r in rows:
         by_gpu[int(r["gpu_index"])].append((r["t_s"], r["power_w"]))
@@ -189,12 +215,25 @@ def _power_timeline(run_dir: Path, path: Path, name: str) -> tuple[Path | None, 
     start, end = ts.get("window_start_s"), ts.get("window_end_s")
     if start is not None and end is not None:
         ax.axvspan(start, end, alpha=0.2, color="tab:green", label="measurement window")
-    ax.set_xlabel("time since the meter started (s)")
+    if load is not None:
+        if start is not None and end is not None:
+            below.axvspan(start, end, alpha=0.2, color="tab:green")
+        span = (start, end) if start is not None and end is not None else (
+            min(r["t_s"] for r in rows), max(r["t_s"] for r in rows))  # fmt: skip
+        right = timeline.draw_load(below, load, span)
+        if right is not None:
+            _ticks(right)
+    below.set_xlabel("time since the meter started (s)")
     ax.set_ylabel("power (W)")
     ax.set_title(f"GPU power, run {name}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    return _save(fig, path), None
+    return fig, None
+
+
+def _power_timeline(run_dir: Path, path: Path, name: str) -> tuple[Path | None, str | None]:
+    fig, problem = power_figure(run_dir, name)
+    return (None, problem) if fig is None else (_save(fig, path), None)
 
 
 def _phase_split(report: Report, path: Path) -> Path | None:
