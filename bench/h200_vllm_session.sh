@@ -19,7 +19,10 @@
 #                                 call's limit; a second call resumes the same folder. Then
 #                                 collect (--partial when unfinished) and report
 #                                 (bench/h200_serving_sweep.yaml: issue 18; bench/h200_quant.yaml,
-#                                 h200_quant_vllm.yaml and h200_quant_batch.yaml: 19)
+#                                 h200_quant_vllm.yaml and h200_quant_batch.yaml: 19;
+#                                 PROFILE=publication STUDY=examples/gpu-batch-sweep.yaml and
+#                                 bench/h200_publication_vllm.yaml: 30; a resumed study keeps
+#                                 the profile its manifest recorded)
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # .whl (the docker SDK) and .pyd (pydantic, which the machine's Python 3.12 lacks) are made
 # here, git-ignored, with `pip download --no-deps --only-binary=:all: --python-version 3.12
@@ -100,7 +103,8 @@ PY
     env_setup; name=$(basename "${STUDY:?set STUDY}" .yaml); dir=$(ls -d "$W/$name"/*/ 2>/dev/null | head -1)
     resume=(); [ -n "$dir" ] && resume=(--resume "$dir")
     printf 'execution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/%s}\n' "$W" "$name" > "$W/llem.yaml"
-    timeout -s INT "${STUDY_LIMIT_S:-520}" python3 -m llem_docker.cli run "$STUDY" --runner local --yes "${resume[@]}" 2>&1 | tail -20
+    profile=(); [ -n "${PROFILE:-}" ] && [ -z "$dir" ] && profile=(--profile "$PROFILE")
+    timeout -s INT "${STUDY_LIMIT_S:-520}" python3 -m llem_docker.cli run "$STUDY" --runner local --yes "${profile[@]}" "${resume[@]}" 2>&1 | tail -20
     dir=$(ls -d "$W/$name"/*/ | head -1)
     [ -f "$dir/study.json" ] || python3 -m llem_docker.cli collect "$dir" --partial
     python3 -m llem_docker.cli report "$dir" --format md --out "$W/$name-report" 2>&1 | tail -3
