@@ -65,7 +65,7 @@ def test_report_of_real_runs(tmp_path: Path) -> None:
         sd = statistics.stdev(tps)
         assert got["n"] == 3 and got["mean"] == pytest.approx(statistics.mean(tps))
         assert got["std"] == pytest.approx(sd)
-        assert got["ci95"] == pytest.approx(4.303 * sd / math.sqrt(3))
+        assert got["ci95"] == pytest.approx(4.302653 * sd / math.sqrt(3))  # t(0.975, 2)
         assert point["stats"]["energy_per_output_token_j"]["mean"] is None  # no GPU here
         assert point["energy_unavailable_reason"]
     assert set(report["figures"]) == {"throughput.png"}
