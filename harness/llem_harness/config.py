@@ -22,6 +22,7 @@ from pydantic import (
 
 from llem_harness.backends import BACKENDS, ENGINES, HASHED_NULL_SECTIONS, engine
 from llem_harness.backends.spec import EngineOptions
+from llem_harness.gguf_model import is_gguf
 from llem_harness.quantization import Quantization, config_problem
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -165,6 +166,20 @@ class ExperimentConfig(_Strict):
                 raise ValueError(problem)
         return value
 
+    def _gguf_problem(self) -> str | None:
+        """A GGUF model (gguf_model.py) carries its weights, and only some engines load it."""
+        if not is_gguf(self.model):
+            return None
+        if self.weights == "dummy":
+            return (
+                f"model `{self.model}` is a GGUF checkpoint, which carries its weights; "
+                "set weights: pretrained"
+            )
+        if not engine(self.backend).gguf:
+            able = ", ".join(s.name for s in ENGINES.values() if s.gguf)
+            return f"backend `{self.backend}` does not load GGUF files here; use {able}"
+        return None
+
     @model_validator(mode="after")
     def _check(self) -> ExperimentConfig:
         for other in BACKENDS:
@@ -187,7 +202,7 @@ class ExperimentConfig(_Strict):
                 f"scenario: serving needs the engine's own server, and backend "
                 f"`{self.backend}` has none; use one of {servers}"
             )
-        problem = spec.check(self)
+        problem = spec.check(self) or self._gguf_problem()
         if problem is not None:
             raise ValueError(problem)
         for key in self.options().engine_args:

@@ -31,6 +31,7 @@ from llem_harness.contract_env import BackendDetails, Environment, before
 from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 from llem_harness.contract_files import StrictModel as _Model
 from llem_harness.contract_validity import Validity, ValidityPolicy
+from llem_harness.gguf_model import WeightsFile
 
 SCHEMA_VERSION = "1.10"
 # The run directory's file names (contract_files.py), here too for the modules that read them.
@@ -337,6 +338,7 @@ class ExperimentResult(_Model):
     validity: Validity | None = None  # 1.9: every rule's verdict (docs/validity.md)
     # 1.10: the engine's load in the window (engine_load.py; engine_metrics.parquet)
     engine_metrics: EngineMetrics | None = None
+    weights_file: WeightsFile | None = None  # 1.10: the GGUF file loaded (gguf_model.py)
 
     @model_validator(mode="after")
     def _upgrade(self) -> ExperimentResult:

@@ -31,6 +31,8 @@ from llem_harness.datasets import prompt_of
 from llem_harness.energy.nvml_device import parse_visible_devices
 from llem_harness.energy.rapl import HOST_RAPL_ENV, host_has_rapl
 from llem_harness.energy.timeseries import read_timeseries
+from llem_harness.gguf_model import MODELS_DIR, PACKAGED, check_file, is_gguf, packaged_path
+from llem_harness.gguf_model import sha256 as file_sha256
 from llem_harness.quantization import gpu_problem
 from llem_harness.validity import POLICIES, RULES_VERSION, ValidityPolicy, evaluate
 
@@ -42,6 +44,8 @@ __all__ = [
     "EXPERIMENT_FILE",
     "HOST_RAPL_ENV",
     "LOG_FILE",
+    "MODELS_DIR",
+    "PACKAGED",
     "POLICIES",
     "REQUESTS_FILE",
     "RESULT_FILE",
@@ -61,10 +65,14 @@ __all__ = [
     "ValidityPolicy",
     "__version__",
     "atomic_write_json",
+    "check_file",
     "engine",
     "evaluate",
+    "file_sha256",
     "gpu_problem",
     "host_has_rapl",
+    "is_gguf",
+    "packaged_path",
     "parse_visible_devices",
     "prompt_of",
     "read_timeseries",

@@ -28,6 +28,7 @@ from llem_harness.energy.measurement import Meters
 from llem_harness.energy.nvml_device import compute_processes, cuda_gpu_indices
 from llem_harness.engine_args import EngineArgsError
 from llem_harness.exchange import clear_outcome, read_request, write_error, write_result
+from llem_harness.gguf_model import describe, is_gguf, locate
 from llem_harness.quantization import CheckpointMismatch, run_problem
 from llem_harness.scenarios import RunParts, scenario_for
 from llem_harness.termination import Terminated, check_terminated
@@ -130,6 +131,7 @@ class Harness:
             self.caches,
         )  # fmt: skip
         result.window_repeats = repeats
+        result.weights_file = describe(locate(cfg.model)) if is_gguf(cfg.model) else None
         result.energy.baseline_cuda_context = base.cuda_context
         scenario.finish(result, RunParts(backend, meter, prompts, window, self.run_dir))
         result.validity = evaluate(result, meter.samples(), window.measured.lengths, req.validity)

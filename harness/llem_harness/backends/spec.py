@@ -103,6 +103,7 @@ class EngineSpec:
     # runs the prompts in fixed batches, one after another: its load is the batch as
     # configured (engine_load.static_batch), not a schedule to rebuild from request times
     static_batch: bool = False
+    gguf: bool = False  # loads GGUF checkpoint files (`model:` a .gguf file or alias)
     kv_reuse: Callable[[ExperimentConfig], str | None] = _nothing  # why passes may share KV
     check: Callable[[ExperimentConfig], str | None] = _nothing  # an engine's own refusal
 

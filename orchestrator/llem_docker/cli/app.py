@@ -313,6 +313,7 @@ def doctor(
 
 def _register_hpc() -> None:
     from llem_docker.cli.hpc import collect, status
+    from llem_docker.cli.models import models
     from llem_docker.cli.report import report
     from llem_docker.cli.validate import validate
 
@@ -320,6 +321,7 @@ def _register_hpc() -> None:
     app.command()(collect)
     app.command()(report)
     app.command()(validate)
+    app.add_typer(models, name="models")
 
 
 _register_hpc()

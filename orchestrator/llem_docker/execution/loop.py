@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.execution.execute import execute_run
+from llem_docker.execution.models import check_models, stage_models
 from llem_docker.execution.prepare import (
     hub_cache,
     make_study_dir,
@@ -83,6 +84,7 @@ def execute_study(
     specs = {b: runners[b] for b in backends}
     live = {b: runner_factory(spec, settings) for b, spec in specs.items()}
     datasets = resolve_datasets(plan, study, hub_cache(settings))
+    models = stage_models(check_models(plan, study, settings), settings)
     measurement = measurement_settings(settings)
     results: dict[str, ExperimentResult] = {}
     if resume is None:
@@ -101,7 +103,7 @@ def execute_study(
     try:
         for run in plan.runs:  # every experiment.json up front: the folder documents the plan
             if run.run_id in todo:
-                prepare_run(study_dir, plan, run, live, measurement, datasets)
+                prepare_run(study_dir, plan, run, live, measurement, datasets, models)
         with StudyDisplay(display_console, len(todo)) as display:
             what = f"{len(todo)} runs" + (f" ({len(results)} already completed)" if resume else "")
             display.note(f"study {study_dir.name}: {what} → {study_dir}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.gpu_check import check_quantization
+from llem_docker.execution.models import check_models
 from llem_docker.execution.resume import check_same_design, read_prior
 from llem_docker.store.manifest import Manifest
 from llem_docker.study.model import StudyConfig
@@ -84,6 +85,7 @@ def prepare_study(
     if prior is not None:
         check_same_design(prior, plan, source)
     runners = settings.runners(sorted(plan.counts()))
+    check_models(plan, study, settings)  # GGUF files: before anything runs, dry run included
     if check_gpus:
         check_quantization(plan, settings, runners, source)
     return PreparedStudy(

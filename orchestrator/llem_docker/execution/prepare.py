@@ -101,13 +101,18 @@ def prepare_run(
     live: Mapping[str, Described],
     measurement: MeasurementSettings,
     datasets: dict[str, Path],
+    models: Mapping[str, str] | None = None,
 ) -> None:
+    """The run's folder and experiment.json: its dataset copied in, and a GGUF model named as
+    the run finds it (execution/models.py's `stage_models`)."""
     run_dir = StudyDir(study_dir).run(run.run_id)
     run_dir.path.mkdir(parents=True)
     config = run.point.config
     if config.dataset in datasets:
         shutil.copyfile(datasets[config.dataset], run_dir.file(RUN_DATASET))
         config = config.model_copy(update={"dataset": RUN_DATASET})
+    if models and config.model in models:
+        config = config.model_copy(update={"model": models[config.model]})
     request = RunRequest(
         config=config,
         run=RunIdentity(

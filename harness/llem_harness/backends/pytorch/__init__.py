@@ -72,6 +72,7 @@ SPEC = EngineSpec(
     packages=("torch", "transformers"),
     distributions=("transformers",),
     static_batch=True,
+    gguf=True,
     quantization=QUANTIZATION,
     unsupported={
         "awq": "the pytorch image ships no AWQ kernels (autoawq)",

