@@ -97,6 +97,7 @@ case "$step" in
     docker build -q --network none -f images/pytorch/Dockerfile \
       --build-arg BASE_IMAGE=llem/host-torch:local --build-arg TRANSFORMERS_VERSION="$tf" \
       --build-arg TORCHAO_VERSION= --build-arg BITSANDBYTES_VERSION= \
+      --build-arg GGUF_VERSION= --build-arg ACCELERATE_VERSION= \
       --build-arg LLEM_VERSION="$(python3 -c 'import llem_harness; print(llem_harness.__version__)')" \
       --build-arg SCHEMA_FINGERPRINT="$(python3 -m llem_harness.cli fingerprint)" \
       -t $IMAGE $ctx 2>&1 | tail -3

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +43,20 @@ def isolated_env(
             monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     yield
+
+
+REAL_MODEL = "llem/smollm2-135m-instruct"  # a packaged GGUF (llem_harness.gguf_model)
+
+
+@pytest.fixture(scope="session")
+def real_model_home() -> Path:
+    """The HF home holding the packaged real model: the machine's own (HF_HOME, else
+    ~/.cache/huggingface), where `llem-docker models fetch` puts it once; then kept."""
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    exe = Path(sys.executable).with_name("llem-docker")
+    done = subprocess.run(
+        [str(exe), "models", "fetch", REAL_MODEL], env={**os.environ, "HF_HOME": str(home)},
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return home

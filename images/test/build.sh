@@ -53,12 +53,12 @@ engine_requirements() {
   esac
 }
 # What the harness build context holds beside the harness wheel and its dependencies: for
-# pytorch, the transformers, torchao and bitsandbytes releases its Dockerfile pins for the
-# engine layer (the other engines bring their own).
+# pytorch, the transformers, torchao, bitsandbytes, gguf and accelerate releases its Dockerfile
+# pins for the engine layer (the other engines bring their own).
 context_extras() {
   case "$1" in
     pytorch)
-      for pin in transformers torchao bitsandbytes; do
+      for pin in transformers torchao bitsandbytes gguf accelerate; do
         printf '%s==%s ' "$pin" "$(sed -n "s/^ARG ${pin^^}_VERSION=//p" images/pytorch/Dockerfile)"
       done ;;
     *) echo "" ;;

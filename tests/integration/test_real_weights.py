@@ -11,27 +11,13 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 
 from llem_harness.contract import ExperimentResult
 from llem_harness.gguf_model import PACKAGED
+from tests.conftest import REAL_MODEL as ALIAS
 from tests.conftest import REPO
 
-ALIAS = "llem/smollm2-135m-instruct"
 EXE = Path(sys.executable).with_name("llem-docker")
-
-
-@pytest.fixture(scope="session")
-def real_model_home() -> Path:
-    """The HF home holding the packaged model: the machine's own (fetched once, then kept)."""
-    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
-    env = {**os.environ, "HF_HOME": str(home)}
-    done = subprocess.run(
-        [str(EXE), "models", "fetch", ALIAS], env=env, capture_output=True, text=True,
-        timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return home
 
 
 def test_smollm2_answers_through_its_chat_template_and_stops_on_its_own(
