@@ -1,12 +1,14 @@
 """A small Parquet writer, so that the images need no pyarrow (about 100 MB) to write the
-harness's two tables: timeseries.parquet and requests.parquet.
+harness's tables: timeseries.parquet, requests.parquet, responses.parquet and
+engine_metrics.parquet.
 
-It writes what those need and nothing more: flat columns of int32, int64 and float64, nulls
-allowed, PLAIN values, definition levels in the RLE hybrid encoding, no compression, one data
-page per column, one row group. The file is standard Parquet (format 1.0, data page v1;
-tests/harness/test_parquet_writer.py reads every shape back through pyarrow). The metadata is
-Thrift's compact protocol, written by hand below (parquet.thrift's field ids are in the
-comments). Readers stay with pyarrow on the host, which always has it.
+It writes what those need and nothing more: flat columns of int32, int64, float64 and UTF-8
+strings (BYTE_ARRAY, converted type UTF8), nulls allowed, PLAIN values, definition levels in
+the RLE hybrid encoding, no compression, one data page per column, one row group. The file is
+standard Parquet (format 1.0, data page v1; tests/harness/test_parquet_writer.py reads every
+shape back through pyarrow). The metadata is Thrift's compact protocol, written by hand below
+(parquet.thrift's field ids are in the comments). Readers stay with pyarrow on the host, which
+always has it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = b"PAR1"
-_TYPES = {"int32": (1, "<i"), "int64": (2, "<q"), "double": (5, "<d")}  # parquet Type, packing
+_TYPES = {"int32": (1, "<i"), "int64": (2, "<q"), "double": (5, "<d"), "string": (6, "")}
+_UTF8 = 0  # ConvertedType.UTF8, for the string columns
 _PLAIN, _RLE = 0, 3
 # Thrift compact protocol type ids
 _I32, _I64, _BINARY, _LIST, _STRUCT = 5, 6, 8, 9, 12
@@ -27,8 +30,8 @@ _I32, _I64, _BINARY, _LIST, _STRUCT = 5, 6, 8, 9, 12
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # int32 | int64 | double
-    values: Sequence[int | float | None]
+    type: str  # int32 | int64 | double | string
+    values: Sequence[int | float | str | None]
     nullable: bool = True
 
 
@@ -129,9 +132,7 @@ def _page(col: Column) -> tuple[bytes, int]:
     values = [v for v in col.values if v is not None]
     if col.type != "double" and any(isinstance(v, float) and math.isnan(v) for v in values):
         raise ValueError(f"column {col.name!r} is integer but holds NaN")
-    body = (_levels(present) if col.nullable else b"") + b"".join(
-        struct.pack(fmt, v) for v in values
-    )
+    body = (_levels(present) if col.nullable else b"") + b"".join(_plain(col, fmt, values))
     head = _Thrift()
     head.begin()
     head.i32(1, 0)  # type: DATA_PAGE
@@ -145,6 +146,16 @@ def _page(col: Column) -> tuple[bytes, int]:
     head.end()
     head.end()
     return bytes(head.out) + body, len(col.values)
+
+
+def _plain(col: Column, fmt: str, values: Sequence[int | float | str]) -> list[bytes]:
+    """PLAIN values: fixed-width numbers, or a string's 4-byte length and its UTF-8 bytes."""
+    if col.type != "string":
+        return [struct.pack(fmt, v) for v in values]
+    if not all(isinstance(v, str) for v in values):
+        raise ValueError(f"column {col.name!r} is a string column but holds a non-string")
+    encoded = [str(v).encode("utf-8") for v in values]
+    return [struct.pack("<i", len(b)) + b for b in encoded]
 
 
 def write_parquet(path: Path, columns: Sequence[Column], *, created_by: str) -> int:
@@ -172,6 +183,8 @@ def write_parquet(path: Path, columns: Sequence[Column], *, created_by: str) -> 
         meta.i32(1, _TYPES[col.type][0])  # type
         meta.i32(3, 1 if col.nullable else 0)  # repetition_type: OPTIONAL | REQUIRED
         meta.string(4, col.name)
+        if col.type == "string":
+            meta.i32(6, _UTF8)  # converted_type
         meta.end()
     meta.i64(3, rows)  # num_rows
     meta.list_header(4, _STRUCT, 1 if rows else 0)  # row_groups

@@ -61,3 +61,19 @@ def test_refuses_what_it_cannot_write(tmp_path: Path) -> None:
             [Column("a", "double", [1.0]), Column("b", "double", [])],
             created_by="t",
         )
+
+
+def test_string_columns_are_utf8_with_nulls(tmp_path: Path) -> None:
+    """Response texts (for scoring answers beside energy) travel as UTF-8 strings."""
+    texts = ["2 + 3 = 5", None, "", "Paris — la capitale", "ünïcödé " * 40]
+    path = tmp_path / "s.parquet"
+    write_parquet(
+        path,
+        [Column("n", "int32", [1, 2, 3, 4, 5], nullable=False), Column("text", "string", texts)],
+        created_by="test",
+    )
+    table = pq.read_table(path)
+    assert table.schema.field("text").type == pa.string()
+    assert table.column("text").to_pylist() == texts
+    with pytest.raises(ValueError, match="holds a non-string"):
+        write_parquet(tmp_path / "x.parquet", [Column("t", "string", [1])], created_by="test")
