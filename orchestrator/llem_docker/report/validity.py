@@ -25,7 +25,7 @@ from llem_harness.host_api import TIMESERIES_FILE, ExperimentResult, evaluate, r
 # What to change when a rule fails (docs/validity.md has each rule's threshold and source).
 FIXES: dict[str, str] = {
     "window_length": "a longer window: more prompts or longer outputs, or --profile "
-    "publication (which repeats the prompts until the window is long enough)",
+    "publication (whose window holds whole passes until it is long enough)",
     "sampling_coverage": "a less loaded host, or a longer measurement.sample_interval_ms",
     "sampling_gap": "a less loaded host: the power sampler stalled",
     "counter_vs_integral": "a longer window (the counter and the samples agree better over "

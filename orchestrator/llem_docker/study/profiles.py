@@ -57,9 +57,12 @@ def effective_execution(
 
 
 def policy_for(profile: str | None, base: str | None = CLI_BASE) -> ValidityPolicy:
-    """The validity thresholds of the profile asked for, else of the base, else the
-    standard profile's (docs/validity.md, "Profiles")."""
-    return POLICIES[profile or base or "standard"]
+    """The validity thresholds of the profile asked for, else of the base; the library API
+    (no profile, no base: one cycle by default) gets the standard profile's thresholds with no
+    cycle minimum (docs/validity.md, "Profiles")."""
+    if profile or base:
+        return POLICIES[profile or base or "standard"]
+    return POLICIES["standard"].model_copy(update={"profile": "library", "min_cycles": 1})
 
 
 def gaps_off(profile: str | None, no_gaps: bool) -> bool:

@@ -100,9 +100,9 @@ def validity_lines(plan: StudyPlan) -> list[str]:
             most = max(grown)
             lines.append(
                 f"{len(grown)} of {len(offline)} offline points have a pass estimated under "
-                f"{v.min_window_s:g} s: the harness repeats their prompts in the measured "
-                f"window (up to ~{most}× by this estimate; each run judges from its own last "
-                "warmup pass and says so in result.json)"
+                f"{v.min_window_s:g} s: their measured window holds whole passes, one after "
+                f"another, until it has lasted that long (up to ~{most} passes by this "
+                "estimate; each run counts its own and says so in result.json)"
             )
     return lines
 
