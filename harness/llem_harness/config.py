@@ -23,6 +23,7 @@ from pydantic import (
 from llem_harness.backends import BACKENDS, ENGINES, HASHED_NULL_SECTIONS, engine
 from llem_harness.backends.spec import EngineOptions
 from llem_harness.gguf_model import is_gguf
+from llem_harness.quality import QualityConfig
 from llem_harness.quantization import Quantization, config_problem
 
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -145,6 +146,8 @@ class ExperimentConfig(_Strict):
         "offline", description="offline: every prompt at once; serving: requests over time"
     )
     serving: ServingOptions | None = None
+    # answer quality, scored on the measured responses (quality.py; docs/quality.md)
+    quality: QualityConfig | None = None
     # one optional section per registered engine, named as the engine: added below
 
     @field_validator("backend")
@@ -165,6 +168,15 @@ class ExperimentConfig(_Strict):
             if problem is not None:
                 raise ValueError(problem)
         return value
+
+    def _quality_problem(self) -> str | None:
+        """Quality needs references, which only a dataset file (or hub dataset) carries."""
+        if self.quality is None or self.dataset not in ("builtin", "synthetic"):
+            return None
+        return (
+            f"quality needs references, and dataset `{self.dataset}` has none; use a JSONL "
+            f"dataset whose records carry `{self.quality.references}`"
+        )
 
     def _gguf_problem(self) -> str | None:
         """A GGUF model (gguf_model.py) carries its weights, and only some engines load it."""
@@ -202,7 +214,7 @@ class ExperimentConfig(_Strict):
                 f"scenario: serving needs the engine's own server, and backend "
                 f"`{self.backend}` has none; use one of {servers}"
             )
-        problem = spec.check(self) or self._gguf_problem()
+        problem = spec.check(self) or self._gguf_problem() or self._quality_problem()
         if problem is not None:
             raise ValueError(problem)
         for key in self.options().engine_args:
@@ -243,6 +255,8 @@ class ExperimentConfig(_Strict):
             del data["output_length"]
         if self.quantization == "none":  # as before the axis existed: hashes hold
             del data["quantization"]
+        if self.quality is None:  # as before quality existed: hashes hold
+            del data["quality"]
         if self.scenario == "offline":  # as before the scenario existed: offline hashes hold
             del data["scenario"], data["serving"]
         else:

@@ -32,6 +32,7 @@ from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 from llem_harness.contract_files import StrictModel as _Model
 from llem_harness.contract_validity import Validity, ValidityPolicy
 from llem_harness.gguf_model import WeightsFile
+from llem_harness.quality import Quality
 
 SCHEMA_VERSION = "1.10"
 # The run directory's file names (contract_files.py), here too for the modules that read them.
@@ -339,6 +340,9 @@ class ExperimentResult(_Model):
     # 1.10: the engine's load in the window (engine_load.py; engine_metrics.parquet)
     engine_metrics: EngineMetrics | None = None
     weights_file: WeightsFile | None = None  # 1.10: the GGUF file loaded (gguf_model.py)
+    # 1.10: answer quality, scored on the window's responses (quality.py), and its energy
+    quality: Quality | None = None
+    energy_per_correct_answer_j: float | None = None
 
     @model_validator(mode="after")
     def _upgrade(self) -> ExperimentResult:

@@ -29,6 +29,7 @@ def offline_figures(
     reading: Any,
     t0_mono: float,
     run_dir: Path,
+    extra: list[Any] | None = None,
 ) -> None:
     """The phases, the FLOPs and the per-request file of an offline pass."""
     cfg, cfg_window = result.config, result.measurement.window
@@ -41,7 +42,7 @@ def offline_figures(
     )  # fmt: skip
     result.responses = responses_block(
         cfg.output_length, measured.lengths, [len(p) for p in prompts], result.energy.total_j,
-        result.energy.unavailable_reason, run_dir,
+        result.energy.unavailable_reason, run_dir, extra,
     )  # fmt: skip
     overrides = result.backend_details.get("config_overrides")
     why_no_flops = reuse or natural_flops(cfg.output_length)
@@ -74,6 +75,7 @@ def responses_block(
     total_j: float | None,
     why_no_energy: str | None,
     run_dir: Path | None,
+    extra: list[Any] | None = None,
 ) -> Responses:
     """The responses' lengths and energy per response; with a `run_dir` and lengths in the
     prompts' order, every response's prompt and output tokens go to responses.parquet."""
@@ -86,6 +88,7 @@ def responses_block(
             Column("request", "int32", list(range(len(lengths)))),
             Column("prompt_tokens", "int32", list(prompt_lengths)),
             Column("output_tokens", "int32", list(lengths)),
+            *(extra or []),  # the responses' text and verdict, with quality (quality.py)
         ]
         write_parquet(run_dir / RESPONSES_FILE, columns, created_by=f"llem-harness {__version__}")
         file = RESPONSES_FILE

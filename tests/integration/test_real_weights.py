@@ -46,6 +46,15 @@ def test_smollm2_answers_through_its_chat_template_and_stops_on_its_own(
     # The chat template wraps each short question in the model's turns (SmolLM2's system
     # prompt alone is about 30 tokens), so every prompt is far longer than its question.
     assert min(prompts) > 30, prompts
+    # Quality, scored on those very responses: SmolLM2 gets most of these easy questions
+    # right (6 of 8 when this was written); a random model would get none.
+    q = res.quality
+    assert q is not None and (q.task, q.metric, q.n) == ("easy-qa", "contains", 8)
+    assert q.correct is not None and q.correct >= 4 and q.accuracy == q.correct / 8
+    assert q.ci_low is not None and q.ci_high is not None and 0 < q.ci_low < q.accuracy < q.ci_high
+    texts, marks = table["text"], table["correct"]
+    assert len(texts) == 8 and sum(marks) == q.correct and all(t.strip() for t in texts)
+    assert res.energy_per_correct_answer_j is None  # no GPU here: no energy to divide
     verdicts = {r.rule: r.status for r in res.validity.rules} if res.validity else {}
     assert verdicts["cut_responses"] == "pass"
     assert json.loads((run.parent.parent / "study.json").read_text())["state"] == "completed"

@@ -83,3 +83,18 @@ def test_a_staged_copy_cut_short_is_made_again(tmp_path: Path, home: Path) -> No
     stage_models({"m.gguf": src}, settings)
     assert staged.read_bytes() == src.read_bytes()
     assert [p.name for p in staged.parent.iterdir()] == ["m.gguf"]  # no part left behind
+
+
+def test_a_dataset_without_the_references_is_refused_at_the_dry_run(
+    tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quality: reads its references from the dataset: checked before anything runs."""
+    (tmp_path / "qa.jsonl").write_text('{"prompt": "a", "answer": "1"}\n{"prompt": "b"}\n')
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "name: q\nmodel: llem/tiny-llama\nbackend: pytorch\ndataset: qa.jsonl\n"
+        "quality: {metric: exact_match}\n"
+    )
+    r = invoke(capsys, monkeypatch, "run", str(path), "--dry-run")
+    assert r.code == 2 and "qa.jsonl, line 2: no `answer` reference" in r.err
+    assert "`quality.references`" in r.err

@@ -41,6 +41,9 @@ class PassResult:
     submitted: list[float] = field(default_factory=list)
     # Per request, aligned with `spans`: its prompt's tokens (the KV cache it holds).
     span_prompts: list[int] = field(default_factory=list)
+    # Per response, in the prompts' order: its token ids, where the backend has a real
+    # tokenizer to make text of them (pretrained weights), for the quality score; else empty.
+    output_ids: list[list[int]] = field(default_factory=list)
     # Per response, in the prompts' order: its output tokens (all max_output_tokens unless
     # output_length: natural, where a response ends at EOS).
     lengths: list[int] = field(default_factory=list)

@@ -25,3 +25,9 @@ class Tokenizing:
     @property
     def vocab_size(self) -> int:
         return self._vocab
+
+    def decode(self, ids: list[int]) -> str | None:
+        """A response's text (special tokens left out), or None without a real tokenizer."""
+        if self._tokenizer is None:
+            return None
+        return str(self._tokenizer.decode(ids, skip_special_tokens=True))

@@ -7,6 +7,8 @@ requests' times where the engine schedules continuously (vllm), the static batch
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from llem_harness.backends import engine, import_engine
 from llem_harness.backends.base import Backend
 from llem_harness.config import ExperimentConfig
@@ -15,7 +17,9 @@ from llem_harness.contract_engine import EngineMetrics
 from llem_harness.energy.measurement import Meters
 from llem_harness.engine_load import RequestTimes, engine_metrics, static_batch
 from llem_harness.figures import offline_figures
+from llem_harness.parquet import Column
 from llem_harness.phases import PREFILL_MIN_S, PrefillPass, prefill_pass
+from llem_harness.quality import run_quality
 from llem_harness.scenarios import RunParts
 
 
@@ -36,11 +40,31 @@ class Offline:
 
     def finish(self, result: ExperimentResult, run: RunParts) -> None:
         w = run.window
+        extra = score_answers(result, run)
         offline_figures(
             result, w.measured, run.prompts, self.prefill, w.duration, w.reading, w.opened,
-            run.run_dir,
+            run.run_dir, extra,
         )  # fmt: skip
         result.engine_metrics = load_in_window(result, run)
+
+
+def score_answers(result: ExperimentResult, run: RunParts) -> list[Column]:
+    """The quality block (quality.py) from the window's responses, decoded now, outside
+    the window; and their text and verdict as responses.parquet's extra columns."""
+    cfg, ids = result.config, run.window.measured.output_ids
+    decode = getattr(run.backend, "decode", None)
+    texts = [decode(i) for i in ids] if callable(decode) else []
+    dataset = Path(cfg.dataset) if Path(cfg.dataset).is_absolute() else run.run_dir / cfg.dataset
+    quality, said, marks = run_quality(cfg.quality, cfg.weights, texts, dataset)
+    result.quality = quality
+    if quality is not None and quality.correct and result.energy.total_j is not None:
+        result.energy_per_correct_answer_j = result.energy.total_j / quality.correct
+    columns = []
+    if said and len(said) == len(run.prompts):
+        columns.append(Column("text", "string", said))
+    if marks is not None and len(marks) == len(run.prompts):
+        columns.append(Column("correct", "int32", [int(m) for m in marks]))
+    return columns
 
 
 def load_in_window(result: ExperimentResult, run: RunParts) -> EngineMetrics:

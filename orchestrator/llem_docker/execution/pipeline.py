@@ -14,6 +14,7 @@ from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.gpu_check import check_quantization
 from llem_docker.execution.models import check_models
+from llem_docker.execution.quality_check import check_quality
 from llem_docker.execution.resume import check_same_design, read_prior
 from llem_docker.store.manifest import Manifest
 from llem_docker.study.model import StudyConfig
@@ -86,6 +87,7 @@ def prepare_study(
         check_same_design(prior, plan, source)
     runners = settings.runners(sorted(plan.counts()))
     check_models(plan, study, settings)  # GGUF files: before anything runs, dry run included
+    check_quality(plan, study)  # the references quality is scored against
     if check_gpus:
         check_quantization(plan, settings, runners, source)
     return PreparedStudy(

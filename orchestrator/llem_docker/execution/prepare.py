@@ -108,6 +108,11 @@ def prepare_run(
     run_dir = StudyDir(study_dir).run(run.run_id)
     run_dir.path.mkdir(parents=True)
     config = run.point.config
+    if config.quality is not None and config.quality.task is None:  # named for its dataset
+        task = Path(config.dataset).stem if config.dataset.endswith(".jsonl") else config.dataset
+        config = config.model_copy(
+            update={"quality": config.quality.model_copy(update={"task": task})}
+        )
     if config.dataset in datasets:
         shutil.copyfile(datasets[config.dataset], run_dir.file(RUN_DATASET))
         config = config.model_copy(update={"dataset": RUN_DATASET})

@@ -52,8 +52,11 @@ REASON_PATHS: dict[str, tuple[str, ...]] = {
     "energy_per_request_whole_j": (*_ENERGY, "serving.whole.unavailable_reason"),
     "serving_energy_per_output_token_j": (*_ENERGY, "serving.steady.unavailable_reason"),
     "loadgen_cpu_fraction": ("serving.load_generator.unavailable_reason",),
+    "accuracy": ("quality.unavailable_reason",),
+    "energy_per_correct_answer_j": ("quality.unavailable_reason", *_ENERGY),
 }  # fmt: skip
 # the block whose absence (an older result schema) explains a missing figure
+_QUALITY = ("accuracy", "energy_per_correct_answer_j")
 _BLOCKS = {"mfu": "flops", "response_tokens_mean": "responses", "energy_per_response_j":
            "responses", "prefill_energy_per_token_j": "phases",
            "decode_energy_per_token_j": "phases"}  # fmt: skip
@@ -94,6 +97,8 @@ def read_run(result_json: Path) -> RunNotes | None:
     for metric, paths in REASON_PATHS.items():
         why = next((str(r) for p in paths if (r := _at(data, p))), None)
         block = _BLOCKS.get(metric)
+        if why is None and metric in _QUALITY and data.get("quality") is None:
+            why = "the study has no `quality:` section (docs/quality.md)"
         if why is None and block is not None and data.get(block) is None:
             why = f"result.json has no `{block}` block (schema {data.get('schema_version', '?')})"
         if why is not None:

@@ -40,8 +40,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "ttft_ms_mean": ("TTFT", "ms"),
     "energy_total_j": ("energy", "J"),
     "co2_kg": ("CO2", "kg"),
+    "accuracy": ("accuracy", "fraction"),
+    "energy_per_correct_answer_j": ("J/correct answer", "J"),
 }
 CV_CHECKED = ("energy_per_output_token_j", "throughput_tokens_per_s")
+QUALITY_METRICS = ("accuracy", "energy_per_correct_answer_j")  # with a `quality:` section
 DEFAULT_CV = 0.05
 
 

@@ -38,7 +38,7 @@ SERVING_METRICS: dict[str, tuple[str, str]] = {
     "loadgen_cpu_fraction": ("load generator CPU", "cores"),
 }
 # figures that can be 0 (or reach 1): their interval is Student's t on x, not on ln x
-LINEAR_METRICS = ("slo_attainment", "goodput_rps", "requests_failed")
+LINEAR_METRICS = ("slo_attainment", "goodput_rps", "requests_failed", "accuracy")
 # the point's fixed facts, read from its first completed row
 FACTS = ("scenario", "request_rate", "slo_ttft_ms", "slo_tpot_ms")
 

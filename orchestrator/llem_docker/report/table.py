@@ -14,7 +14,7 @@ from typing import Any
 
 from llem_docker.report import serving
 from llem_docker.report.fmt import NA, bounds, num, spread
-from llem_docker.report.points import METRICS, Point, Report
+from llem_docker.report.points import METRICS, QUALITY_METRICS, Point, Report
 from llem_docker.report.stats import Summary
 
 METHOD = (
@@ -64,7 +64,10 @@ def main_columns(r: Report, *, full: bool = True) -> list[Column]:
     cols.append(Column("point", [p.label for p in pts], identity=True))
     cols.append(Column("runs", [f"{p.completed}/{p.runs}" for p in pts], numeric=True))
     cols.append(Column("validity", [p.verdict for p in pts]))
-    cols += [_metric(m, [cell(p.stats[m], full=full) for p in pts]) for m in METRICS]
+    # quality's columns only where a point was scored: a study without `quality:` shows none
+    scored = any(p.stats["accuracy"].n for p in pts)
+    shown = [m for m in METRICS if scored or m not in QUALITY_METRICS]
+    cols += [_metric(m, [cell(p.stats[m], full=full) for p in pts]) for m in shown]
     cols.append(Column("flags", ["; ".join(p.flags) for p in pts]))
     return cols
 

@@ -30,7 +30,7 @@ STUDY_SCHEMA_VERSION = "1.0"
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
 # 1.4: quantization, always present (none where the run was not quantized).
 # 1.5: valid and invalid_rules, the run's validity verdict (result schema 1.9).
-RESULTS_SCHEMA_VERSION = "1.5"
+RESULTS_SCHEMA_VERSION = "1.6"
 
 
 class _Model(BaseModel):
@@ -212,6 +212,8 @@ _METRICS: list[tuple[str, Any]] = [
     ("warnings", pa.int64()),
     ("valid", pa.bool_()),  # 1.5: the run's validity verdict (result schema 1.9), null: unknown
     ("invalid_rules", pa.string()),  # the rules it failed, comma-separated
+    ("accuracy", pa.float64()),  # 1.6: quality on the window's responses (result schema 1.10)
+    ("energy_per_correct_answer_j", pa.float64()),
     ("error_type", pa.string()),
     ("error_message", pa.string()),
 ]
@@ -276,6 +278,8 @@ def _metrics(run: StudyRun, res: ExperimentResult | None, model: str) -> dict[st
             "warnings": len(res.warnings),
             "valid": res.validity.valid if res.validity else None,
             "invalid_rules": ", ".join(res.validity.failed) if res.validity else None,
+            "accuracy": res.quality.accuracy if res.quality else None,
+            "energy_per_correct_answer_j": res.energy_per_correct_answer_j,
             **_deeper(res),
             **serving_row(res),
         }

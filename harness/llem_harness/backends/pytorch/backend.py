@@ -240,12 +240,15 @@ class PyTorchBackend(Tokenizing):
         self.synchronize()
         end = time.perf_counter()
         produced = int(out.shape[1] - width)
+        rows = out[:, width:].tolist() if natural or self._tokenizer is not None else []
         if natural:  # each response up to and including its first EOS
-            lengths = [_length(row, self._eos_ids()) for row in out[:, width:].tolist()]
+            lengths = [_length(row, self._eos_ids()) for row in rows]
         elif produced != n_out:
             raise RuntimeError(f"generate produced {produced} tokens per sequence, not {n_out}")
         else:
             lengths = [produced] * len(batch)
+        if self._tokenizer is not None:  # the texts are made after the window (quality.py)
+            result.output_ids += [row[:n] for row, n in zip(rows, lengths, strict=True)]
         result.input_tokens += sum(len(p) for p in batch)
         result.output_tokens += sum(lengths)
         result.lengths += lengths

@@ -244,6 +244,8 @@ class VLLMBackend(WholePass, Tokenizing):
                 raise RuntimeError(f"vLLM produced {produced} tokens for a request, not {n_out}")
             result.input_tokens += len(out.prompt_token_ids)
             result.output_tokens += produced
+            if self._tokenizer is not None:  # the texts are made after the window
+                result.output_ids.append(list(out.outputs[0].token_ids))
             if str(out.request_id) in times:
                 _add_latency(result, times[str(out.request_id)], produced)
                 result.span_prompts.append(len(out.prompt_token_ids))

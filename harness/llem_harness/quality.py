@@ -1,0 +1,136 @@
+"""Answer quality beside energy: the study's `quality:` section, scored on the very responses
+of the measured window (never a separate generation), and result.json's `quality` block.
+
+The references come from the dataset: a JSONL record's field (`references`, default
+`answer`), read in the same order, and cycled the same way, as its prompts. Metrics:
+
+- `exact_match`: the response equals the reference after SQuAD's normalisation (lower case,
+  no punctuation, no articles a/an/the, single spaces);
+- `contains`: the normalised reference appears in the normalised response as whole words;
+- `number`: the first number in the response equals the reference's (as numbers: 5 = 5.0).
+
+They are these few lines rather than a library's: the `evaluate` package and lm-eval load
+their metrics' code from the Hugging Face Hub at run time, and runs have no network (the
+images run offline); SQuAD's normalisation is the one both of them use for exact match.
+The accuracy's 95% interval is Wilson's score interval, which stays within [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from llem_harness.contract_files import StrictModel
+
+SCORER_VERSION = "1"
+Metric = Literal["exact_match", "contains", "number"]
+Z_95 = 1.959964
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+class QualityConfig(StrictModel):
+    """The study's `quality:` section."""
+
+    metric: Metric = "exact_match"
+    references: str = Field("answer", min_length=1, description="the dataset's reference field")
+    task: str | None = Field(None, description="a name for the task (default: the dataset)")
+
+
+class Quality(StrictModel):
+    """result.json's `quality` (schema 1.10): the measured responses, scored."""
+
+    task: str
+    metric: Metric
+    n: int | None = None
+    correct: int | None = None
+    accuracy: float | None = None
+    ci_low: float | None = None  # Wilson's 95% score interval
+    ci_high: float | None = None
+    scorer_version: str = SCORER_VERSION
+    unavailable_reason: str | None = None
+
+
+def normalise(text: str) -> str:
+    """SQuAD's answer normalisation (as `evaluate`'s squad and lm-eval's exact match)."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def is_correct(metric: Metric, response: str, reference: str) -> bool:
+    said, want = normalise(response), normalise(reference)
+    if metric == "exact_match":
+        return said == want
+    if metric == "contains":
+        return bool(want) and f" {want} " in f" {said} "
+    found, wanted = _NUMBER.search(response), _NUMBER.search(reference)
+    return found is not None and wanted is not None and float(found[0]) == float(wanted[0])
+
+
+def wilson(correct: int, n: int) -> tuple[float, float]:
+    """Wilson's 95% score interval for `correct` of `n`."""
+    p, z2 = correct / n, Z_95 * Z_95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z_95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def references(path: Path, field: str, n: int) -> list[str]:
+    """The first `n` references of a JSONL dataset, cycled as its prompts are."""
+    refs: list[str] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            value = json.loads(line).get(field)
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                raise ValueError(f"{path}, line {lineno}: no `{field}` reference for quality")
+            refs.append(str(value))
+    if not refs:
+        raise ValueError(f"{path}: no references")
+    return [refs[i % len(refs)] for i in range(n)]
+
+
+def verdicts(cfg: QualityConfig, texts: list[str], refs: list[str]) -> list[bool]:
+    """Each response against its reference; `texts` and `refs` in the prompts' order."""
+    return [is_correct(cfg.metric, t, r) for t, r in zip(texts, refs, strict=True)]
+
+
+def summary(cfg: QualityConfig, task: str, marks: list[bool]) -> Quality:
+    """The block: how many, how many correct, the accuracy and its interval."""
+    correct, n = sum(marks), len(marks)
+    if not n:
+        return Quality(task=task, metric=cfg.metric, unavailable_reason="no responses")
+    low, high = wilson(correct, n)
+    return Quality(task=task, metric=cfg.metric, n=n, correct=correct, accuracy=correct / n,
+                   ci_low=low, ci_high=high)  # fmt: skip
+
+
+def run_quality(
+    cfg: QualityConfig | None,
+    weights: str,
+    texts: list[str | None],
+    dataset: Path,
+) -> tuple[Quality | None, list[str | None], list[bool] | None]:
+    """The run's `quality` block, the responses' texts and their verdicts (None: not
+    scored), from the measured window's responses in the prompts' order."""
+    if cfg is None:
+        return None, texts, None
+    task = cfg.task or dataset.stem
+    why = None
+    if weights == "dummy":
+        why = "random weights (weights: dummy) answer nothing: quality needs pretrained weights"
+    elif not texts or any(t is None for t in texts):
+        why = "the engine gave no text for its responses"
+    if why is not None:
+        return Quality(task=task, metric=cfg.metric, unavailable_reason=why), texts, None
+    said = [t or "" for t in texts]
+    marks = verdicts(cfg, said, references(dataset, cfg.references, len(said)))
+    return summary(cfg, task, marks), texts, marks
