@@ -29,6 +29,10 @@ from pydantic import Field
 from llem_harness.contract_files import StrictModel
 
 SCORER_VERSION = "1"
+SERVING_NOT_SCORED = (
+    "serving runs are not scored yet: their responses come back through the load generator, "
+    "which keeps no text"
+)
 Metric = Literal["exact_match", "contains", "number"]
 Z_95 = 1.959964
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

@@ -100,8 +100,14 @@ for backend in "${BACKENDS[@]}"; do
   # The harness wheel and its dependencies (the engine's packages are already in the base),
   # and the engine parts the Dockerfile installs as a layer of their own.
   # shellcheck disable=SC2046
+  # The engine's own torch (the base has it) is pinned, so that the extras that require torch
+  # (accelerate, bitsandbytes) resolve against it instead of pulling the index's newest CUDA
+  # build and its NVIDIA libraries (about 3 GB) into the context; its wheel is then dropped.
+  echo "torch==$TORCH_VERSION" > "$CTX/$backend-harness.constraints"
   "$PYTHON" -m pip wheel --quiet --wheel-dir "$CTX/$backend-harness/wheels" \
+    --constraint "$CTX/$backend-harness.constraints" \
     "./harness[measure]" $(context_extras "$backend")
+  rm -f "$CTX/$backend-harness/wheels"/torch-*.whl
   cp images/install-harness.py "$CTX/$backend-harness/"
   docker build --quiet --network none "${how[@]}" \
     --build-arg LLEM_VERSION="$VERSION" \

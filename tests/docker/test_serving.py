@@ -5,12 +5,14 @@ runner; then the report's serving table and figure."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from llem_harness.contract import ExperimentResult
+from tests.conftest import REPO
 from tests.docker.conftest import (
     cli_env,
     manifest,
@@ -36,7 +38,10 @@ def test_a_serving_study_sweeps_the_request_rate(tmp_path: Path, vllm_image: str
         serving={"arrival": "constant", "slo": {"ttft_ms": 60_000}},
         vllm={"max_num_seqs": 4, "gpu_memory_utilization": 0.2, "enforce_eager": True},
         sweep={"serving.request_rate": [2, 16]},
+        dataset="qa.jsonl",  # short questions with answers, so that quality is asked for
+        quality={"metric": "contains"},
     )
+    shutil.copy(REPO / "examples" / "data" / "easy-qa.jsonl", tmp_path / "qa.jsonl")
     path = write_study(tmp_path / "serving.yaml", study)
     config = user_config(
         tmp_path, runners={"vllm": f"docker:{vllm_image}"}, docker={"shm_size": "1g"}
@@ -65,6 +70,12 @@ def test_a_serving_study_sweeps_the_request_rate(tmp_path: Path, vllm_image: str
         assert len(table["request"]) == N and all(table["ok"])
         assert all(f >= s_ for f, s_ in zip(table["first_token_s"], table["submit_s"], strict=True))
         assert (folder / "server.log").stat().st_size > 0
+        q = res.quality  # asked for, not scored in serving yet: null with the reason
+        assert (
+            q is not None
+            and q.accuracy is None
+            and "not scored yet" in (q.unavailable_reason or "")
+        )
         em = res.engine_metrics  # rebuilt from the load generator's request times
         assert em is not None and em.concurrency_limit == 4 and em.max_running is not None
         assert 1 <= em.max_running <= N and em.kv_cache_tokens  # from the server's log

@@ -3,12 +3,15 @@ arriving over time (serving/, docs/serving.md). The harness's process imports no
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from llem_harness.backends import engine
 from llem_harness.backends.base import Backend
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract import ExperimentResult
 from llem_harness.energy.measurement import Meters
 from llem_harness.engine_load import RequestTimes, engine_metrics, kv_capacity_from_log
+from llem_harness.quality import SERVING_NOT_SCORED, Quality
 from llem_harness.scenarios import RunParts
 from llem_harness.serving.backend import ServingBackend
 from llem_harness.serving.measure import finish_serving
@@ -37,6 +40,12 @@ class Serving:
             for c in completed(run.backend.records)
             if (n := c.output_tokens) is not None
         ]  # as the load generator saw them: `submitted` is when it sent the request
+        if cfg.quality is not None:  # said, not left out (docs/quality.md, "Not yet")
+            result.quality = Quality(
+                task=cfg.quality.task or Path(cfg.dataset).stem,
+                metric=cfg.quality.metric,
+                unavailable_reason=SERVING_NOT_SCORED,
+            )
         result.engine_metrics = engine_metrics(
             reqs, (w.opened, w.opened + w.duration), result.measurement.sample_interval_ms / 1000,
             limit=engine(cfg.backend).concurrency(cfg), capacity=kv_capacity_from_log(text),
