@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SerializeAsAny, model_validator
@@ -30,6 +27,9 @@ from llem_harness.contract_engine import EngineMetrics
 from llem_harness.contract_env import BackendDetails, Environment, before
 from llem_harness.contract_files import RequestsFile, TimeseriesSummary
 from llem_harness.contract_files import StrictModel as _Model
+
+# kept importable from here, where its callers import it (it lives in contract_files.py)
+from llem_harness.contract_files import atomic_write_json as atomic_write_json
 from llem_harness.contract_validity import Validity, ValidityPolicy
 from llem_harness.gguf_model import WeightsFile
 from llem_harness.quality import Quality
@@ -357,29 +357,6 @@ def schema_fingerprint() -> str:
     parts = {m.__name__: m.model_json_schema() for m in (RunRequest, ExperimentResult, ErrorInfo)}
     blob = json.dumps({"version": SCHEMA_VERSION, "schemas": parts}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file, or the whole new one, never a part."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def emit(event: str, **fields: Any) -> None:

@@ -4,6 +4,12 @@ that point into the Parquet files beside it: `timeseries` (timeseries.parquet) a
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 EXPERIMENT_FILE = "experiment.json"
@@ -43,3 +49,26 @@ class RequestsFile(StrictModel):
     file: str = REQUESTS_FILE
     rows: int
     clock: str = REQUESTS_CLOCK
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file, or the whole new one, never a part."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass

@@ -33,6 +33,7 @@ from llem_harness.energy.rapl import HOST_RAPL_ENV, host_has_rapl
 from llem_harness.energy.timeseries import read_timeseries
 from llem_harness.gguf_model import MODELS_DIR, PACKAGED, check_file, is_gguf, packaged_path
 from llem_harness.gguf_model import sha256 as file_sha256
+from llem_harness.quality import references
 from llem_harness.quantization import gpu_problem
 from llem_harness.validity import POLICIES, RULES_VERSION, ValidityPolicy, evaluate
 
@@ -76,5 +77,6 @@ __all__ = [
     "parse_visible_devices",
     "prompt_of",
     "read_timeseries",
+    "references",
     "schema_fingerprint",
 ]

@@ -282,11 +282,11 @@ def test_killed_writer_leaves_no_partial_result(tmp_path: Path) -> None:
     child = textwrap.dedent(f"""
         import os, sys, time
         from pathlib import Path
-        from llem_harness import contract
+        from llem_harness import contract, contract_files
         def slow_fsync(fd):
             print("writing", flush=True)
             time.sleep(60)
-        contract.os.fsync = slow_fsync
+        contract_files.os.fsync = slow_fsync  # where atomic_write_json lives
         contract.atomic_write_json(Path({str(target)!r}), {{"big": "x" * 5_000_000}})
     """)
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)

@@ -4,12 +4,12 @@ Hub datasets (`hf:`) are checked when they are read, before the first run."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from llem_docker.errors import ConfigError
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan
+from llem_harness.host_api import references
 
 
 def check_quality(plan: StudyPlan, study: StudyConfig) -> None:
@@ -30,20 +30,15 @@ def check_quality(plan: StudyPlan, study: StudyConfig) -> None:
 
 
 def _check_file(path: Path, field: str, source: str | None) -> None:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # not JSON: the dataset's own check says so
-            value = record.get(field) if isinstance(record, dict) else None
-            if not isinstance(value, str | int | float) or isinstance(value, bool):
-                raise ConfigError(
-                    f"{path}, line {lineno}: no `{field}` reference to score quality against",
-                    source=source,
-                    key="quality.references",
-                    fix=f"give every record a `{field}` field, or name the field that holds "
-                    "the references in quality.references",
-                )
+    """The harness's own reading of the references (quality.py), so that the host refuses
+    exactly what a run would."""
+    try:
+        references(path, field, 1)
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc),
+            source=source,
+            key="quality.references",
+            fix=f"give every record a `{field}` field, or name the field that holds "
+            "the references in quality.references",
+        ) from None
