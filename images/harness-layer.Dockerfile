@@ -12,6 +12,8 @@ ARG BASE_IMAGE
 FROM ${BASE_IMAGE} AS install
 ARG BACKEND
 ARG LLEM_VERSION=0.1.0
+# The harness's extras (images/recipe.sh: measure, plus images/<backend>/extras)
+ARG HARNESS_EXTRAS=measure
 # "--no-index" installs only from the wheels in the build context (offline builds);
 # set it to "" to let pip reach an index for dependencies that are not there.
 ARG PIP_INDEX_ARGS=--no-index
@@ -19,7 +21,7 @@ ARG PIP_INDEX_ARGS=--no-index
 ARG WARM="llem_harness.backends.${BACKEND}.backend"
 COPY . /tmp/llem/
 RUN python3 /tmp/llem/install-harness.py --layer /tmp/llem-layer --warm "$WARM" \
-      "llem-harness[measure]==${LLEM_VERSION}" ${PIP_INDEX_ARGS}
+      "llem-harness[${HARNESS_EXTRAS}]==${LLEM_VERSION}" ${PIP_INDEX_ARGS}
 
 FROM ${BASE_IMAGE}
 ARG BASE_IMAGE

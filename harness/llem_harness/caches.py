@@ -18,9 +18,8 @@ from pathlib import Path
 
 from llem_harness.backends import ENGINES
 from llem_harness.bytecode import configure_bytecode_cache
+from llem_harness.cache_folders import ENGINE_CACHE_ENV
 from llem_harness.contract_env import CacheVar, CompileCaches
-
-ENGINE_CACHE_ENV = "LLEM_ENGINE_CACHE"
 
 # variable -> sub-folder of the engine cache: every engine's (its EngineSpec's `cache_vars`)
 CACHE_DIRS: dict[str, str] = {k: v for s in ENGINES.values() for k, v in s.cache_vars.items()}

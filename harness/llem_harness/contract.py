@@ -34,7 +34,7 @@ from llem_harness.contract_validity import Validity, ValidityPolicy
 from llem_harness.gguf_model import WeightsFile
 from llem_harness.quality import Quality
 
-SCHEMA_VERSION = "1.10"
+SCHEMA_VERSION = "1.11"
 # The run directory's file names (contract_files.py), here too for the modules that read them.
 EXPERIMENT_FILE = files.EXPERIMENT_FILE
 RESULT_FILE = files.RESULT_FILE

@@ -67,6 +67,8 @@ class WeightsFile(StrictModel):
     quantization: str | None = None  # GGUF's general.file_type, e.g. MOSTLY_Q4_1
     architecture: str | None = None  # GGUF's general.architecture, e.g. llama
     unavailable_reason: str | None = None  # why quantization/architecture are null
+    # how the engine ran it (schema 1.11), e.g. "dense bfloat16: unpacked … at load"
+    loaded_as: str | None = None
 
 
 def is_gguf(model: str) -> bool:

@@ -29,10 +29,6 @@ from pydantic import Field
 from llem_harness.contract_files import StrictModel
 
 SCORER_VERSION = "1"
-SERVING_NOT_SCORED = (
-    "serving runs are not scored yet: their responses come back through the load generator, "
-    "which keeps no text"
-)
 Metric = Literal["exact_match", "contains", "number"]
 Z_95 = 1.959964
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -45,6 +41,12 @@ class QualityConfig(StrictModel):
     metric: Metric = "exact_match"
     references: str = Field("answer", min_length=1, description="the dataset's reference field")
     task: str | None = Field(None, description="a name for the task (default: the dataset)")
+    # the quantization gate (the host's report, docs/quality.md): a point's accuracy against
+    # the point that differs only in `quantization`, set to `reference`
+    reference: str = Field("none", min_length=1, description="the gate's reference quantization")
+    min_relative_accuracy: float = Field(
+        0.99, gt=0, le=1, description="the gate: accuracy ÷ the reference's (MLPerf: 0.99)"
+    )
 
 
 class Quality(StrictModel):
@@ -117,14 +119,24 @@ def summary(cfg: QualityConfig, task: str, marks: list[bool]) -> Quality:
                    ci_low=low, ci_high=high)  # fmt: skip
 
 
+def per_correct(quality: Quality | None, total_j: float | None) -> float | None:
+    """Joules per correct answer: the window's energy over its correct responses (None
+    without energy, or with no correct answer to divide by)."""
+    if quality is None or not quality.correct or total_j is None:
+        return None
+    return total_j / quality.correct
+
+
 def run_quality(
     cfg: QualityConfig | None,
     weights: str,
     texts: list[str | None],
     dataset: Path,
+    n_prompts: int,
 ) -> tuple[Quality | None, list[str | None], list[bool] | None]:
     """The run's `quality` block, the responses' texts and their verdicts (None: not
-    scored), from the measured window's responses in the prompts' order."""
+    scored), from the measured window's responses in order: response `i` answers prompt
+    `i % n_prompts` (a window of several passes, or a serving load that cycles the prompts)."""
     if cfg is None:
         return None, texts, None
     task = cfg.task or dataset.stem
@@ -136,5 +148,6 @@ def run_quality(
     if why is not None:
         return Quality(task=task, metric=cfg.metric, unavailable_reason=why), texts, None
     said = [t or "" for t in texts]
-    marks = verdicts(cfg, said, references(dataset, cfg.references, len(said)))
+    refs = references(dataset, cfg.references, n_prompts)
+    marks = verdicts(cfg, said, [refs[i % n_prompts] for i in range(len(said))])
     return summary(cfg, task, marks), texts, marks

@@ -17,6 +17,7 @@ from llem_harness import termination
 from llem_harness.assemble import build_result, now, tracked_co2
 from llem_harness.backends import engine
 from llem_harness.backends.base import Backend
+from llem_harness.backends.spec import DTYPES
 from llem_harness.baseline import baseline_beside_imports
 from llem_harness.caches import configure_compile_caches
 from llem_harness.contract import TIMESERIES_FILE, Phase, emit
@@ -28,6 +29,7 @@ from llem_harness.energy.measurement import Meters
 from llem_harness.energy.nvml_device import compute_processes, cuda_gpu_indices
 from llem_harness.engine_args import EngineArgsError
 from llem_harness.exchange import clear_outcome, read_request, write_error, write_result
+from llem_harness.gguf_dense import loaded_as
 from llem_harness.gguf_model import describe, is_gguf, locate
 from llem_harness.quantization import CheckpointMismatch, run_problem
 from llem_harness.scenarios import RunParts, scenario_for
@@ -133,7 +135,9 @@ class Harness:
             self.caches,
         )  # fmt: skip
         result.window_repeats = window.passes
-        result.weights_file = describe(locate(cfg.model)) if is_gguf(cfg.model) else None
+        if is_gguf(cfg.model):
+            result.weights_file = describe(locate(cfg.model))
+            result.weights_file.loaded_as = loaded_as(DTYPES[cfg.precision])
         result.energy.baseline_cuda_context = base.cuda_context
         scenario.finish(result, RunParts(backend, meter, prompts, window, self.run_dir))
         result.validity = evaluate(result, meter.samples(), window.measured.lengths, req.validity)

@@ -106,7 +106,7 @@ for backend in "${BACKENDS[@]}"; do
   echo "torch==$TORCH_VERSION" > "$CTX/$backend-harness.constraints"
   "$PYTHON" -m pip wheel --quiet --wheel-dir "$CTX/$backend-harness/wheels" \
     --constraint "$CTX/$backend-harness.constraints" \
-    "./harness[measure]" $(context_extras "$backend")
+    "./harness[$(harness_extras "$backend")]" $(context_extras "$backend")
   rm -f "$CTX/$backend-harness/wheels"/torch-*.whl
   cp images/install-harness.py "$CTX/$backend-harness/"
   docker build --quiet --network none "${how[@]}" \

@@ -60,5 +60,6 @@ def test_the_config_refuses_dummy_weights_and_engines_that_cannot_load_gguf() ->
     assert ExperimentConfig.model_validate(base).weights == "pretrained"
     with pytest.raises(ValidationError, match="carries its weights; set weights: pretrained"):
         ExperimentConfig.model_validate(base | {"weights": "dummy"})
-    with pytest.raises(ValidationError, match="does not load GGUF files here; use pytorch"):
-        ExperimentConfig.model_validate(base | {"backend": "vllm"})
+    assert ExperimentConfig.model_validate(base | {"backend": "vllm"}).backend == "vllm"
+    with pytest.raises(ValidationError, match="does not load GGUF files here; use pytorch, vllm"):
+        ExperimentConfig.model_validate(base | {"backend": "tensorrt"})

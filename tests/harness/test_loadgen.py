@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from llem_harness.serving.loadgen import RequestSpec, arrival_offsets, main, run_load
+from llem_harness.serving.arrivals import arrival_offsets
+from llem_harness.serving.loadgen import RequestSpec, main, run_load
 
 REPO = Path(__file__).resolve().parents[2]
 USAGE_PROMPT_EXTRA = 1000  # the fake server's usage says len(prompt) + this, so usage is visible
@@ -189,6 +190,15 @@ def test_records_are_complete_and_ordered(server: FakeServer) -> None:
         assert r["prompt_tokens"] == len(spec.prompt) + USAGE_PROMPT_EXTRA  # usage wins
     sent = sorted(records, key=lambda r: r["sent_s"])
     assert [r["id"] for r in sent] == [1, 2, 0]
+
+
+def test_the_text_is_kept_only_when_asked(server: FakeServer) -> None:
+    _, kept = load(server.url, specs_of([0.0, 0.0], 3), keep_text=True)
+    assert [r["text"] for r in kept] == ["xxx", "xxx"]  # one piece per token event
+    _, plain = load(server.url, specs_of([0.0], 2), extra_body={"mode": "plain"}, keep_text=True)
+    assert plain[0]["text"] == "yy"
+    _, records = load(server.url, specs_of([0.0], 3))
+    assert records[0]["ok"] and records[0]["text"] is None
 
 
 def test_body_and_headers_sent(server: FakeServer) -> None:

@@ -49,13 +49,26 @@ def test_random_weights_or_no_text_give_null_with_the_reason(tmp_path: Path) -> 
     data = tmp_path / "qa.jsonl"
     data.write_text(json.dumps({"prompt": "a", "answer": "x"}) + "\n")
     cfg = QualityConfig(metric="exact_match")
-    q, _, marks = run_quality(cfg, "dummy", ["x"], data)
+    q, _, marks = run_quality(cfg, "dummy", ["x"], data, 1)
     assert q is not None and q.accuracy is None and "random weights" in (q.unavailable_reason or "")
-    q, _, marks = run_quality(cfg, "pretrained", [], data)
+    q, _, marks = run_quality(cfg, "pretrained", [], data, 1)
     assert q is not None and marks is None and "no text" in (q.unavailable_reason or "")
-    q, _, marks = run_quality(cfg, "pretrained", ["X.", "y"], data)
+    q, _, marks = run_quality(cfg, "pretrained", ["X.", "y"], data, 1)
     assert q is not None and (q.n, q.correct, marks) == (2, 1, [True, False])
-    assert run_quality(None, "pretrained", ["x"], data)[0] is None
+    assert run_quality(None, "pretrained", ["x"], data, 1)[0] is None
+
+
+def test_responses_of_repeated_passes_answer_the_study_prompts_not_the_whole_dataset(
+    tmp_path: Path,
+) -> None:
+    """A window of two passes over the first 2 of 3 records: response 2 answers prompt 0
+    again (not record 2), as does a serving load's request 2."""
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p, "answer": p}) + "\n" for p in "xyz"))
+    q, _, marks = run_quality(QualityConfig(), "pretrained", ["x", "y", "x", "y"], data, 2)
+    assert q is not None and marks == [True, True, True, True] and q.accuracy == 1.0
+    q, _, marks = run_quality(QualityConfig(), "pretrained", ["x", "y", "z", "z"], data, 4)
+    assert marks == [True, True, True, False]  # 4 prompts of 3 records: the 4th asks `x`
 
 
 def test_the_config_needs_a_dataset_with_references_and_a_known_metric() -> None:

@@ -19,7 +19,7 @@ from llem_harness.engine_load import RequestTimes, engine_metrics, static_batch
 from llem_harness.figures import offline_figures
 from llem_harness.parquet import Column
 from llem_harness.phases import PREFILL_MIN_S, PrefillPass, prefill_pass
-from llem_harness.quality import run_quality
+from llem_harness.quality import per_correct, run_quality
 from llem_harness.scenarios import RunParts
 
 
@@ -55,10 +55,10 @@ def score_answers(result: ExperimentResult, run: RunParts) -> list[Column]:
     decode = getattr(run.backend, "decode", None)
     texts = [decode(i) for i in ids] if callable(decode) else []
     dataset = Path(cfg.dataset) if Path(cfg.dataset).is_absolute() else run.run_dir / cfg.dataset
-    quality, said, marks = run_quality(cfg.quality, cfg.weights, texts, dataset)
+    n = len(run.prompts) // max(1, run.window.passes)  # the prompts before repeats
+    quality, said, marks = run_quality(cfg.quality, cfg.weights, texts, dataset, n)
     result.quality = quality
-    if quality is not None and quality.correct and result.energy.total_j is not None:
-        result.energy_per_correct_answer_j = result.energy.total_j / quality.correct
+    result.energy_per_correct_answer_j = per_correct(quality, result.energy.total_j)
     columns = []
     if said and len(said) == len(run.prompts):
         columns.append(Column("text", "string", said))

@@ -26,12 +26,16 @@ from typing import Any
 
 from llem_harness.backends import engine
 from llem_harness.backends.base import PassResult
+from llem_harness.backends.spec import DTYPES
 from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.backends.whole_pass import WholePass
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails
+from llem_harness.gguf_dense import dense_folder
+from llem_harness.gguf_model import is_gguf
 from llem_harness.serving import loadgen, server
-from llem_harness.serving.loadgen import RequestSpec, arrival_offsets
+from llem_harness.serving.arrivals import arrival_offsets
+from llem_harness.serving.loadgen import RequestSpec
 from llem_harness.serving.records import RequestRecord, completed
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
@@ -58,6 +62,7 @@ class ServingBackend(WholePass, Tokenizing):
         self._vocab = 0
         self._tokenizer: Any = None
         self._tmp: str | None = None
+        self._dense_tmp: str | None = None  # an unpacked GGUF model without an engine cache
         self.spec = engine(engine_name)
         self.engine_server = self.spec.make_server()
         self.served_name = server.SERVED_NAME
@@ -91,12 +96,15 @@ class ServingBackend(WholePass, Tokenizing):
         if cfg.weights != "dummy":
             import transformers
 
-            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            model, offline = cfg.model, os.environ.get("HF_HUB_OFFLINE") == "1"
+            if is_gguf(model):  # the server loads it unpacked into a folder (gguf_dense.py)
+                folder, self._dense_tmp = dense_folder(model, DTYPES[cfg.precision])
+                model, offline = str(folder), True
             self._tokenizer = transformers.AutoTokenizer.from_pretrained(
-                cfg.model, local_files_only=offline
+                model, local_files_only=offline
             )
             self._vocab = len(self._tokenizer)
-            return cfg.model
+            return model
         folder, self._vocab = self.engine_server.dummy_model(cfg, Path(self._scratch()))
         return str(folder)
 
@@ -120,21 +128,23 @@ class ServingBackend(WholePass, Tokenizing):
                 duration_s=opts.duration_s,
             )
             concurrency = opts.max_concurrency
+            keep = self.cfg.quality is not None and self.cfg.weights != "dummy"
         else:
-            offsets, concurrency = [0.0] * len(prompts), None
+            offsets, concurrency, keep = [0.0] * len(prompts), None, False
         specs = [
             RequestSpec(id=i, prompt=prompts[i % len(prompts)], max_tokens=n_out, arrival_s=at)
             for i, at in enumerate(offsets)
         ]
-        start, records, cost = self._drive(specs, concurrency, n_out)
+        start, records, cost = self._drive(specs, concurrency, n_out, keep_text=keep)
         if timed:
             self.records, self.load_start, self.loadgen_cost = records, start, cost
         return pass_result(records)
 
     def _drive(
-        self, specs: list[RequestSpec], concurrency: int | None, n_out: int
+        self, specs: list[RequestSpec], concurrency: int | None, n_out: int, keep_text: bool
     ) -> tuple[float, list[RequestRecord], dict[str, float | None]]:
-        """Run the load generator over `specs`: (its start, the records, its CPU cost)."""
+        """Run the load generator over `specs`: (its start, the records, its CPU cost). With
+        `keep_text` (a `quality:` section), the records hold the responses' texts."""
         assert self.server is not None and self.cfg is not None
         folder = Path(self._scratch())
         requests, out = folder / "requests.jsonl", folder / "records.jsonl"
@@ -147,6 +157,8 @@ class ServingBackend(WholePass, Tokenizing):
         cmd += ["--extra-json", json.dumps(self._sampling(n_out))]
         if concurrency is not None:
             cmd += ["--max-concurrency", str(concurrency)]
+        if keep_text:
+            cmd.append("--keep-text")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             stdout, stderr = proc.communicate()
@@ -200,9 +212,10 @@ class ServingBackend(WholePass, Tokenizing):
             self.server.stop()
             self.server = None
         self.engine_server.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        for tmp in (self._tmp, self._dense_tmp):
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        self._tmp = self._dense_tmp = None
 
 
 def pass_result(records: list[RequestRecord]) -> PassResult:

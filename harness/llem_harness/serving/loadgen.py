@@ -2,9 +2,7 @@
 server (`vllm serve`, `trtllm-serve`), run as its own process beside the server, on loopback.
 The harness runs it by path (`python -I`): it imports the standard library only.
 
-- Arrivals (`arrival_offsets`): the first request is due at 0.0, each later one a gap after
-  the one before (as vLLM's `bench serve`): constant (1/r), exponential (Poisson) or gamma
-  (shape = burstiness, mean 1/r). A rate of None is infinite: every request due at 0.0.
+- Arrivals: each request's due time comes with it (`arrival_s`, serving/arrivals.py).
 - Dispatch (`run_load`): requests start at their due time, then wait for a concurrency slot
   (as `bench serve`), so `sent_s - scheduled_s` is the client-side queueing.
 - Each request is one HTTP/1.1 connection (`Connection: close`, asyncio streams); the body
@@ -17,8 +15,9 @@ The harness runs it by path (`python -I`): it imports the standard library only.
   connection's opening) is in its record (`ok` False, `error`) and never stops the load.
 
 CLI: `loadgen.py --url URL --model NAME --requests IN.jsonl --out OUT.jsonl [--max-concurrency
-N] [--timeout-s S] [--extra-json '{...}']`: one record per line, then a JSON summary line (with
-`cpu_s`, the load's own CPU time). Exit 0 when the load ran, 2 for bad arguments or input.
+N] [--timeout-s S] [--extra-json '{...}'] [--keep-text]`: one record per line, then a JSON
+summary line (with `cpu_s`, the load's own CPU time). Exit 0 when the load ran, 2 for bad
+arguments or input.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import asyncio
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +35,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-ARRIVALS = ("constant", "poisson", "gamma")
 _LIMIT = 1 << 20  # longest status or header line accepted
 
 
@@ -47,44 +44,6 @@ class RequestSpec:
     prompt: list[int] | str  # token ids or text
     max_tokens: int
     arrival_s: float  # offset from the load's start at which the request is due
-
-
-def arrival_offsets(
-    n: int | None,
-    rate: float | None,
-    arrival: str,
-    burstiness: float = 1.0,
-    seed: int = 0,
-    duration_s: float | None = None,
-) -> list[float]:
-    """Due times in seconds from the load's start, non-decreasing, the first one 0.0.
-
-    Exactly one of `n` (a request count) and `duration_s` (offsets < duration_s) bounds the list.
-    `rate` None is infinite (every offset 0.0; it needs `n`). The same seed gives the same list."""
-    if arrival not in ARRIVALS:
-        raise ValueError(f"unknown arrival {arrival!r}; allowed: {', '.join(ARRIVALS)}")
-    if (n is None) == (duration_s is None) or not ((n or 0) >= 0 and (duration_s or 0) >= 0):
-        raise ValueError(f"give exactly one of n >= 0 and duration_s >= 0, got {n}, {duration_s}")
-    if rate is not None and not (rate > 0 and math.isfinite(rate)):
-        raise ValueError(f"rate must be a positive finite number or None, got {rate}")
-    if arrival == "gamma" and not (burstiness > 0 and math.isfinite(burstiness)):
-        raise ValueError(f"burstiness must be positive, got {burstiness}")
-    if rate is None:  # infinite: every request due at once, which needs a count
-        if n is None:
-            raise ValueError("an infinite rate (rate None) needs a request count n, not duration_s")
-        return [0.0] * n
-    rng, t, offsets = random.Random(seed), 0.0, list[float]()
-    while n is None or len(offsets) < n:
-        if arrival == "constant":
-            t = len(offsets) / rate  # not a running sum: no drift past the duration bound
-        if duration_s is not None and t >= duration_s:
-            break
-        offsets.append(t)
-        if arrival == "poisson":
-            t += rng.expovariate(rate)
-        elif arrival == "gamma":
-            t += rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
-    return offsets
 
 
 @dataclass(slots=True)
@@ -101,6 +60,7 @@ class _Request:
     error: str | None = None
     buf: bytes = b""
     data: list[bytes] = field(default_factory=list)
+    text: list[str] | None = None  # the streamed text's pieces, when kept (--keep-text)
 
     def feed(self, chunk: bytes) -> bool:
         """Parse body bytes; True once `data: [DONE]` has been read. An event the body's end cuts
@@ -130,8 +90,10 @@ class _Request:
             raise ValueError(f"SSE event is not a JSON object: {payload[:200]!r}")
         n = 0
         for choice in event.get("choices") or ():
-            ids = choice.get("token_ids")
-            n += len(ids) if ids else (1 if choice.get("text") else 0)
+            ids, piece = choice.get("token_ids"), choice.get("text")
+            n += len(ids) if ids else (1 if piece else 0)
+            if self.text is not None and isinstance(piece, str):
+                self.text.append(piece)
         if n:
             if self.first is None:
                 self.first = now
@@ -257,17 +219,19 @@ async def run_load(
     extra_body: dict[str, Any] | None = None,
     timeout_s: float = 600.0,
     path: str = "/v1/completions",
+    keep_text: bool = False,
 ) -> tuple[float, list[dict[str, Any]]]:
     """Send every spec at its due time (start + arrival_s), at most `max_concurrency` in flight
     (a due request waits for a free slot). Returns (start, records), `start` the load's
-    `time.monotonic()`, the records in spec order. One request's failure never raises."""
+    `time.monotonic()`, the records in spec order. One request's failure never raises. With
+    `keep_text`, each record has the response's text (`text`; else null)."""
     addr = _address(url, path, max_concurrency, timeout_s)
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     extra = dict(extra_body or {})
     stream = {"stream": True, "stream_options": {"include_usage": True}}
 
     async def one(spec: RequestSpec, scheduled: float, body: bytes) -> dict[str, Any]:
-        req = _Request()
+        req = _Request(text=[] if keep_text else None)
         if slots is not None:
             await slots.acquire()
         try:
@@ -294,6 +258,7 @@ async def run_load(
             "ok": req.status == 200 and req.error is None and req.first is not None,
             "status": req.status,
             "error": req.error,
+            "text": None if req.text is None else "".join(req.text),
         }
 
     tasks: list[asyncio.Task[dict[str, Any]] | None] = [None] * len(specs)
@@ -362,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--extra-json", default=None, help="a JSON object merged into each body")
+    parser.add_argument("--keep-text", action="store_true", help="record each response's text")
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the problem (or the help)
@@ -382,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load = run_load(
         args.url, args.model, specs, max_concurrency=args.max_concurrency, extra_body=extra,
-        timeout_s=args.timeout_s,
+        timeout_s=args.timeout_s, keep_text=args.keep_text,
     )  # fmt: skip
     cpu0 = time.process_time()  # the load's own CPU time, the imports and input left out
     start, records = asyncio.run(load)

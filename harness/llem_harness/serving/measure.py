@@ -37,6 +37,7 @@ from llem_harness.energy.base import EnergyMeter, Sample, WindowReading
 from llem_harness.energy.timeseries import power_integral_j
 from llem_harness.figures import natural_flops, responses_block
 from llem_harness.flops import flops_block
+from llem_harness.parquet import Column
 from llem_harness.phases import kv_reuse
 from llem_harness.serving.records import RequestRecord, completed
 from llem_harness.steady import tokens_within
@@ -181,12 +182,17 @@ def serving_block(
 
 
 def write_serving_requests(
-    path: Path, records: list[RequestRecord], opened: float, cfg: ExperimentConfig
+    path: Path,
+    records: list[RequestRecord],
+    opened: float,
+    cfg: ExperimentConfig,
+    extra: list[Column] | None = None,
 ) -> int:
     """Every request of the measured load as Parquet, times in seconds since the measured
-    window opened. `ok` and `slo_met` are 0/1 (`slo_met` null without an SLO)."""
+    window opened. `ok` and `slo_met` are 0/1 (`slo_met` null without an SLO); `extra`
+    columns (a quality section's `text` and `correct`) follow."""
     from llem_harness import __version__
-    from llem_harness.parquet import Column, write_parquet
+    from llem_harness.parquet import write_parquet
 
     slo = cfg.serving_options().slo
     has_slo = slo.ttft_ms is not None or slo.tpot_ms is not None
@@ -209,6 +215,7 @@ def write_serving_requests(
             "int32",
             [int(slo_met(r, slo.ttft_ms, slo.tpot_ms)) if has_slo else None for r in records],
         ),
+        *(extra or []),
     ]
     return write_parquet(path, columns, created_by=f"llem-harness {__version__}")
 
@@ -227,14 +234,16 @@ def finish_serving(
     duration: float,
     opened: float,
     run_dir: Path,
+    extra: list[Column] | None = None,
 ) -> None:
-    """Fill a serving run's `serving`, `requests`, `phases` and `flops`, and its warnings."""
+    """Fill a serving run's `serving`, `requests`, `phases` and `flops`, and its warnings;
+    `extra` columns go into the requests' file."""
     cfg, records = result.config, backend.records
     result.serving = serving = serving_block(
         cfg, records, backend.loadgen_cost, opened, duration, reading.total_j,
         reading.unavailable_reason, meter.samples(), meter.clock_origin(),
     )  # fmt: skip
-    rows = write_serving_requests(run_dir / REQUESTS_FILE, records, opened, cfg)
+    rows = write_serving_requests(run_dir / REQUESTS_FILE, records, opened, cfg, extra)
     result.requests = RequestsFile(rows=rows)
     result.phases = Phases(
         prefill=PhaseFigures(unavailable_reason=NO_PHASES),

@@ -46,6 +46,7 @@ class RequestRecord:
     ok: bool
     status: int | None
     error: str | None
+    text: str | None = None  # the response's text, when the load generator kept it
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RequestRecord:

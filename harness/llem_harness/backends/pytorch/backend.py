@@ -18,6 +18,7 @@ from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails
 from llem_harness.engine_args import parameters, route
+from llem_harness.gguf_dense import dense_kwargs
 from llem_harness.gguf_model import check_file, is_gguf, locate
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config
 from llem_harness.termination import check_terminated
@@ -130,6 +131,8 @@ class PyTorchBackend(Tokenizing):
                     found = transformers.AutoConfig.from_pretrained(source, **where)
                     routed = self._route(found.to_dict(), pretrained=True)
                     kwargs |= routed[CONFIG] | routed["from_pretrained"]
+                if is_gguf(cfg.model):  # dense weights in the study's dtype (gguf_dense.py)
+                    kwargs |= dense_kwargs()
                 model = transformers.AutoModelForCausalLM.from_pretrained(
                     source, dtype=dtype, **where, **kwargs
                 )

@@ -81,4 +81,5 @@ SPEC = EngineSpec(
     gpus=lambda cfg: options_of(cfg, VLLMOptions).tensor_parallel_size,
     concurrency=lambda cfg: options_of(cfg, VLLMOptions).max_num_seqs,
     kv_reuse=_kv_reuse,
+    gguf=True,  # unpacked into a folder it loads (gguf_dense.py)
 )

@@ -48,6 +48,8 @@ from llem_harness.backends.whole_pass import WholePass
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails
 from llem_harness.engine_args import parameters, route
+from llem_harness.gguf_dense import dense_folder
+from llem_harness.gguf_model import is_gguf
 
 # Room above input + output tokens in the default max_model_len (BOS and rounding).
 LEN_SLACK = 8
@@ -157,6 +159,10 @@ class VLLMBackend(WholePass, Tokenizing):
             model, self._vocab, self._tmp = stable_dummy_model(cfg.model)
             self._model_dir = str(model)
             kwargs.update(model=str(model), load_format="dummy", skip_tokenizer_init=True)
+        elif is_gguf(cfg.model):  # unpacked into a folder it loads (gguf_dense.py)
+            folder, self._tmp = dense_folder(cfg.model, DTYPES[cfg.precision])
+            self._model_dir = str(folder)
+            kwargs.update(model=str(folder))
         else:
             kwargs.update(model=cfg.model)
         if cfg.quantization != "none":  # vLLM's own method (docs/quantization.md)

@@ -1,0 +1,74 @@
+"""A GGUF checkpoint as dense weights: how every engine here runs one.
+
+transformers reads a GGUF file (gguf_model.py) and either unpacks its blocks into dense
+weights in the study's precision or, where its GGUF kernels are installed, keeps them packed.
+Runs always ask for the unpacking (`dense_kwargs`), so that a GGUF model computes the same way
+in every engine and on every machine, and a study's `precision` and `quantization` mean what
+they mean for any other checkpoint; result.json says so (`weights_file.loaded_as`).
+
+Engines that load a Hugging Face folder rather than a GGUF file (vLLM: its CPU build has no
+GGUF loader, docs/backends.md) get one from `dense_folder`: the unpacked model saved as
+safetensors with its config and tokenizer (the chat template included), made once per file
+and dtype under the persistent engine cache ($LLEM_ENGINE_CACHE/gguf-dense/, mounted into
+every container) and reused by every later run; without that cache, in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from llem_harness.cache_folders import cache_root, made_once
+from llem_harness.gguf_model import check_file, locate, sha256
+
+DENSE_DIR = "gguf-dense"  # under $LLEM_ENGINE_CACHE
+
+
+def loaded_as(dtype: str) -> str:
+    """result.json's `weights_file.loaded_as` for a run in torch dtype `dtype`."""
+    return f"dense {dtype}: unpacked from the GGUF blocks by transformers at load"
+
+
+def dense_kwargs() -> dict[str, Any]:
+    """`from_pretrained`'s arguments that unpack a GGUF file into dense weights. A transformers
+    that can keep the blocks packed takes `GgufConfig(dequantize=True)`; an older one always
+    unpacks and takes nothing."""
+    import transformers
+
+    config = getattr(transformers, "GgufConfig", None)
+    return {} if config is None else {"quantization_config": config(dequantize=True)}
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256(Path(path))
+
+
+def file_digest(path: Path) -> str:
+    """The file's SHA-256, computed once per process for an unchanged file."""
+    st = path.stat()
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def unpack(gguf: Path, dtype: str, out: Path) -> None:
+    """Write the GGUF file's model, unpacked into torch dtype `dtype`, to the folder `out`."""
+    import torch
+    import transformers
+
+    where: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True}
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), dtype=getattr(torch, dtype), **where, **dense_kwargs()
+    )
+    model.save_pretrained(str(out))
+    transformers.AutoTokenizer.from_pretrained(str(gguf.parent), **where).save_pretrained(str(out))
+
+
+def dense_folder(model: str, dtype: str) -> tuple[Path, str | None]:
+    """(a Hugging Face folder of the GGUF `model` in `dtype`, a temporary folder for the caller
+    to remove or None): made once under $LLEM_ENGINE_CACHE/gguf-dense/, else temporary."""
+    path = locate(model)
+    if (problem := check_file(path)) is not None:
+        raise FileNotFoundError(f"model `{model}`: {problem}")
+    name = f"{file_digest(path)[:16]}-{dtype}"
+    return made_once(cache_root(DENSE_DIR), lambda out: unpack(path, dtype, out), name)

@@ -1,0 +1,74 @@
+"""A GGUF model unpacked into a Hugging Face folder (llem_harness.gguf_dense): made once per
+file and dtype under the engine cache, shared by later runs, temporary without a cache, and
+nothing left half-made. The unpacking itself is stood in for here; tests/integration's
+test_real_weights.py unpacks the real model, and tests/docker's runs it through vLLM."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from llem_harness import gguf_dense
+from llem_harness.gguf_dense import DENSE_DIR, dense_folder, loaded_as
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> str:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 272, 20) + b"\0" * 64)
+    return str(path)
+
+
+@pytest.fixture
+def unpacked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str]]:
+    made: list[tuple[Path, str]] = []
+
+    def unpack(gguf: Path, dtype: str, out: Path) -> None:
+        made.append((gguf, dtype))
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gguf_dense, "unpack", unpack)
+    return made
+
+
+def test_the_folder_is_made_once_per_file_and_dtype_under_the_engine_cache(
+    tmp_path: Path, model: str, unpacked: list[tuple[Path, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLEM_ENGINE_CACHE", str(tmp_path / "engines"))
+    first, tmp = dense_folder(model, "bfloat16")
+    again, tmp2 = dense_folder(model, "bfloat16")
+    other, _ = dense_folder(model, "float16")
+    assert tmp is None and tmp2 is None and first == again != other
+    assert first.parent == tmp_path / "engines" / DENSE_DIR and first.name.endswith("-bfloat16")
+    assert [d for _, d in unpacked] == ["bfloat16", "float16"]
+    assert not [p for p in first.parent.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_without_an_engine_cache_the_folder_is_temporary(
+    model: str, unpacked: list[tuple[Path, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LLEM_ENGINE_CACHE", raising=False)
+    folder, tmp = dense_folder(model, "float32")
+    assert tmp == str(folder) and (folder / "config.json").is_file()
+
+
+def test_a_failed_unpacking_leaves_nothing_behind(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(gguf: Path, dtype: str, out: Path) -> None:
+        (out / "half.safetensors").write_text("x")
+        raise RuntimeError("unsupported architecture")
+
+    monkeypatch.setattr(gguf_dense, "unpack", broken)
+    monkeypatch.setenv("LLEM_ENGINE_CACHE", str(tmp_path / "engines"))
+    with pytest.raises(RuntimeError, match="unsupported architecture"):
+        dense_folder(model, "bfloat16")
+    assert list((tmp_path / "engines" / DENSE_DIR).iterdir()) == []
+
+
+def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        dense_folder(str(tmp_path / "gone.gguf"), "bfloat16")
+    assert loaded_as("bfloat16").startswith("dense bfloat16")
