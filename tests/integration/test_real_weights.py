@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from llem_harness.contract import ExperimentResult
+from llem_harness.gguf_dense import dense_folder
 from llem_harness.gguf_model import PACKAGED
 from tests.conftest import REAL_MODEL as ALIAS
 from tests.conftest import REPO
@@ -20,13 +22,13 @@ from tests.conftest import REPO
 EXE = Path(sys.executable).with_name("llem-docker")
 
 
-def test_smollm2_answers_through_its_chat_template_and_stops_on_its_own(
-    tmp_path: Path, real_model_home: Path
-) -> None:
+def run_local(
+    tmp_path: Path, study: Path, home: Path, output: str = ""
+) -> tuple[Path, ExperimentResult]:
+    """`llem-docker run STUDY --runner local --profile quick`: its one run's folder and result."""
     config = tmp_path / "llem.yaml"
-    config.write_text("measurement: {baseline_seconds: 0}\n")
-    env = {**os.environ, "HF_HOME": str(real_model_home), "LLEM_CONFIG": str(config)}
-    study = REPO / "examples" / "smollm2-qa.yaml"
+    config.write_text(f"measurement: {{baseline_seconds: 0}}\noutput: {{{output}}}\n")
+    env = {**os.environ, "HF_HOME": str(home), "LLEM_CONFIG": str(config)}
     proc = subprocess.run(
         [str(EXE), "run", str(study), "--runner", "local", "--profile", "quick",
          "--results-dir", str(tmp_path / "r")],
@@ -34,10 +36,17 @@ def test_smollm2_answers_through_its_chat_template_and_stops_on_its_own(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = (tmp_path / "r").glob("*/runs/*")
-    res = ExperimentResult.model_validate_json((run / "result.json").read_text())
+    return run, ExperimentResult.model_validate_json((run / "result.json").read_text())
+
+
+def test_smollm2_answers_through_its_chat_template_and_stops_on_its_own(
+    tmp_path: Path, real_model_home: Path
+) -> None:
+    run, res = run_local(tmp_path, REPO / "examples" / "smollm2-qa.yaml", real_model_home)
     w = res.weights_file
     assert w is not None and w.sha256 == PACKAGED[ALIAS].sha256
     assert (w.quantization, w.architecture) == ("MOSTLY_Q4_1", "llama")
+    assert w.loaded_as is not None and w.loaded_as.startswith("dense float32")
     assert res.config.model == ALIAS  # the alias, found in the HF home by the harness
     table = pq.read_table(run / "responses.parquet").to_pydict()
     lengths, prompts = table["output_tokens"], table["prompt_tokens"]
@@ -58,3 +67,45 @@ def test_smollm2_answers_through_its_chat_template_and_stops_on_its_own(
     verdicts = {r.rule: r.status for r in res.validity.rules} if res.validity else {}
     assert verdicts["cut_responses"] == "pass"
     assert json.loads((run.parent.parent / "study.json").read_text())["state"] == "completed"
+
+
+def test_the_real_model_unpacks_into_a_folder_that_loads_with_its_chat_template(
+    tmp_path: Path, real_model_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What vLLM is given for a GGUF model (gguf_dense.py): a plain Hugging Face folder, made
+    once under the engine cache, whose tokenizer keeps the chat template and EOS."""
+    import transformers
+
+    monkeypatch.setenv("HF_HOME", str(real_model_home))
+    monkeypatch.setenv("LLEM_ENGINE_CACHE", str(tmp_path / "engines"))
+    folder, tmp = dense_folder(ALIAS, "bfloat16")
+    assert tmp is None and dense_folder(ALIAS, "bfloat16") == (folder, None)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"] and config["dtype"] == "bfloat16"
+    assert "quantization_config" not in config  # dense weights, nothing left to unpack
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    chat = tok.apply_chat_template([{"role": "user", "content": "2+3?"}], tokenize=False)
+    assert "<|im_start|>user" in chat and tok.eos_token == "<|im_end|>"
+
+
+def test_quality_reads_its_references_from_a_hub_dataset_column(
+    tmp_path: Path, real_model_home: Path
+) -> None:
+    """`dataset: hf:…` with `quality.references` naming a column: the host carries that
+    column beside each prompt into the runs' JSONL, and the run scores against it."""
+    import pyarrow as pa
+
+    rows = [json.loads(x) for x in (REPO / "examples/data/easy-qa.jsonl").read_text().splitlines()]
+    snap = tmp_path / "hub" / "datasets--llem--easy-qa" / "snapshots" / "0" / "data"
+    snap.mkdir(parents=True)
+    table = [{"question": r["prompt"], "solution": r["answer"]} for r in rows]
+    pq.write_table(pa.Table.from_pylist(table), snap / "train-00000-of-00001.parquet")
+    study = tmp_path / "hf-qa.yaml"
+    study.write_text(
+        (REPO / "examples" / "smollm2-qa.yaml").read_text()
+        .replace("dataset: data/easy-qa.jsonl", "dataset: hf:llem/easy-qa")
+        .replace("references: answer", "references: solution")
+    )  # fmt: skip
+    _, res = run_local(tmp_path, study, real_model_home, f"hub_cache_dir: {tmp_path / 'hub'}")
+    q = res.quality
+    assert q is not None and q.n == 8 and q.correct is not None and q.correct >= 4, q

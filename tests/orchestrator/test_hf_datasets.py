@@ -47,3 +47,27 @@ def test_the_grammar_takes_hf_ids() -> None:
     assert ExperimentConfig(model="m", backend="pytorch", dataset="hf:acme/chats:train")
     with pytest.raises(ValueError, match="hf:<org>/<name>"):
         ExperimentConfig(model="m", backend="pytorch", dataset="hf:nothing")
+
+
+def qa_hub(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
+    snap = tmp_path / "hub" / "datasets--acme--qa" / "snapshots" / "abc123" / "data"
+    snap.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), snap / "train-00000-of-00001.parquet")
+    return tmp_path / "hub"
+
+
+def test_the_reference_column_quality_scores_against_travels_with_each_prompt(
+    tmp_path: Path,
+) -> None:
+    rows = [{"question": f"{i}+1?", "answer": str(i + 1), "noise": "x"} for i in range(4)]
+    out = to_jsonl("hf:acme/qa", qa_hub(tmp_path, rows), 3, None, ("answer",))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines == [{"prompt": f"{i}+1?", "answer": str(i + 1)} for i in range(3)]
+
+
+def test_a_row_without_its_reference_is_refused_naming_the_column(tmp_path: Path) -> None:
+    rows = [{"question": "1+1?", "answer": "2"}, {"question": "2+2?", "answer": None}]
+    with pytest.raises(ConfigError) as err:
+        to_jsonl("hf:acme/qa", qa_hub(tmp_path, rows), 2, "study.yaml", ("answer",))
+    assert err.value.key == "quality.references" and "prompt 1" in str(err.value)
+    assert "no `answer` column" in str(err.value)

@@ -98,3 +98,21 @@ def test_a_dataset_without_the_references_is_refused_at_the_dry_run(
     r = invoke(capsys, monkeypatch, "run", str(path), "--dry-run")
     assert r.code == 2 and "qa.jsonl, line 2: no `answer` reference" in r.err
     assert "`quality.references`" in r.err
+
+
+def test_a_quantization_sweep_without_the_gates_reference_is_refused_at_the_dry_run(
+    tmp_path: Path, home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quality gate compares each quantized point with the reference point: a sweep
+    that lacks it is refused before anything runs, naming the key and the values."""
+    (tmp_path / "qa.jsonl").write_text('{"prompt": "a", "answer": "1"}\n')
+    path = tmp_path / "q.yaml"
+    path.write_text(
+        "name: q\nmodel: llem/tiny-llama\nbackend: pytorch\ndataset: qa.jsonl\n"
+        "quality: {metric: exact_match}\nsweep: {quantization: [int8, fp8]}\n"
+    )
+    r = invoke(capsys, monkeypatch, "run", str(path), "--dry-run")
+    assert r.code == 2 and "`quality.reference`" in r.err, r.err
+    assert "sweeps quantization over fp8, int8" in r.err and "add `none`" in r.err
+    path.write_text(path.read_text().replace("[int8, fp8]", "[none, int8]"))
+    assert invoke(capsys, monkeypatch, "run", str(path), "--dry-run").code == 0

@@ -6,7 +6,8 @@ puts it there). The host reads the cached snapshot's data files for the split (d
 `train`) with pyarrow (Parquet) or as JSON Lines/JSON, takes each row's prompt as a `.jsonl`
 line does (`prompt` or `text`, or the first user turn of `conversations`/`messages`; also
 `instruction` and `question`), and writes them to a JSONL file that every run then gets as
-its `dataset.jsonl`, exactly as a `.jsonl` dataset. Only the rows a study needs are read.
+its `dataset.jsonl`, exactly as a `.jsonl` dataset, with the column a `quality:` section scores
+against (`quality.references`) beside each prompt. Only the rows a study needs are read.
 """
 
 from __future__ import annotations
@@ -65,8 +66,11 @@ def _prompt(row: Any) -> str | None:
     return text or None
 
 
-def to_jsonl(name: str, hub_cache: Path, n: int, source: str | None) -> Path:
-    """The first `n` prompts of the cached dataset `name` as a JSONL file."""
+def to_jsonl(
+    name: str, hub_cache: Path, n: int, source: str | None, keep: tuple[str, ...] = ()
+) -> Path:
+    """The first `n` prompts of the cached dataset `name` as a JSONL file, each with the
+    columns `keep` names (quality's references) as they are, under the same names."""
     repo, split = parse(name)
     files = snapshot_files(hub_cache, repo, split)
     if not files:
@@ -78,16 +82,16 @@ def to_jsonl(name: str, hub_cache: Path, n: int, source: str | None) -> Path:
             fix=f"download it there first (HF_HOME / output.model_cache_dir): "
             f"`huggingface-cli download --repo-type dataset {repo}`; runs are offline",
         )
-    prompts: list[str] = []
+    records: list[dict[str, Any]] = []
     for path in files:
         for row in _rows(path):
             if (text := _prompt(row)) is not None:
-                prompts.append(text)
-            if len(prompts) >= n:
+                records.append({"prompt": text} | _kept(row, keep, name, len(records), source))
+            if len(records) >= n:
                 break
-        if len(prompts) >= n:
+        if len(records) >= n:
             break
-    if not prompts:
+    if not records:
         raise ConfigError(
             f"dataset `{name}`: no row of {', '.join(p.name for p in files)} has a prompt",
             source=source,
@@ -96,5 +100,25 @@ def to_jsonl(name: str, hub_cache: Path, n: int, source: str | None) -> Path:
             "a conversation, or convert it to a .jsonl file",
         )
     out = Path(tempfile.mkdtemp(prefix="llem-hf-dataset-")) / "dataset.jsonl"
-    out.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+    out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return out
+
+
+def _kept(
+    row: dict[str, Any], keep: tuple[str, ...], name: str, index: int, source: str | None
+) -> dict[str, Any]:
+    """The row's reference columns; a missing or non-scalar one is refused here, before any
+    run, naming the column and the prompt."""
+    out = {}
+    for column in keep:
+        value = row.get(column)
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(
+                f"dataset `{name}`: prompt {index} (a row with a prompt) has no `{column}` "
+                f"column to score quality against (got {value!r:.60})",
+                source=source,
+                key="quality.references",
+                fix="name the dataset's column that holds each answer in quality.references",
+            )
+        out[column] = value
     return out

@@ -61,7 +61,9 @@ def resolve_datasets(
         if name.startswith(hf_datasets.PREFIX) and name not in found:
             most = max(p.config.n_prompts for p in plan.points if p.config.dataset == name)
             cache = hub_cache or Path.home() / ".cache" / "huggingface" / "hub"
-            found[name] = hf_datasets.to_jsonl(name, cache, most, study.source)
+            keep = sorted({q.references for p in plan.points if p.config.dataset == name
+                           and (q := p.config.quality) is not None})  # fmt: skip
+            found[name] = hf_datasets.to_jsonl(name, cache, most, study.source, tuple(keep))
             continue
         if not name.endswith(".jsonl") or name in found:
             continue

@@ -1,6 +1,8 @@
 """A study's `quality:` checked before anything runs, the dry run included: every record of a
 local JSONL dataset must carry the reference field the scoring reads (harness quality.py).
-Hub datasets (`hf:`) are checked when they are read, before the first run."""
+Hub datasets (`hf:`) are checked as they are read into the runs' JSONL file
+(hf_datasets.py), before the first run. A study that sweeps `quantization` must have the
+quantization gate's reference point among the values (`quality.reference`)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ def check_quality(plan: StudyPlan, study: StudyConfig) -> None:
     seen: set[tuple[str, str]] = set()
     for point in plan.points:
         cfg = point.config
+        if cfg.quality is not None:
+            _check_reference(plan, cfg.quality.reference, study.source)
         if cfg.quality is None or not cfg.dataset.endswith(".jsonl"):
             continue
         key = (cfg.dataset, cfg.quality.references)
@@ -42,3 +46,17 @@ def _check_file(path: Path, field: str, source: str | None) -> None:
             fix=f"give every record a `{field}` field, or name the field that holds "
             "the references in quality.references",
         ) from None
+
+
+def _check_reference(plan: StudyPlan, reference: str, source: str | None) -> None:
+    """When the study sweeps quantization, the gate's reference value must be one of them."""
+    values = {str(v) for p in plan.points if (v := p.swept.get("quantization")) is not None}
+    if values and reference not in values:
+        raise ConfigError(
+            f"quality.reference is `{reference}`, but the study sweeps quantization over "
+            f"{', '.join(sorted(values))}: the gate has no reference point",
+            source=source,
+            key="quality.reference",
+            fix=f"add `{reference}` to the quantization sweep, or set quality.reference to one "
+            "of its values",
+        )

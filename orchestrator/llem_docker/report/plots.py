@@ -12,7 +12,9 @@
   clock: running and waiting requests against the engine's limit, KV-cache use in %
   (report/timeline.py);
 - serving.png (serving studies): energy per request and latency percentiles against the
-  request rate, with the SLOs (report/serving.py).
+  request rate, with the SLOs (report/serving.py);
+- quality.png (studies with a `quality:` section): accuracy against J/token, one marker per
+  point, the Pareto frontier marked (report/quality.py).
 
 The error bars are the tables' 95% intervals (report/stats.py): on the log scale for figures
 that cannot be negative, so a bar never reaches below zero, and longer above the mean than
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from llem_docker.report import serving, timeline
+from llem_docker.report import quality, serving, timeline
 from llem_docker.report.fmt import num
 from llem_docker.report.points import METRICS, Point, Report
 from llem_docker.report.stats import error_bars as errors
@@ -286,6 +288,12 @@ def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = N
         figs.skipped["tradeoff.png"] = no_energy
     else:
         figs.written["tradeoff.png"] = path
+    if any("accuracy" in p.stats and p.stats["accuracy"].mean is not None for p in report.points):
+        path = quality.draw(report, out / "quality.png", _figure, _save, _who)
+        if path is None:
+            figs.skipped["quality.png"] = no_energy
+        else:
+            figs.written["quality.png"] = path
     served = [p for p in report.points if serving.is_serving(p)]
     if served:
         path = serving.draw(served, out / "serving.png")

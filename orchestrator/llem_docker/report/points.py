@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from llem_docker.errors import ConfigError
+from llem_docker.report import quality
 from llem_docker.report.notes import UNNAMED, read_run, warning_flag
 from llem_docker.report.serving import FACTS, LINEAR_METRICS, SERVING_METRICS
 from llem_docker.report.stats import Summary, summarize
@@ -46,6 +47,7 @@ METRICS: dict[str, tuple[str, str]] = {
 CV_CHECKED = ("energy_per_output_token_j", "throughput_tokens_per_s")
 QUALITY_METRICS = ("accuracy", "energy_per_correct_answer_j")  # with a `quality:` section
 DEFAULT_CV = 0.05
+FRACTIONS = ("accuracy", "slo_attainment")  # their intervals are clipped to [0, 1]
 
 
 @dataclass
@@ -69,6 +71,8 @@ class Point:
     invalid_rules: list[str] = field(default_factory=list)  # why the point is not valid
     warnings: Counter[str] = field(default_factory=Counter)  # warning → runs that gave it
     reasons: dict[str, str] = field(default_factory=dict)  # metric → why it is missing
+    # accuracy over its quantization reference point's (report/quality.py's gate)
+    relative_accuracy: float | None = None
 
     @property
     def valid(self) -> bool | None:
@@ -177,7 +181,7 @@ def build_reports(study_dirs: list[Path], *, cv_threshold: float | None = None) 
     return Report(studies, [p for part in parts for p in part.points], keys, shown)
 
 
-def _note(p: Point, rule: str) -> None:
+def note_rule(p: Point, rule: str) -> None:
     if rule not in p.invalid_rules:
         p.invalid_rules.append(rule)
 
@@ -188,13 +192,13 @@ def _add_run(p: Point, r: dict[str, Any], values: dict[str, list[float | None]])
     p.run_ids.append(r["run_id"])
     if r["state"] != "completed":
         p.failed += r["state"] == "failed"
-        _note(p, "every run completed")
+        note_rule(p, "every run completed")
         return
     p.completed += 1
     p.run_valid.append(r.get("valid"))
     for rule in (r.get("invalid_rules") or "").split(", "):
         if rule:
-            _note(p, rule)
+            note_rule(p, rule)
     notes = read_run(StudyDir(p.study_dir).run(r["run_id"]).result)
     if (r.get("warnings") or 0) > 0:
         p.with_warnings += 1
@@ -228,15 +232,18 @@ def _finish(
     cycles too)."""
     if policy is not None and p.completed < policy.min_cycles:
         p.flags.append(f"{p.completed} cycle(s) < {policy.min_cycles} ({policy.profile} profile)")
-        _note(p, "min_cycles")
+        note_rule(p, "min_cycles")
     p.stats = {m: summarize(v, log=m not in LINEAR_METRICS) for m, v in values.items()}
+    for m in FRACTIONS:  # a linear interval of a fraction stops at 0 and 1
+        if (s := p.stats.get(m)) is not None and s.low is not None and s.high is not None:
+            p.stats[m] = replace(s, low=max(0.0, s.low), high=min(1.0, s.high))
     if p.facts.get("scenario") != "serving":  # offline points carry no serving figures
         p.stats = {m: s for m, s in p.stats.items() if m not in SERVING_METRICS}
     for m in CV_CHECKED:
         s = p.stats[m]
         if s.cv is not None and s.cv > cv_threshold:
             p.flags.append(f"CV of {METRICS[m][0]} {s.cv:.1%} > {cv_threshold:.0%}")
-            _note(p, "cycle_cv")
+            note_rule(p, "cycle_cv")
     if flag := warning_flag(p.warnings):
         p.flags.append(flag)
     if p.failed:
@@ -274,4 +281,5 @@ def build_report(study_dir: Path, *, cv_threshold: float | None = None) -> Repor
         _add_run(p, r, values[p.config_hash])
     for p in points.values():
         _finish(p, values[p.config_hash], cv, policy)
+    quality.apply_gate(list(points.values()), note_rule)
     return Report([Study(label, study_dir, study)], list(points.values()), swept_keys, cv)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llem_docker.report import serving
+from llem_docker.report import quality, serving
 from llem_docker.report.fmt import NA, bounds, num, spread
 from llem_docker.report.points import METRICS, QUALITY_METRICS, Point, Report
 from llem_docker.report.stats import Summary
@@ -22,7 +22,8 @@ METHOD = (
     "For figures that cannot be negative (energy, J/token, throughput, latency, durations) the "
     "interval is on the log scale (geometric): Student's t on ln x, n−1 d.f., back-transformed, "
     "so it stays above zero and reaches further above the mean than below. SLO attainment, "
-    "goodput and failed requests (which can be 0) use Student's t on x: mean ± t·sd/√n. sd is "
+    "goodput, failed requests and accuracy (which can be 0) use Student's t on x: "
+    "mean ± t·sd/√n, clipped to [0, 1] for the fractions (attainment, accuracy). sd is "
     "the sample standard deviation. n/a: not measured (the reason is given below) or no "
     "completed run."
 )
@@ -68,6 +69,9 @@ def main_columns(r: Report, *, full: bool = True) -> list[Column]:
     scored = any(p.stats["accuracy"].n for p in pts)
     shown = [m for m in METRICS if scored or m not in QUALITY_METRICS]
     cols += [_metric(m, [cell(p.stats[m], full=full) for p in pts]) for m in shown]
+    if any(p.relative_accuracy is not None for p in pts):  # the quantization gate's ratio
+        ratios = [NA if p.relative_accuracy is None else f"{p.relative_accuracy:.1%}" for p in pts]
+        cols.append(Column("accuracy vs reference", ratios, numeric=True))
     cols.append(Column("flags", ["; ".join(p.flags) for p in pts]))
     return cols
 
@@ -138,6 +142,7 @@ def notes(r: Report, kept: list[Column], dropped: list[Column]) -> list[str]:
     lines = [f"not shown, no point has a value: {x}" for x in missing_lines(dropped, r.points)]
     lines += fallback_lines(r)
     lines += [WARNINGS_NOTE] if any(p.warnings for p in r.points) else []
+    lines += [best] if (best := quality.frontier_line(r)) else []
     return lines + [f"energy not measured: {x}" for x in energy_lines(r, kept)]
 
 

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from llem_docker.report.points import Point, Report
+from llem_docker.report.quality import GATE_RULE
 from llem_docker.store.layout import StudyDir
 from llem_harness.host_api import TIMESERIES_FILE, ExperimentResult, evaluate, read_timeseries
 
@@ -46,6 +47,8 @@ FIXES: dict[str, str] = {
     "every run completed": "finish the failed runs: llem-docker run … --resume FOLDER",
     "min_cycles": "more cycles: --cycles, or the profile's default",
     "cycle_cv": "more cycles, longer windows and thermal gaps between runs",
+    "quality_gate": "a milder quantization, or more questions (quality's n) if the gap is "
+    "within the accuracy's interval",
 }
 POINT_RULES = ("every run completed", "min_cycles", "cycle_cv")
 
@@ -76,7 +79,8 @@ def rule_rows(report: Report) -> list[RuleRow]:
             for rule, status in verdicts:
                 row = rows.setdefault(rule, RuleRow(rule, [Counter() for _ in range(n)]))
                 row.cells[i][status] += 1
-    for rule in POINT_RULES:
+    gated = any(p.relative_accuracy is not None for p in report.points)
+    for rule in (*POINT_RULES, *((GATE_RULE,) if gated else ())):
         row = rows.setdefault(rule, RuleRow(rule, [Counter() for _ in range(n)], True))
         for i, p in enumerate(report.points):
             row.cells[i]["fail" if rule in p.invalid_rules else "pass"] += 1
