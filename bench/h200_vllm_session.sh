@@ -13,6 +13,9 @@
 #                                 as every fresh container had them
 #   after       (carry .whl .pyd) the same study on this checkout
 #   phases      (after bench)     examples/gpu-phases.yaml: the phase check (issue 17)
+#   gguf K      (carry .gK)       copy one part of SmolLM2's GGUF (.g1 also holds the gguf and
+#                                 accelerate wheels): `split -n 2 -d -a 1 FILE` of the fetched file
+#   smollm2     (after install and gguf 1-2, carry .whl) issue 31: bench/h200_smollm2_quality.yaml
 #   probe       (carry .whl .pyd) bench/h200_load_probe.py: where load and the first warmup
 #                                 pass go, and what powercap (RAPL) offers
 #   sweep       (after install)   $STUDY through the local runner, stopped cleanly before the
@@ -110,6 +113,17 @@ PY
     python3 -m llem_docker.cli report "$dir" --format md --out "$W/$name-report" 2>&1 | tail -3
     head -60 "$W/$name-report/report.md"
     pack "$name" ;;
+  gguf) mkdir -p /tmp/gg && cp ".g$1"/* /tmp/gg/ && ls -la /tmp/gg ;;
+  smollm2)  # issue 31: SmolLM2 (.g1 .g2: the GGUF in two parts and the gguf/accelerate wheels)
+    f=/tmp/hf/llem-models/llem--smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+    mkdir -p "$(dirname "$f")" && cat /tmp/gg/gpart.* > "$f" || exit 1
+    echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $f" | sha256sum -c || exit 1
+    env_setup
+    for m in gguf accelerate; do
+      python3 -c "import $m" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" /tmp/gg/$m-*.whl
+    done
+    python3 -c 'import gguf, accelerate, transformers; print("gguf", gguf.__file__, "accelerate", accelerate.__version__, "transformers", transformers.__version__, "GgufConfig", hasattr(transformers, "GgufConfig"))'
+    HF_HOME=/tmp/hf STUDY=bench/h200_smollm2_quality.yaml STUDY_LIMIT_S=${STUDY_LIMIT_S:-520} bash "$0" sweep ;;
   study)
     env_setup
     timeout -s INT "${STUDY_LIMIT_S:-480}" python3 -m llem_docker.cli run examples/gpu-vllm-vs-pytorch.yaml --runner local --yes 2>&1 | tail -25

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from llem_harness.cache_folders import cache_root, made_once
-from llem_harness.gguf_model import check_file, locate, sha256
+from llem_harness.gguf_model import check_file, describe, locate, sha256
+from llem_harness.models import ModelNotFoundError
 
 DENSE_DIR = "gguf-dense"  # under $LLEM_ENGINE_CACHE
 
@@ -28,6 +29,32 @@ DENSE_DIR = "gguf-dense"  # under $LLEM_ENGINE_CACHE
 def loaded_as(dtype: str) -> str:
     """result.json's `weights_file.loaded_as` for a run in torch dtype `dtype`."""
     return f"dense {dtype}: unpacked from the GGUF blocks by transformers at load"
+
+
+def loadable(model: str) -> Path:
+    """The GGUF file of `model`, checked before any weight loads: a GGUF file (gguf_model.py)
+    of an architecture this transformers reads. Raises ModelNotFoundError naming the file,
+    its architecture and what loads."""
+    path = locate(model)
+    if (problem := check_file(path)) is not None:
+        raise ModelNotFoundError(f"model `{model}`: {problem}")
+    try:
+        import transformers
+        from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
+    except ImportError:  # a transformers without the table: its own loader says it
+        return path
+    arch = describe(path).architecture
+    known = [a for a in GGUF_CONFIG_MAPPING if a not in ("general", "tokenizer")]
+    # llama.cpp's names that transformers renames (qwen2moe, gpt-oss, t5encoder, ...)
+    names = {arch, (arch or "").replace("-", "_"), (arch or "").replace("moe", "_moe")}
+    names |= {"t5"} if "t5" in (arch or "") else set()
+    if arch is not None and not names & set(known):
+        raise ModelNotFoundError(
+            f"model `{model}`: {path.name} is a GGUF of architecture `{arch}`, which "
+            f"transformers {transformers.__version__} cannot load (it loads {', '.join(known)}); "
+            "use a checkpoint of one of those in `model`"
+        )
+    return path
 
 
 def dense_kwargs() -> dict[str, Any]:
@@ -67,8 +94,6 @@ def unpack(gguf: Path, dtype: str, out: Path) -> None:
 def dense_folder(model: str, dtype: str) -> tuple[Path, str | None]:
     """(a Hugging Face folder of the GGUF `model` in `dtype`, a temporary folder for the caller
     to remove or None): made once under $LLEM_ENGINE_CACHE/gguf-dense/, else temporary."""
-    path = locate(model)
-    if (problem := check_file(path)) is not None:
-        raise FileNotFoundError(f"model `{model}`: {problem}")
+    path = loadable(model)
     name = f"{file_digest(path)[:16]}-{dtype}"
     return made_once(cache_root(DENSE_DIR), lambda out: unpack(path, dtype, out), name)

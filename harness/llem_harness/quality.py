@@ -7,7 +7,9 @@ The references come from the dataset: a JSONL record's field (`references`, defa
 - `exact_match`: the response equals the reference after SQuAD's normalisation (lower case,
   no punctuation, no articles a/an/the, single spaces);
 - `contains`: the normalised reference appears in the normalised response as whole words;
-- `number`: the first number in the response equals the reference's (as numbers: 5 = 5.0).
+- `number`: the last number in the response equals the reference's (as numbers: 5 = 5.0),
+  as lm-eval's "flexible-extract" reads a GSM8K answer: a model that restates the question
+  ("4 + 20 = 24") ends with its answer.
 
 They are these few lines rather than a library's: the `evaluate` package and lm-eval load
 their metrics' code from the Hugging Face Hub at run time, and runs have no network (the
@@ -28,7 +30,7 @@ from pydantic import Field
 
 from llem_harness.contract_files import StrictModel
 
-SCORER_VERSION = "1"
+SCORER_VERSION = "2"  # 2: `number` reads the last number (1: the first)
 Metric = Literal["exact_match", "contains", "number"]
 Z_95 = 1.959964
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -54,7 +56,8 @@ class Quality(StrictModel):
 
     task: str
     metric: Metric
-    n: int | None = None
+    n: int | None = None  # responses scored
+    questions: int | None = None  # 1.11: distinct questions among them (the interval's n)
     correct: int | None = None
     accuracy: float | None = None
     ci_low: float | None = None  # Wilson's 95% score interval
@@ -76,12 +79,12 @@ def is_correct(metric: Metric, response: str, reference: str) -> bool:
         return said == want
     if metric == "contains":
         return bool(want) and f" {want} " in f" {said} "
-    found, wanted = _NUMBER.search(response), _NUMBER.search(reference)
-    return found is not None and wanted is not None and float(found[0]) == float(wanted[0])
+    said_numbers, wanted = _NUMBER.findall(response), _NUMBER.search(reference)
+    return bool(said_numbers) and wanted is not None and float(said_numbers[-1]) == float(wanted[0])
 
 
-def wilson(correct: int, n: int) -> tuple[float, float]:
-    """Wilson's 95% score interval for `correct` of `n`."""
+def wilson(correct: float, n: int) -> tuple[float, float]:
+    """Wilson's 95% score interval for `correct` of `n` (`correct` may be a mean times n)."""
     p, z2 = correct / n, Z_95 * Z_95
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z_95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
@@ -109,14 +112,18 @@ def verdicts(cfg: QualityConfig, texts: list[str], refs: list[str]) -> list[bool
     return [is_correct(cfg.metric, t, r) for t, r in zip(texts, refs, strict=True)]
 
 
-def summary(cfg: QualityConfig, task: str, marks: list[bool]) -> Quality:
-    """The block: how many, how many correct, the accuracy and its interval."""
+def summary(cfg: QualityConfig, task: str, marks: list[bool], questions: int) -> Quality:
+    """The block: how many, how many correct, the accuracy and its interval. Responses
+    beyond the first `questions` repeat a question (more passes, or a load that cycles the
+    prompts): they count in `n` and `correct`, but the interval's sample size is the number
+    of distinct questions answered, since a repeated question is not new evidence."""
     correct, n = sum(marks), len(marks)
     if not n:
         return Quality(task=task, metric=cfg.metric, unavailable_reason="no responses")
-    low, high = wilson(correct, n)
-    return Quality(task=task, metric=cfg.metric, n=n, correct=correct, accuracy=correct / n,
-                   ci_low=low, ci_high=high)  # fmt: skip
+    distinct = min(questions, n)
+    low, high = wilson(correct / n * distinct, distinct)
+    return Quality(task=task, metric=cfg.metric, n=n, questions=distinct, correct=correct,
+                   accuracy=correct / n, ci_low=low, ci_high=high)  # fmt: skip
 
 
 def per_correct(quality: Quality | None, total_j: float | None) -> float | None:
@@ -150,4 +157,4 @@ def run_quality(
     said = [t or "" for t in texts]
     refs = references(dataset, cfg.references, n_prompts)
     marks = verdicts(cfg, said, [refs[i % n_prompts] for i in range(len(said))])
-    return summary(cfg, task, marks), texts, marks
+    return summary(cfg, task, marks, n_prompts), texts, marks

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from llem_harness import gguf_dense
-from llem_harness.gguf_dense import DENSE_DIR, dense_folder, loaded_as
+from llem_harness.gguf_dense import DENSE_DIR, dense_folder, loadable, loaded_as
+from llem_harness.models import ModelNotFoundError
 
 
 @pytest.fixture
@@ -69,6 +70,23 @@ def test_a_failed_unpacking_leaves_nothing_behind(
 
 
 def test_a_missing_or_broken_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
         dense_folder(str(tmp_path / "gone.gguf"), "bfloat16")
     assert loaded_as("bfloat16").startswith("dense bfloat16")
+
+
+def test_an_architecture_transformers_cannot_load_is_refused_before_any_weight_loads(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("transformers")  # the image's check; the host has no transformers
+    from llem_harness.gguf_model import WeightsFile
+
+    def fake(path: Path) -> WeightsFile:
+        return WeightsFile(file=path.name, sha256="0" * 64, architecture="rwkv7")
+
+    monkeypatch.setattr(gguf_dense, "describe", fake)
+    with pytest.raises(ModelNotFoundError, match=r"architecture `rwkv7`, which transformers"):
+        loadable(model)
+    monkeypatch.setattr(gguf_dense, "describe", lambda p: fake(p).model_copy(
+        update={"architecture": "llama"}))  # fmt: skip
+    assert str(loadable(model)) == model

@@ -26,7 +26,8 @@ def test_squad_normalisation_and_the_three_metrics() -> None:
     assert not is_correct("exact_match", "It is Paris.", "Paris")
     assert is_correct("contains", "The capital of France is Paris.", "Paris")
     assert not is_correct("contains", "Parisian food", "Paris")  # whole words only
-    assert is_correct("number", "2 + 3 = 5", "2")  # the first number said
+    assert is_correct("number", "2 + 3 = 5", "5")  # the last number said: the answer
+    assert not is_correct("number", "2 + 3 = 5", "2")
     assert is_correct("number", "It is 8.0", "8") and not is_correct("number", "eight", "8")
 
 
@@ -67,6 +68,8 @@ def test_responses_of_repeated_passes_answer_the_study_prompts_not_the_whole_dat
     data.write_text("".join(json.dumps({"prompt": p, "answer": p}) + "\n" for p in "xyz"))
     q, _, marks = run_quality(QualityConfig(), "pretrained", ["x", "y", "x", "y"], data, 2)
     assert q is not None and marks == [True, True, True, True] and q.accuracy == 1.0
+    assert (q.n, q.questions) == (4, 2)  # the interval is on 2 questions, not 4 answers
+    assert q.ci_low == pytest.approx(wilson(2, 2)[0]) and q.ci_low < wilson(4, 4)[0]
     q, _, marks = run_quality(QualityConfig(), "pretrained", ["x", "y", "z", "z"], data, 4)
     assert marks == [True, True, True, False]  # 4 prompts of 3 records: the 4th asks `x`
 

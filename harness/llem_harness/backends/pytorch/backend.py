@@ -18,8 +18,8 @@ from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails
 from llem_harness.engine_args import parameters, route
-from llem_harness.gguf_dense import dense_kwargs
-from llem_harness.gguf_model import check_file, is_gguf, locate
+from llem_harness.gguf_dense import dense_kwargs, loadable
+from llem_harness.gguf_model import is_gguf
 from llem_harness.models import PAD_ID, ModelNotFoundError, dummy_config
 from llem_harness.termination import check_terminated
 
@@ -321,8 +321,6 @@ def checkpoint(model: str) -> tuple[str, dict[str, Any]]:
     """What transformers' `from_pretrained` takes for `model`: a hub id or folder (offline
     when HF_HUB_OFFLINE is 1), or a GGUF file's folder with `gguf_file` (gguf_model.py)."""
     if is_gguf(model):
-        path = locate(model)
-        if (problem := check_file(path)) is not None:
-            raise ModelNotFoundError(f"model `{model}`: {problem}")
+        path = loadable(model)
         return str(path.parent), {"gguf_file": path.name, "local_files_only": True}
     return model, {"local_files_only": os.environ.get("HF_HUB_OFFLINE") == "1"}
