@@ -72,6 +72,11 @@ class ServingOptions(_Strict):
         None, gt=0.0, description="send requests for this long instead of a count"
     )
     slo: SLO = SLO()
+    arrival_per_cycle: bool = Field(
+        False,
+        description="draw a new arrival schedule in each cycle (the cycles' spread then covers "
+        "arrival noise too); default: every cycle repeats the same schedule (machine noise)",
+    )
 
     @field_validator("request_rate", mode="before")
     @classmethod
@@ -261,6 +266,8 @@ class ExperimentConfig(_Strict):
             del data["scenario"], data["serving"]
         else:
             data["serving"] = self.serving_options().model_dump(mode="json")
+            if not data["serving"]["arrival_per_cycle"]:  # as before the choice: hashes hold
+                del data["serving"]["arrival_per_cycle"]
         return data
 
     def serving_options(self) -> ServingOptions:

@@ -221,6 +221,9 @@ class Serving(_Model):
     arrival: str
     burstiness: float = 1.0
     max_concurrency: int | None = None
+    # 1.11: the arrival schedule's seed, and whether each cycle drew its own
+    arrival_seed: int | None = None
+    arrival_per_cycle: bool | None = None
     requests: int
     completed: int
     failed: int

@@ -16,6 +16,8 @@ every container) and reused by every later run; without that cache, in a tempora
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,29 @@ def file_digest(path: Path) -> str:
 
 
 def unpack(gguf: Path, dtype: str, out: Path) -> None:
-    """Write the GGUF file's model, unpacked into torch dtype `dtype`, to the folder `out`."""
+    """Write the GGUF file's model, unpacked into torch dtype `dtype`, to the folder `out`, in
+    a child process: the harness process then starts the engine (vLLM forks its engine core
+    from it) without having loaded a model, its threads or its allocator state. A run on an
+    H100 whose harness unpacked in-process hung as vLLM's engine core started; the same
+    folder, already made, loaded in 38 s."""
+    cmd = [sys.executable, "-m", "llem_harness.gguf_dense", str(gguf), dtype, str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, stderr = proc.communicate()
+    except BaseException:  # a SIGTERM or Ctrl+C: the child goes with the run
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        tail = stderr.decode("utf-8", "replace").strip().splitlines()[-15:]
+        raise RuntimeError(
+            f"unpacking {gguf.name} into {dtype} failed (exit {proc.returncode}):\n"
+            + "\n".join(tail)
+        )
+
+
+def unpack_here(gguf: Path, dtype: str, out: Path) -> None:
+    """`unpack`'s work, in this process (the child's)."""
     import torch
     import transformers
 
@@ -97,3 +121,7 @@ def dense_folder(model: str, dtype: str) -> tuple[Path, str | None]:
     path = loadable(model)
     name = f"{file_digest(path)[:16]}-{dtype}"
     return made_once(cache_root(DENSE_DIR), lambda out: unpack(path, dtype, out), name)
+
+
+if __name__ == "__main__":  # python -m llem_harness.gguf_dense GGUF DTYPE OUT (`unpack`)
+    unpack_here(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]))

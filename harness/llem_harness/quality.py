@@ -91,8 +91,8 @@ def wilson(correct: float, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def references(path: Path, field: str, n: int) -> list[str]:
-    """The first `n` references of a JSONL dataset, cycled as its prompts are."""
+def records(path: Path, field: str) -> list[str]:
+    """Every reference of a JSONL dataset, one per record, in order."""
     refs: list[str] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
@@ -104,6 +104,12 @@ def references(path: Path, field: str, n: int) -> list[str]:
             refs.append(str(value))
     if not refs:
         raise ValueError(f"{path}: no references")
+    return refs
+
+
+def references(path: Path, field: str, n: int) -> list[str]:
+    """The first `n` references of a JSONL dataset, cycled as its prompts are."""
+    refs = records(path, field)
     return [refs[i % len(refs)] for i in range(n)]
 
 
@@ -155,6 +161,7 @@ def run_quality(
     if why is not None:
         return Quality(task=task, metric=cfg.metric, unavailable_reason=why), texts, None
     said = [t or "" for t in texts]
-    refs = references(dataset, cfg.references, n_prompts)
+    every = records(dataset, cfg.references)
+    refs = [every[i % len(every)] for i in range(n_prompts)]  # as the prompts cycle
     marks = verdicts(cfg, said, [refs[i % n_prompts] for i in range(len(said))])
-    return summary(cfg, task, marks, n_prompts), texts, marks
+    return summary(cfg, task, marks, min(n_prompts, len(every))), texts, marks

@@ -90,3 +90,13 @@ def test_an_architecture_transformers_cannot_load_is_refused_before_any_weight_l
     monkeypatch.setattr(gguf_dense, "describe", lambda p: fake(p).model_copy(
         update={"architecture": "llama"}))  # fmt: skip
     assert str(loadable(model)) == model
+
+
+def test_the_unpacking_runs_in_a_child_process_whose_failure_is_told(
+    tmp_path: Path, model: str
+) -> None:
+    """The harness process never loads the model itself (gguf_dense.unpack); a child that
+    fails (here: a header with no tensors behind it) ends the run with the child's last lines."""
+    pytest.importorskip("transformers")
+    with pytest.raises(RuntimeError, match=r"unpacking m.gguf into bfloat16 failed \(exit"):
+        gguf_dense.unpack(Path(model), "bfloat16", tmp_path / "out")

@@ -72,6 +72,7 @@ def test_responses_of_repeated_passes_answer_the_study_prompts_not_the_whole_dat
     assert q.ci_low == pytest.approx(wilson(2, 2)[0]) and q.ci_low < wilson(4, 4)[0]
     q, _, marks = run_quality(QualityConfig(), "pretrained", ["x", "y", "z", "z"], data, 4)
     assert marks == [True, True, True, False]  # 4 prompts of 3 records: the 4th asks `x`
+    assert q is not None and (q.n, q.questions) == (4, 3)  # 3 distinct questions, not 4
 
 
 def test_the_config_needs_a_dataset_with_references_and_a_known_metric() -> None:

@@ -16,7 +16,7 @@ from llem_harness.backends.vllm.server import VLLMServer
 from llem_harness.config import ExperimentConfig
 from llem_harness.energy.base import Sample
 from llem_harness.serving import server
-from llem_harness.serving.backend import pass_result
+from llem_harness.serving.backend import arrival_seed, pass_result
 from llem_harness.serving.measure import serving_block, steady_window, write_serving_requests
 from llem_harness.serving.records import RequestRecord
 
@@ -212,3 +212,16 @@ def test_serving_figure_axes_turn_logarithmic_over_a_decade() -> None:
     report._log_scales(narrow, [(2.0, 10.0), (8.0, 12.0)])
     assert (sweep.get_xscale(), sweep.get_yscale()) == ("log", "log")
     assert (narrow.get_xscale(), narrow.get_yscale()) == ("linear", "linear")
+
+
+def test_cycles_repeat_the_arrival_schedule_unless_each_is_asked_to_draw_its_own() -> None:
+    """The default keeps a point's cycles on one schedule (their spread is the machine's);
+    serving.arrival_per_cycle draws one per cycle, and is part of the config's identity
+    only when set, so the hashes of existing serving configs hold."""
+    fixed, per_cycle = cfg(), cfg(arrival_per_cycle=True)
+    assert arrival_seed(fixed, 1) == arrival_seed(fixed, 2) == fixed.random_seed
+    assert arrival_seed(per_cycle, 1) != arrival_seed(per_cycle, 2)
+    assert arrival_seed(per_cycle, 2) == arrival_seed(per_cycle, 2)  # reproducible
+    assert "arrival_per_cycle" not in fixed.canonical()["serving"]
+    assert per_cycle.canonical()["serving"]["arrival_per_cycle"] is True
+    assert fixed.config_hash() != per_cycle.config_hash()

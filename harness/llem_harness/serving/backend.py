@@ -31,6 +31,7 @@ from llem_harness.backends.tokenizing import Tokenizing
 from llem_harness.backends.whole_pass import WholePass
 from llem_harness.config import ExperimentConfig
 from llem_harness.contract_env import BackendDetails
+from llem_harness.exchange import read_request
 from llem_harness.gguf_dense import dense_folder
 from llem_harness.gguf_model import is_gguf
 from llem_harness.serving import loadgen, server
@@ -69,6 +70,7 @@ class ServingBackend(WholePass, Tokenizing):
         self.records: list[RequestRecord] = []
         self.load_start: float | None = None
         self.loadgen_cost: dict[str, float | None] = {}
+        self.arrival_seed = 0
 
     def version(self) -> str | None:
         for dist in self.spec.distributions:
@@ -81,6 +83,7 @@ class ServingBackend(WholePass, Tokenizing):
     # -- the server ----------------------------------------------------------------------
     def load(self, cfg: ExperimentConfig, run_dir: Path) -> None:
         self.cfg, self.run_dir = cfg, run_dir
+        self.arrival_seed = arrival_seed(cfg, read_request(run_dir).run.cycle)
         model = self._model(cfg)
         port = server.free_port()
         cmd, self.served_name = self.engine_server.command(cfg, model, port, Path(self._scratch()))
@@ -124,7 +127,7 @@ class ServingBackend(WholePass, Tokenizing):
                 opts.rate,
                 opts.arrival,
                 opts.burstiness,
-                seed=self.cfg.random_seed,
+                seed=self.arrival_seed,
                 duration_s=opts.duration_s,
             )
             concurrency = opts.max_concurrency
@@ -216,6 +219,15 @@ class ServingBackend(WholePass, Tokenizing):
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
         self._tmp = self._dense_tmp = None
+
+
+def arrival_seed(cfg: ExperimentConfig, cycle: int) -> int:
+    """The arrival schedule's seed: the study's seed, so every cycle of a point sends the same
+    schedule (its spread is the machine's), or with `serving.arrival_per_cycle` one drawn
+    from the seed and the cycle (the spread covers the arrivals too)."""
+    if not cfg.serving_options().arrival_per_cycle:
+        return cfg.random_seed
+    return cfg.random_seed * 1_000_003 + cycle
 
 
 def pass_result(records: list[RequestRecord]) -> PassResult:

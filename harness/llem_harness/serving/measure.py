@@ -118,6 +118,7 @@ def serving_block(
     why_no_energy: str | None,
     samples: list[Sample],
     origin: float | None,
+    arrival_seed: int | None = None,
 ) -> Serving:
     """`opened` is the measured window's start (time.monotonic()), `duration` and `total_j`
     its length and energy; `samples` the power timeseries, whose `t_s` counts from
@@ -156,6 +157,8 @@ def serving_block(
         arrival=opts.arrival,
         burstiness=opts.burstiness,
         max_concurrency=opts.max_concurrency,
+        arrival_seed=arrival_seed,
+        arrival_per_cycle=opts.arrival_per_cycle,
         requests=len(records),
         completed=len(done),
         failed=len(records) - len(done),
@@ -241,7 +244,7 @@ def finish_serving(
     cfg, records = result.config, backend.records
     result.serving = serving = serving_block(
         cfg, records, backend.loadgen_cost, opened, duration, reading.total_j,
-        reading.unavailable_reason, meter.samples(), meter.clock_origin(),
+        reading.unavailable_reason, meter.samples(), meter.clock_origin(), backend.arrival_seed,
     )  # fmt: skip
     rows = write_serving_requests(run_dir / REQUESTS_FILE, records, opened, cfg, extra)
     result.requests = RequestsFile(rows=rows)

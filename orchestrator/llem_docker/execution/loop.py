@@ -88,7 +88,7 @@ def execute_study(
     measurement = measurement_settings(settings)
     results: dict[str, ExperimentResult] = {}
     if resume is None:
-        study_dir = make_study_dir(Path(str(settings.output.results_dir)), plan.name)
+        study_dir = make_study_dir(Path(str(settings.output.results_dir)), plan.name, study.source)
         study_file = str(Path(study.source).resolve()) if study.source else None
         manifest = Manifest.new(plan, study_dir.name, study_file, specs)
         todo = {r.run_id for r in plan.runs}

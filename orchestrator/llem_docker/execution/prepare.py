@@ -80,7 +80,9 @@ def resolve_datasets(
     return found
 
 
-def make_study_dir(results_dir: Path, name: str) -> Path:
+def make_study_dir(results_dir: Path, name: str, source: str | None = None) -> Path:
+    """A new study folder, named after the study and the time; `source` (the study file as
+    given) is copied in as study.yaml, for a reviewer to rerun (llem-docker pack)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "study"
     results_dir = results_dir.expanduser().resolve()  # SLURM tasks run elsewhere
@@ -92,6 +94,8 @@ def make_study_dir(results_dir: Path, name: str) -> Path:
         except FileExistsError:
             continue
         StudyDir(path).runs.mkdir()
+        if source is not None and Path(source).is_file():
+            shutil.copyfile(source, StudyDir(path).study_source)
         return path
     raise FileExistsError(f"could not create a results folder for {safe}_{stamp}")
 

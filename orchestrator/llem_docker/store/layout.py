@@ -3,6 +3,7 @@
     <study_dir>/manifest.json           the run list and states (store/manifest.py)
     <study_dir>/.manifest.lock[.held]   the manifest's lock (store/lockfile.py)
     <study_dir>/study.json              the StudyResult (store/study_result.py)
+    <study_dir>/study.yaml              the study file as given, copied when the study starts
     <study_dir>/results.parquet         one row per run
     <study_dir>/slurm/submit-N.{sbatch,runs}, submit-N-<job>_<task>.out   SLURM submissions
     <study_dir>/runs/<run_id>/          one run: the exchange contract's files
@@ -32,6 +33,7 @@ MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".manifest.lock"  # flock()ed where the filesystem allows
 HELD_FILE = ".manifest.lock.held"  # the fallback lock file where it does not
 STUDY_FILE = "study.json"
+STUDY_SOURCE_FILE = "study.yaml"  # the study file as given (review/: pack, reproduce)
 RESULTS_FILE = "results.parquet"
 RUNS_DIR = "runs"
 SLURM_DIR = "slurm"
@@ -98,6 +100,10 @@ class StudyDir:
     @property
     def study_json(self) -> Path:
         return self.path / STUDY_FILE
+
+    @property
+    def study_source(self) -> Path:
+        return self.path / STUDY_SOURCE_FILE
 
     @property
     def results_parquet(self) -> Path:

@@ -118,7 +118,7 @@ def submit_study(
     live = {b: _submit_runner(spec, settings, warn) for b, spec in specs.items()}
     datasets = resolve_datasets(plan, study, hub_cache(settings))
     if resume is None:
-        study_dir = make_study_dir(results, plan.name)
+        study_dir = make_study_dir(results, plan.name, study.source)
         study_file = str(Path(study.source).resolve()) if study.source else None
         with locked(study_dir):
             manifest = Manifest.new(plan, study_dir.name, study_file, specs)
