@@ -13,6 +13,9 @@
 #                                 as every fresh container had them
 #   after       (carry .whl .pyd) the same study on this checkout
 #   phases      (after bench)     examples/gpu-phases.yaml: the phase check (issue 17)
+#   review run, review rerun (carry .whl .pyd) issue 32: $STUDY (default
+#                                 examples/gpu-batch-sweep.yaml) run; then packed, reproduced
+#                                 from the pack and compared at 2% and 5%
 #   gguf K      (carry .gK)       copy one part of SmolLM2's GGUF (.g1 also holds the gguf and
 #                                 accelerate wheels): `split -n 2 -d -a 1 FILE` of the fetched file
 #   smollm2     (after install and gguf 1-2, carry .whl) issue 31: bench/h200_smollm2_quality.yaml
@@ -113,6 +116,18 @@ PY
     python3 -m llem_docker.cli report "$dir" --format md --out "$W/$name-report" 2>&1 | tail -3
     head -60 "$W/$name-report/report.md"
     pack "$name" ;;
+  review)  # issue 32: a small PyTorch study, packed, reproduced on the same machine, compared
+    env_setup; s=${STUDY:-examples/gpu-batch-sweep.yaml}
+    printf 'execution: {config_gap_seconds: 0, cycle_gap_seconds: 0}\noutput: {results_dir: %s/review-a}\n' "$W" > "$W/llem.yaml"
+    if [ "${1:-run}" = run ]; then  # first call: the study; second (`review rerun`): the rest
+      timeout -s INT "${STUDY_LIMIT_S:-540}" python3 -m llem_docker.cli run "$s" --runner local --yes 2>&1 | tail -5
+      pack review-a; exit 0
+    fi
+    a=$(ls -d "$W"/review-a/*/ | head -1); python3 -m llem_docker.cli pack "$a" --out "$W/a.tar.gz"
+    timeout -s INT "${STUDY_LIMIT_S:-520}" python3 -m llem_docker.cli reproduce "$W/a.tar.gz" --runner local --results-dir "$W/review-b" 2>&1 | tail -30
+    b=$(ls -d "$W"/review-b/*/ | head -1)
+    for m in 2% 5%; do python3 -m llem_docker.cli compare "$a" "$b" --margin $m --format md > "$W/compare-$m.md"; head -30 "$W/compare-$m.md"; done
+    pack review ;;
   gguf) mkdir -p /tmp/gg && cp ".g$1"/* /tmp/gg/ && ls -la /tmp/gg ;;
   smollm2)  # issue 31: SmolLM2 (.g1 .g2: the GGUF in two parts and the gguf/accelerate wheels)
     f=/tmp/hf/llem-models/llem--smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -10,17 +10,7 @@ from typing import Any
 from llem_harness import __version__
 from llem_harness.contract import MeasurementSettings, RunnerInfo
 from llem_harness.contract_env import CompileCaches, Environment, Gpu
-
-
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
+from llem_harness.cpuinfo import cpu_model
 
 
 def snapshot(

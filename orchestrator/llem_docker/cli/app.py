@@ -312,15 +312,21 @@ def doctor(
 
 
 def _register_hpc() -> None:
+    from llem_docker.cli.compare import compare
     from llem_docker.cli.hpc import collect, status
     from llem_docker.cli.models import models
+    from llem_docker.cli.pack import pack
     from llem_docker.cli.report import report
+    from llem_docker.cli.reproduce import reproduce
     from llem_docker.cli.validate import validate
 
     app.command()(status)
     app.command()(collect)
     app.command()(report)
     app.command()(validate)
+    app.command()(pack)
+    app.command()(reproduce)
+    app.command()(compare)
     app.add_typer(models, name="models")
 
 
