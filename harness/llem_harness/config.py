@@ -60,7 +60,7 @@ class ServingOptions(_Strict):
     request_rate: float | Literal["inf"] = Field(
         "inf", description="requests per second, or inf: every request at once"
     )
-    arrival: Literal["poisson", "gamma", "constant"] = "poisson"
+    arrival: Literal["poisson", "gamma", "constant", "trace"] = "poisson"
     burstiness: float = Field(
         1.0, gt=0.0, description="the gamma arrivals' shape (1 = Poisson; < 1 burstier)"
     )
@@ -77,6 +77,16 @@ class ServingOptions(_Strict):
         description="draw a new arrival schedule in each cycle (the cycles' spread then covers "
         "arrival noise too); default: every cycle repeats the same schedule (machine noise)",
     )
+    trace: str | None = Field(
+        None,
+        min_length=1,
+        description="arrival: trace: the trace file (.jsonl or .csv), relative to the study "
+        "file's folder; its timestamps set the arrivals (docs/serving.md)",
+    )
+    trace_scale: float = Field(
+        1.0, gt=0.0, description="the trace's rate factor: 2 = twice as fast"
+    )
+    trace_unit: Literal["s", "ms"] = Field("s", description="the trace's timestamps' unit")
 
     @field_validator("request_rate", mode="before")
     @classmethod
@@ -106,6 +116,27 @@ class ServingOptions(_Strict):
             raise ValueError(
                 f"serving.burstiness is the gamma arrivals' shape; set arrival: gamma "
                 f"(arrival is {self.arrival})"
+            )
+        return self._check_trace()
+
+    def _check_trace(self) -> ServingOptions:
+        if not math.isfinite(self.trace_scale):
+            raise ValueError(f"serving.trace_scale must be a finite number, not {self.trace_scale}")
+        if self.arrival != "trace":
+            if self.trace is not None or self.trace_scale != 1.0 or self.trace_unit != "s":
+                raise ValueError(
+                    f"serving.trace, trace_scale and trace_unit drive a trace replay; set "
+                    f"arrival: trace (arrival is {self.arrival})"
+                )
+            return self
+        if self.trace is None:
+            raise ValueError("arrival: trace needs serving.trace, the path of the trace file")
+        if not self.trace.lower().endswith((".jsonl", ".csv")):
+            raise ValueError(f"serving.trace `{self.trace}` must be a .jsonl or .csv file")
+        if self.duration_s is not None:
+            raise ValueError(
+                "serving.duration_s has no meaning with arrival: trace (the trace sets the "
+                "arrivals); remove it, or cap the count with serving.n_requests"
             )
         return self
 
@@ -268,6 +299,10 @@ class ExperimentConfig(_Strict):
             data["serving"] = self.serving_options().model_dump(mode="json")
             if not data["serving"]["arrival_per_cycle"]:  # as before the choice: hashes hold
                 del data["serving"]["arrival_per_cycle"]
+            defaults = {"trace": None, "trace_scale": 1.0, "trace_unit": "s"}
+            for key, default in defaults.items():  # as before trace replay: hashes hold
+                if data["serving"][key] == default:
+                    del data["serving"][key]
         return data
 
     def serving_options(self) -> ServingOptions:

@@ -224,6 +224,10 @@ class Serving(_Model):
     # 1.11: the arrival schedule's seed, and whether each cycle drew its own
     arrival_seed: int | None = None
     arrival_per_cycle: bool | None = None
+    # 1.11: arrival: trace: the trace file the run replayed (its name in the run folder), and
+    # its rate factor
+    trace: str | None = None
+    trace_scale: float | None = None
     requests: int
     completed: int
     failed: int

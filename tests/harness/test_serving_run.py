@@ -4,6 +4,7 @@ it. The real server runs in tests/docker/test_serving.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +129,37 @@ def test_a_serving_run_end_to_end_with_the_stand_in(tmp_path: Path) -> None:
         details["scenario"] == "serving" and "--disable-log-stats" in details["server"]["command"]
     )
     assert "shut down" in (run_dir / "server.log").read_text()  # stopped with SIGINT, cleanly
+
+
+def test_a_trace_replay_run_follows_the_trace_scaled(tmp_path: Path) -> None:
+    """arrival: trace with the stand-in: the requests are due at the trace's offsets (ms,
+    replayed twice as fast), capped by n_requests, each with the trace's output length
+    (1..max_output_tokens)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    stamps, outs = [1000, 1400, 1400, 2200, 3000, 3800], [3, 0, 9, 2, 6, 4]
+    (run_dir / "trace.jsonl").write_text(
+        "".join(
+            json.dumps({"timestamp": t, "input_length": 10, "output_length": o}) + "\n"
+            for t, o in zip(stamps, outs, strict=True)
+        )
+    )
+    serving = {"arrival": "trace", "trace": "trace.jsonl", "trace_scale": 2.0, "trace_unit": "ms"}
+    write_request(
+        run_dir, backend="vllm", scenario="serving", n_prompts=4, max_output_tokens=6,
+        serving={**serving, "n_requests": 5},
+    )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "llem_harness.cli", "run", str(run_dir)],
+        env=standin_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+    s = res.serving
+    assert s is not None and (s.requests, s.completed, s.failed) == (5, 5, 0)
+    assert (s.arrival, s.trace, s.trace_scale) == ("trace", "trace.jsonl", 2.0)
+    table = pq.read_table(run_dir / "requests.parquet").to_pydict()
+    due = [t - table["scheduled_s"][0] for t in table["scheduled_s"]]
+    assert due == pytest.approx([0.0, 0.2, 0.2, 0.6, 1.0], abs=1e-6)
+    assert table["output_tokens"] == [3, 1, 6, 2, 6]
+    assert not [w for w in res.warnings if "honour" in w]

@@ -164,7 +164,7 @@ def test_statistics_flags_and_figures(tmp_path: Path) -> None:
 
     figs = draw(r, study_dir / "report")
     assert set(figs.written) == {"energy_per_token.png", "throughput.png", "tradeoff.png",
-                                 "phase_split.png", "power_timeline.png"}  # fmt: skip
+                                 "phase_split.png", "power_timeline.png", "pareto.png"}  # fmt: skip
     assert not figs.skipped
     for path in figs.written.values():
         assert png_size(path) == (800, 500) and path.stat().st_size > 10_000
@@ -200,6 +200,7 @@ def test_report_cli_formats_and_bad_input(
         "tradeoff.png",
         "phase_split.png",
         "power_timeline.png",
+        "pareto.png",
     }
     res = invoke(capsys, monkeypatch, "report", str(study_dir), "--format", "html")
     assert res.code == 0 and (study_dir / "report" / "report.html").is_file()

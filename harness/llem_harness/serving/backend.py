@@ -38,6 +38,7 @@ from llem_harness.serving import loadgen, server
 from llem_harness.serving.arrivals import arrival_offsets
 from llem_harness.serving.loadgen import RequestSpec
 from llem_harness.serving.records import RequestRecord, completed
+from llem_harness.serving.trace import read_trace
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
 
@@ -71,6 +72,7 @@ class ServingBackend(WholePass, Tokenizing):
         self.load_start: float | None = None
         self.loadgen_cost: dict[str, float | None] = {}
         self.arrival_seed = 0
+        self.max_tokens: dict[int, int] = {}  # the timed pass's per-request lengths (a trace's)
 
     def version(self) -> str | None:
         for dist in self.spec.distributions:
@@ -120,31 +122,64 @@ class ServingBackend(WholePass, Tokenizing):
     ) -> PassResult:
         assert self.cfg is not None
         n_out = output_tokens or self.cfg.max_output_tokens
+        lengths: list[int] | None = None
         if timed:
-            opts = self.cfg.serving_options()
-            offsets = arrival_offsets(
-                None if opts.duration_s is not None else (opts.n_requests or len(prompts)),
-                opts.rate,
-                opts.arrival,
-                opts.burstiness,
-                seed=self.arrival_seed,
-                duration_s=opts.duration_s,
-            )
-            concurrency = opts.max_concurrency
+            offsets, lengths = self._schedule(len(prompts), n_out)
+            concurrency = self.cfg.serving_options().max_concurrency
             keep = self.cfg.quality is not None and self.cfg.weights != "dummy"
         else:
             offsets, concurrency, keep = [0.0] * len(prompts), None, False
         specs = [
-            RequestSpec(id=i, prompt=prompts[i % len(prompts)], max_tokens=n_out, arrival_s=at)
+            RequestSpec(
+                id=i,
+                prompt=prompts[i % len(prompts)],
+                max_tokens=lengths[i] if lengths is not None else n_out,
+                arrival_s=at,
+            )
             for i, at in enumerate(offsets)
         ]
-        start, records, cost = self._drive(specs, concurrency, n_out, keep_text=keep)
+        sampling = self._sampling(n_out)
+        if lengths is not None:  # per-request lengths: ignore_eos alone holds them
+            sampling.pop("min_tokens", None)
+        start, records, cost = self._drive(specs, concurrency, sampling, keep_text=keep)
         if timed:
             self.records, self.load_start, self.loadgen_cost = records, start, cost
+            self.max_tokens = {s.id: s.max_tokens for s in specs} if lengths is not None else {}
         return pass_result(records)
 
+    def _schedule(self, n_prompts: int, n_out: int) -> tuple[list[float], list[int] | None]:
+        """The timed pass's due times, and with a trace that gives output lengths each
+        request's `max_tokens` (1..n_out); a trace is the run folder's copy (or an absolute
+        path), its length capped by serving.n_requests."""
+        assert self.cfg is not None and self.run_dir is not None
+        opts = self.cfg.serving_options()
+        if opts.arrival == "trace" and opts.trace is not None:
+            path = Path(opts.trace).expanduser()
+            trace = read_trace(
+                path if path.is_absolute() else self.run_dir / path,
+                opts.trace_scale,
+                opts.trace_unit,
+            )
+            n = min(len(trace.offsets), opts.n_requests or len(trace.offsets))
+            if trace.output_tokens is None:
+                return trace.offsets[:n], None
+            return trace.offsets[:n], [max(1, min(k, n_out)) for k in trace.output_tokens[:n]]
+        offsets = arrival_offsets(
+            None if opts.duration_s is not None else (opts.n_requests or n_prompts),
+            opts.rate,
+            opts.arrival,
+            opts.burstiness,
+            seed=self.arrival_seed,
+            duration_s=opts.duration_s,
+        )
+        return offsets, None
+
     def _drive(
-        self, specs: list[RequestSpec], concurrency: int | None, n_out: int, keep_text: bool
+        self,
+        specs: list[RequestSpec],
+        concurrency: int | None,
+        sampling: dict[str, Any],
+        keep_text: bool,
     ) -> tuple[float, list[RequestRecord], dict[str, float | None]]:
         """Run the load generator over `specs`: (its start, the records, its CPU cost). With
         `keep_text` (a `quality:` section), the records hold the responses' texts."""
@@ -157,7 +192,7 @@ class ServingBackend(WholePass, Tokenizing):
         cmd = [sys.executable, "-I", loadgen.__file__]  # by path: the standard library only
         cmd += ["--url", f"http://127.0.0.1:{self.server.port}", "--model", self.served_name]
         cmd += ["--requests", str(requests), "--out", str(out)]
-        cmd += ["--extra-json", json.dumps(self._sampling(n_out))]
+        cmd += ["--extra-json", json.dumps(sampling)]
         if concurrency is not None:
             cmd += ["--max-concurrency", str(concurrency)]
         if keep_text:

@@ -159,6 +159,8 @@ def serving_block(
         max_concurrency=opts.max_concurrency,
         arrival_seed=arrival_seed,
         arrival_per_cycle=opts.arrival_per_cycle,
+        trace=Path(opts.trace).name if opts.trace is not None else None,
+        trace_scale=opts.trace_scale if opts.trace is not None else None,
         requests=len(records),
         completed=len(done),
         failed=len(records) - len(done),
@@ -273,9 +275,11 @@ def finish_serving(
             f"short steady window: {steady:.2f} s < {SHORT_STEADY_S:g} s; the power sampling "
             "makes its energy imprecise, so send more requests or for longer"
         )
-    short = sum(1 for c in done if c.output_tokens != cfg.max_output_tokens)
+    asked = backend.max_tokens
+    short = sum(1 for c in done if c.output_tokens != asked.get(c.id, cfg.max_output_tokens))
     if short and cfg.output_length == "fixed":
         result.warnings.append(
-            f"{short} completed requests returned a length other than max_output_tokens "
-            f"({cfg.max_output_tokens}): the server did not honour the fixed output length"
+            f"{short} completed requests returned a length other than the one asked "
+            f"(max_output_tokens, {cfg.max_output_tokens}, or the trace's): the server did "
+            "not honour the fixed output length"
         )

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from llem_docker.errors import ConfigError
+from llem_docker.report import best as picker
 from llem_docker.report.plots import Figures, draw
 from llem_docker.report.points import Report, build_report, build_reports
 from llem_docker.report.render import as_csv, as_json, html_page, markdown, print_table
@@ -72,6 +73,25 @@ def _validity(r: Report, fmt: Format) -> None:
         )
 
 
+def _pick(r: Report, constraints: list[picker.Constraint], by: str | None) -> picker.Pick:
+    metric, maximise = picker.parse_by(by, r.points)
+    samples = picker.load_samples(r.points)
+    return picker.pick(r.points, constraints, metric, samples, maximise=maximise)
+
+
+def _parse_best(best: str | None, by: str | None, fmt: Format) -> list[picker.Constraint] | None:
+    """--best's constraints (None when neither --best nor --by is given), checked before the
+    report is built."""
+    if best is None and by is None:
+        return None
+    if fmt not in (Format.table, Format.md, Format.json):
+        raise ConfigError(
+            f"--best has no --format {fmt.value}", source="--format", fix="use table, md or json"
+        )
+    picker.parse_by(by, [])
+    return picker.parse_best(best or "")
+
+
 def report(
     results_dirs: list[Path] = typer.Argument(
         ...,
@@ -99,12 +119,25 @@ def report(
         help="the rules × points table, with the fix for each failure (docs/validity.md); "
         "--format table, md or json",
     ),
+    best: str | None = typer.Option(
+        None,
+        "--best",
+        help='constraints on the means, e.g. "ttft_ms_p99<=500,tpot_ms_p99<=50": the point '
+        "that meets them with the best --by, and the runners-up not significantly worse",
+    ),
+    by: str | None = typer.Option(
+        None,
+        "--by",
+        help="the figure --best minimises (max:COLUMN maximises); default J/request for "
+        "serving points, else J/token",
+    ),
 ) -> None:
     """Mean, sd and 95% interval across cycles per study point; plots; Markdown, HTML, JSON
     or CSV. The interval is on the log scale for figures that cannot be negative, so it never
     crosses zero. The table fits the terminal's width.
 
     Several RESULTS_DIRs compare side by side, a `study` column naming each point's study."""
+    constraints = _parse_best(best, by, fmt)
     if len(results_dirs) == 1:
         r = build_report(results_dirs[0], cv_threshold=cv_threshold)
     else:
@@ -113,6 +146,7 @@ def report(
     if validity:
         _validity(r, fmt)
         return
+    chosen = None if constraints is None else _pick(r, constraints, by)
     target = out_dir or results_dirs[0] / "report"
     figs: Figures | None = None
     to_file = fmt in (Format.md, Format.html) or (fmt is Format.csv and out_dir is not None)
@@ -120,8 +154,15 @@ def report(
         figs = draw(r, target, x=x, run=run)
     if fmt is Format.table:
         print_table(out, r)
+        for line in [] if chosen is None else picker.lines(chosen, comparing=r.comparing):
+            out.print(escape(line), highlight=False)
     elif fmt is Format.json:
-        print(as_json(r, figs))
+        data = json.loads(as_json(r, figs))
+        print(
+            json.dumps(
+                data | ({} if chosen is None else {"best": picker.as_dict(chosen)}), indent=2
+            )
+        )
     elif not to_file:  # csv to stdout
         print(as_csv(r), end="")
     else:
@@ -129,6 +170,7 @@ def report(
         page = target / f"report.{fmt.value}"
         pages = {Format.md: markdown, Format.html: html_page}
         text = as_csv(r) if fmt is Format.csv else pages[fmt](r, figs)
+        text += "" if chosen is None else picker.markdown(chosen, comparing=r.comparing)
         page.write_text(text, "utf-8")
         out.print(f"wrote {escape(str(page))}", highlight=False)
     if figs is not None and fmt is not Format.json:

@@ -16,6 +16,7 @@ from llem_docker.execution.gpu_check import check_quantization
 from llem_docker.execution.models import check_models
 from llem_docker.execution.quality_check import check_quality
 from llem_docker.execution.resume import check_same_design, read_prior
+from llem_docker.execution.trace_check import check_traces
 from llem_docker.store.manifest import Manifest
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan, check_size, plan_study
@@ -88,6 +89,7 @@ def prepare_study(
     runners = settings.runners(sorted(plan.counts()))
     check_models(plan, study, settings)  # GGUF files: before anything runs, dry run included
     check_quality(plan, study)  # the references quality is scored against
+    check_traces(plan, study)  # serving.arrival: trace: the trace files, read as a run will
     if check_gpus:
         check_quantization(plan, settings, runners, source)
     return PreparedStudy(

@@ -15,6 +15,7 @@ from typing import Protocol
 from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution import hf_datasets
+from llem_docker.execution.trace_check import resolve_trace
 from llem_docker.store.layout import StudyDir
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan
@@ -27,6 +28,7 @@ from llem_harness.host_api import (
 )
 
 RUN_DATASET = "dataset.jsonl"
+RUN_TRACE = "trace"  # serving.arrival: trace: the trace's copy, `trace.jsonl` or `trace.csv`
 
 
 class Described(Protocol):
@@ -53,10 +55,14 @@ def resolve_datasets(
 ) -> dict[str, Path]:
     """Every .jsonl dataset, resolved against the study file's folder, and every `hf:`
     dataset, read from the hub cache into a JSONL file (hf_datasets.py); all checked up
-    front."""
+    front. Serving traces (`serving.trace`) are resolved into the same map, by the name the
+    study gives them (trace_check.py)."""
     base = Path(study.source).resolve().parent if study.source else Path.cwd()
     found: dict[str, Path] = {}
     for point in plan.points:
+        trace = point.config.serving_options().trace
+        if trace is not None and trace not in found:
+            found[trace] = resolve_trace(trace, base, study.source)
         name = point.config.dataset
         if name.startswith(hf_datasets.PREFIX) and name not in found:
             most = max(p.config.n_prompts for p in plan.points if p.config.dataset == name)
@@ -109,8 +115,9 @@ def prepare_run(
     datasets: dict[str, Path],
     models: Mapping[str, str] | None = None,
 ) -> None:
-    """The run's folder and experiment.json: its dataset copied in, and a GGUF model named as
-    the run finds it (execution/models.py's `stage_models`)."""
+    """The run's folder and experiment.json: its dataset (and serving trace) copied in, and a
+    GGUF model named as the run finds it (execution/models.py's `stage_models`). The config
+    hash is the study's (`run.point.config_hash`), from before these rewrites."""
     run_dir = StudyDir(study_dir).run(run.run_id)
     run_dir.path.mkdir(parents=True)
     config = run.point.config
@@ -122,6 +129,11 @@ def prepare_run(
     if config.dataset in datasets:
         shutil.copyfile(datasets[config.dataset], run_dir.file(RUN_DATASET))
         config = config.model_copy(update={"dataset": RUN_DATASET})
+    serving = config.serving
+    if serving is not None and serving.trace is not None and serving.trace in datasets:
+        local = RUN_TRACE + Path(serving.trace).suffix.lower()
+        shutil.copyfile(datasets[serving.trace], run_dir.file(local))
+        config = config.model_copy(update={"serving": serving.model_copy(update={"trace": local})})
     if models and config.model in models:
         config = config.model_copy(update={"model": models[config.model]})
     request = RunRequest(

@@ -14,7 +14,8 @@
 - serving.png (serving studies): energy per request and latency percentiles against the
   request rate, with the SLOs (report/serving.py);
 - quality.png (studies with a `quality:` section): accuracy against J/token, one marker per
-  point, the Pareto frontier marked (report/quality.py).
+  point, the Pareto frontier marked (report/quality.py);
+- pareto.png: the energy–latency Pareto front, a panel per scenario (report/pareto.py).
 
 The error bars are the tables' 95% intervals (report/stats.py): on the log scale for figures
 that cannot be negative, so a bar never reaches below zero, and longer above the mean than
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from llem_docker.report import quality, serving, timeline
+from llem_docker.report import pareto, quality, serving, timeline
 from llem_docker.report.fmt import num
 from llem_docker.report.points import METRICS, Point, Report
 from llem_docker.report.stats import error_bars as errors
@@ -294,6 +295,10 @@ def draw(report: Report, out: Path, *, x: str | None = None, run: str | None = N
             figs.skipped["quality.png"] = no_energy
         else:
             figs.written["quality.png"] = path
+    if (path := pareto.draw(report, out / "pareto.png", _figure, _save, _who)) is None:
+        figs.skipped["pareto.png"] = f"no point has both figures of its front: {no_energy}"
+    else:
+        figs.written["pareto.png"] = path
     served = [p for p in report.points if serving.is_serving(p)]
     if served:
         path = serving.draw(served, out / "serving.png")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llem_docker.report.pareto import front
 from llem_docker.report.stats import error_bars as errors
 from llem_docker.store.layout import StudyDir
 
@@ -92,14 +93,7 @@ def scored(points: Sequence[Point]) -> list[Point]:
 def frontier(xy: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points on the Pareto frontier of (cost x: lower is better, value y:
     higher is better), in order of x. Ties on both axes are all on it."""
-
-    def dominated(i: int) -> bool:
-        xi, yi = xy[i]
-        return any(
-            x <= xi and y >= yi and (x < xi or y > yi) for j, (x, y) in enumerate(xy) if j != i
-        )
-
-    return sorted((i for i in range(len(xy)) if not dominated(i)), key=lambda i: xy[i])
+    return front(xy, ("min", "max"))
 
 
 def on_frontier(points: Sequence[Point]) -> list[Point]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llem_docker.report import quality, serving
+from llem_docker.report import pareto, quality, serving
 from llem_docker.report.fmt import NA, bounds, num, spread
 from llem_docker.report.points import METRICS, QUALITY_METRICS, Point, Report
 from llem_docker.report.stats import Summary
@@ -143,6 +143,7 @@ def notes(r: Report, kept: list[Column], dropped: list[Column]) -> list[str]:
     lines += fallback_lines(r)
     lines += [WARNINGS_NOTE] if any(p.warnings for p in r.points) else []
     lines += [best] if (best := quality.frontier_line(r)) else []
+    lines += pareto.front_lines(r)
     return lines + [f"energy not measured: {x}" for x in energy_lines(r, kept)]
 
 
