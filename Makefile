@@ -70,6 +70,7 @@ apptainer-down:
 bench: setup test-images
 	$(BIN)/python bench/expand.py
 	$(BIN)/python bench/docker_overhead.py --out bench/results/docker_overhead.json
+	$(BIN)/python bench/loadgen_limits.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
