@@ -45,6 +45,31 @@ def reproduce(
 
     The same configs, seed, order and measurement settings; this machine's environment is set
     against the original's first. Then: llem-docker compare ORIGINAL NEW."""
+
+    if not source.exists():
+        raise ConfigError(f"{source} does not exist", source="PACK_OR_DIR")
+    scratch = Path(tempfile.mkdtemp(prefix="llem-reproduce-"))
+    try:
+        code = _run(source, scratch, study_file, runner, results_dir, points, cycles,
+                    allow_image_drift, resume, dry_run)  # fmt: skip
+    finally:  # the extracted pack and the staged study; a kept original was moved out
+        shutil.rmtree(scratch, ignore_errors=True)
+    raise typer.Exit(code)
+
+
+def _run(
+    source: Path,
+    scratch: Path,
+    study_file: Path | None,
+    runner: str | None,
+    results_dir: str | None,
+    points: str | None,
+    cycles: int | None,
+    allow_image_drift: bool,
+    resume: Path | None,
+    dry_run: bool,
+) -> int:
+    """reproduce's work, in `scratch` (which the caller removes): the exit code."""
     from llem_docker.execution.loop import StudyInterrupted, execute_study
     from llem_docker.execution.pipeline import prepare_study
     from llem_docker.review import reproduce as rp
@@ -52,9 +77,6 @@ def reproduce(
     from llem_docker.review.envrecord import current_environment, study_environment
     from llem_docker.study.loader import load_study
 
-    if not source.exists():
-        raise ConfigError(f"{source} does not exist", source="PACK_OR_DIR")
-    scratch = Path(tempfile.mkdtemp(prefix="llem-reproduce-"))
     original = rp.open_original(source, scratch / "original", study_file)
     staged = rp.staged_study(original, scratch / "study")
     study = load_study(staged)
@@ -88,8 +110,7 @@ def reproduce(
             "--allow-image-drift and say so with the verdict",
         )
     if dry_run:
-        shutil.rmtree(scratch, ignore_errors=True)
-        return
+        return 0
     try:
         outcome = execute_study(
             plan, study, settings, runners, console=out, as_json=False, resume=prepared.resume
@@ -104,12 +125,11 @@ def reproduce(
         if not folder.exists():
             folder.parent.mkdir(exist_ok=True)
             shutil.move(str(original.folder), folder)
-    shutil.rmtree(scratch, ignore_errors=True)
     out.print(
         f"compare with: llem-docker compare {escape(str(folder))} {escape(str(outcome.study_dir))}",
         highlight=False,
     )
-    raise typer.Exit(outcome.exit_code)
+    return outcome.exit_code
 
 
 def _show(original: object, runs: tuple[object, ...], lines: list[str]) -> None:
