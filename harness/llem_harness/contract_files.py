@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +73,16 @@ def atomic_write_json(path: Path, data: Any) -> None:
             os.close(dfd)
     except OSError:
         pass
+
+
+def jsonl_values(lines: Iterable[str], where: str) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank JSON Lines line; a line that is not JSON is a
+    ValueError naming `where` (the file) and the line. The datasets, quality's references and
+    serving traces all read their JSONL through it."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}, line {lineno}: not JSON ({exc.msg})") from None

@@ -14,12 +14,12 @@ not yet tensorrt); `random`/dummy weights and
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 
 from llem_harness.config import ExperimentConfig
+from llem_harness.contract_files import jsonl_values
 
 Tokenize = Callable[[str], list[int]]
 
@@ -74,13 +74,7 @@ def builtin_prompts(n: int, seed: int) -> list[str]:
 def jsonl_prompts(path: Path, n: int) -> list[str]:
     prompts: list[str] = []
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {lineno}: not JSON ({exc.msg})") from None
+        for lineno, obj in jsonl_values(fh, str(path)):
             text = prompt_of(obj) if isinstance(obj, dict) else None
             if not isinstance(text, str) or not text:
                 raise ValueError(

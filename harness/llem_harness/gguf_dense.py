@@ -24,6 +24,7 @@ from typing import Any
 from llem_harness.cache_folders import cache_root, made_once
 from llem_harness.gguf_model import check_file, describe, locate, sha256
 from llem_harness.models import ModelNotFoundError
+from llem_harness.termination import communicate
 
 DENSE_DIR = "gguf-dense"  # under $LLEM_ENGINE_CACHE
 
@@ -88,12 +89,7 @@ def unpack(gguf: Path, dtype: str, out: Path) -> None:
     folder, already made, loaded in 38 s."""
     cmd = [sys.executable, "-m", "llem_harness.gguf_dense", str(gguf), dtype, str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        _, stderr = proc.communicate()
-    except BaseException:  # a SIGTERM or Ctrl+C: the child goes with the run
-        proc.kill()
-        proc.wait()
-        raise
+    _, stderr = communicate(proc)
     if proc.returncode != 0:
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-15:]
         raise RuntimeError(

@@ -19,7 +19,6 @@ The accuracy's 95% interval is Wilson's score interval, which stays within [0, 1
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
@@ -28,7 +27,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from llem_harness.contract_files import StrictModel
+from llem_harness.contract_files import StrictModel, jsonl_values
 
 SCORER_VERSION = "2"  # 2: `number` reads the last number (1: the first)
 Metric = Literal["exact_match", "contains", "number"]
@@ -95,10 +94,8 @@ def records(path: Path, field: str) -> list[str]:
     """Every reference of a JSONL dataset, one per record, in order."""
     refs: list[str] = []
     with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            value = json.loads(line).get(field)
+        for lineno, obj in jsonl_values(fh, str(path)):
+            value = obj.get(field) if isinstance(obj, dict) else None
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise ValueError(f"{path}, line {lineno}: no `{field}` reference for quality")
             refs.append(str(value))

@@ -11,6 +11,7 @@ it between batches. A terminated run therefore never writes a result.json.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from types import FrameType
 from typing import Any
@@ -41,3 +42,15 @@ def install() -> Any:
 
 def restore(previous: Any) -> None:
     signal.signal(signal.SIGTERM, previous)
+
+
+def communicate(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """The child's (stdout, stderr) once it ends; when the run ends first (a SIGTERM, Ctrl+C)
+    the child is killed and reaped, so that it goes with the run."""
+    try:
+        stdout, stderr = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return stdout or b"", stderr or b""

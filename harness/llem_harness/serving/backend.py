@@ -39,6 +39,7 @@ from llem_harness.serving.arrivals import arrival_offsets
 from llem_harness.serving.loadgen import RequestSpec
 from llem_harness.serving.records import RequestRecord, completed
 from llem_harness.serving.trace import read_trace
+from llem_harness.termination import communicate
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
 
@@ -198,12 +199,7 @@ class ServingBackend(WholePass, Tokenizing):
         if keep_text:
             cmd.append("--keep-text")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            stdout, stderr = proc.communicate()
-        except BaseException:  # a SIGTERM or Ctrl+C: the load ends with the run
-            proc.kill()
-            proc.wait()
-            raise
+        stdout, stderr = communicate(proc)  # the load ends with the run
         if proc.returncode != 0:
             raise RuntimeError(
                 f"the load generator failed (exit {proc.returncode}): "

@@ -10,12 +10,13 @@ factor `scale` (2.0 replays twice as fast)."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from llem_harness.contract_files import jsonl_values
 
 TIME_KEYS = ("timestamp", "Timestamp", "time", "arrival_s")
 OUTPUT_KEYS = ("output_tokens", "output_length", "Response tokens")
@@ -84,13 +85,7 @@ def _records(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
         for row in reader:
             yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
         return
-    for n, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"trace {path}, line {n}: not JSON ({exc.msg})") from None
+    for n, obj in jsonl_values(text.splitlines(), f"trace {path}"):
         if not isinstance(obj, dict):
             raise ValueError(f"trace {path}, line {n}: not a JSON object")
         yield n, obj
