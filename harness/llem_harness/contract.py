@@ -203,13 +203,14 @@ class ServingWindow(_Model):
 
 
 class LoadGeneratorCost(_Model):
-    """The load generator's own CPU time (user + system, its process), so that its
+    """The load generator's own CPU time (user + system, every sender process's), so that its
     interference with the engine can be judged."""
 
     cpu_s: float | None = None
     wall_s: float | None = None
-    cpu_fraction: float | None = None  # cpu_s / wall_s: the share of one core it kept busy
+    cpu_fraction: float | None = None  # cpu_s / wall_s: the cores it kept busy
     unavailable_reason: str | None = None
+    senders: int | None = None  # 1.12: sender processes
 
 
 class Serving(_Model):

@@ -33,6 +33,7 @@ from llem_harness.gguf_dense import loaded_as
 from llem_harness.gguf_model import describe, is_gguf, locate
 from llem_harness.quantization import CheckpointMismatch, run_problem
 from llem_harness.scenarios import RunParts, scenario_for
+from llem_harness.serving.senders import SendRateError
 from llem_harness.termination import Terminated, check_terminated
 from llem_harness.timing import PhaseClock
 from llem_harness.validity import evaluate
@@ -108,9 +109,9 @@ class Harness:
         self.set_phase("load", model=cfg.model, weights=cfg.weights)
         try:
             backend.load(cfg, self.run_dir)
-        except (EngineArgsError, CheckpointMismatch):  # an engine_args key no entry point
-            self.phase = "config"  # takes, or a checkpoint holding another quantization
-            raise
+        except (EngineArgsError, CheckpointMismatch, SendRateError):  # an engine_args key no
+            self.phase = "config"  # entry point takes, a checkpoint holding another
+            raise  # quantization, or a request rate the load generator cannot keep here
         prompts = load_prompt_ids(cfg, backend.tokenize, backend.vocab_size, self.run_dir)
 
         self.set_phase("warmup")

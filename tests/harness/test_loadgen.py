@@ -412,7 +412,8 @@ def test_cli_end_to_end(server: FakeServer, tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)  # exactly one line
-    assert summary.keys() == {"start_s", "end_s", "cpu_s", "requests", "ok", "failed"}
+    assert summary.keys() == {"start_s", "end_s", "cpu_s", "requests", "ok", "failed", "senders"}
+    assert summary["senders"] == 1
     assert 0 < summary["cpu_s"] < summary["end_s"] - summary["start_s"] + 5
     assert (summary["requests"], summary["ok"], summary["failed"]) == (4, 3, 1)
     records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -121,8 +121,8 @@ def test_the_block_counts_energy_requests_slos_and_failures(tmp_path: Path) -> N
     # 300 W flat, samples every 0.1 s on a clock whose t_s 0 is monotonic 99.0
     samples = [Sample(k / 10, 0, 300.0, None, None, None, None, None) for k in range(260)]
     c = cfg(request_rate=1, arrival="constant", slo={"ttft_ms": 500})
-    s = serving_block(c, records, {"cpu_s": 0.5, "wall_s": 22.0}, 99.5, 23.0, 6900.0, None,
-                      samples, 99.0)  # fmt: skip
+    s = serving_block(c, records, {"cpu_s": 0.5, "wall_s": 22.0, "senders": 2}, 99.5, 23.0,
+                      6900.0, None, samples, 99.0)  # fmt: skip
     assert (s.requests, s.completed, s.failed) == (20, 19, 1) and s.errors == ["HTTP 500: boom"]
     assert s.achieved_rate == pytest.approx(1.0) and s.request_rate == 1
     assert s.steady.duration_s == pytest.approx(17.0, abs=0.01)
@@ -138,9 +138,11 @@ def test_the_block_counts_energy_requests_slos_and_failures(tmp_path: Path) -> N
     # last - first token over 4 gaps: (2.0 - 0.2) / 4 on 9 requests, (2.0 - 0.6) / 4 on 10
     assert s.tpot_ms is not None and s.tpot_ms.mean == pytest.approx((9 * 450 + 10 * 350) / 19)
     assert s.load_generator.cpu_fraction == pytest.approx(0.5 / 22.0)
+    assert s.load_generator.senders == 2
     no_gpu = serving_block(c, records, {}, 99.5, 23.0, None, "no NVIDIA GPU", [], None)
     assert no_gpu.steady.energy_j is None and no_gpu.unavailable_reason == "no NVIDIA GPU"
     assert no_gpu.steady.duration_s is not None and no_gpu.load_generator.unavailable_reason
+    assert no_gpu.load_generator.senders is None
     rows = write_serving_requests(tmp_path / "r.parquet", records, 99.5, c)
     table = pq.read_table(tmp_path / "r.parquet").to_pydict()
     assert rows == 20 and table["ok"][5] == 0 and table["slo_met"][1] == 1

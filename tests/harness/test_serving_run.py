@@ -119,6 +119,7 @@ def test_a_serving_run_end_to_end_with_the_stand_in(tmp_path: Path) -> None:
     assert res.tokens.output == 12 * 6 and res.latency.mode == "loadgen_stream"
     assert s.ttft_ms is not None and s.ttft_ms.n == 12 and s.slo_attainment == 1.0
     assert s.load_generator.cpu_s is not None and 0 < s.load_generator.cpu_s < 5
+    assert s.load_generator.senders == 1  # 20 req/s
     assert s.whole.energy_j is None and s.whole.unavailable_reason  # no GPU here
     assert res.phases is not None and res.phases.prefill.unavailable_reason
     assert res.flops is not None and res.flops.total and res.steady_state is None
@@ -163,3 +164,29 @@ def test_a_trace_replay_run_follows_the_trace_scaled(tmp_path: Path) -> None:
     assert due == pytest.approx([0.0, 0.2, 0.2, 0.6, 1.0], abs=1e-6)
     assert table["output_tokens"] == [3, 1, 6, 2, 6]
     assert not [w for w in res.warnings if "honour" in w]
+
+
+def test_a_run_whose_rate_needs_two_senders_gets_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harness picks the sender count from the rate (serving/senders.py; a sender is
+    given 10 req/s here), and the result records it: every request once, from one schedule."""
+    from llem_harness.run import run_experiment
+
+    monkeypatch.setattr("llem_harness.serving.senders.PER_SENDER_RPS", 10.0)
+    monkeypatch.setattr("llem_harness.serving.backend.usable_cores", lambda: 4)
+    run_dir = tmp_path / "run"
+    write_request(
+        run_dir, backend="vllm", scenario="serving", n_prompts=12, max_output_tokens=6,
+        serving={"request_rate": 20, "arrival": "constant"},
+    )  # fmt: skip
+    os.environ.update(standin_env())  # the server inherits the harness's environment
+    assert run_experiment(run_dir) == 0, (run_dir / "error.json").read_text()
+    res = ExperimentResult.model_validate_json((run_dir / "result.json").read_text())
+    s = res.serving
+    assert s is not None and (s.requests, s.completed, s.failed) == (12, 12, 0)
+    assert s.load_generator.senders == 2 and s.load_generator.cpu_s
+    table = pq.read_table(run_dir / "requests.parquet").to_pydict()
+    assert table["request"] == list(range(12))
+    due = [t - table["scheduled_s"][0] for t in table["scheduled_s"]]
+    assert due == pytest.approx([i / 20 for i in range(12)], abs=1e-6)

@@ -8,8 +8,10 @@ engine: the server is the engine.
 
 The measured pass keeps every request's record (`records`, on time.monotonic(), which the
 load generator's process shares) and the load generator's own CPU time over the load (it
-reports `time.process_time()` from the load's start to its end) for the result's `serving`
-block (measure.py).
+reports `time.process_time()` from the load's start to its end, every sender's together) for
+the result's `serving` block (measure.py). The measured pass runs over as many sender
+processes as its mean rate needs (senders.py); a rate past what this run's cores allow is
+refused at load, before the server starts.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from llem_harness.serving import loadgen, server
 from llem_harness.serving.arrivals import arrival_offsets
 from llem_harness.serving.loadgen import RequestSpec
 from llem_harness.serving.records import RequestRecord, completed
-from llem_harness.serving.trace import read_trace
+from llem_harness.serving.senders import senders_for, usable_cores
+from llem_harness.serving.trace import Trace, read_trace
 from llem_harness.termination import communicate
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
@@ -72,6 +75,7 @@ class ServingBackend(WholePass, Tokenizing):
         self.records: list[RequestRecord] = []
         self.load_start: float | None = None
         self.loadgen_cost: dict[str, float | None] = {}
+        self.senders = 1  # the measured pass's sender processes (senders.py)
         self.arrival_seed = 0
         self.max_tokens: dict[int, int] = {}  # the timed pass's per-request lengths (a trace's)
 
@@ -87,6 +91,7 @@ class ServingBackend(WholePass, Tokenizing):
     def load(self, cfg: ExperimentConfig, run_dir: Path) -> None:
         self.cfg, self.run_dir = cfg, run_dir
         self.arrival_seed = arrival_seed(cfg, read_request(run_dir).run.cycle)
+        self.senders = self._senders()  # a rate past the load generator's limit: refused here
         model = self._model(cfg)
         port = server.free_port()
         cmd, self.served_name = self.engine_server.command(cfg, model, port, Path(self._scratch()))
@@ -130,6 +135,7 @@ class ServingBackend(WholePass, Tokenizing):
             keep = self.cfg.quality is not None and self.cfg.weights != "dummy"
         else:
             offsets, concurrency, keep = [0.0] * len(prompts), None, False
+        senders = self.senders if timed else 1
         specs = [
             RequestSpec(
                 id=i,
@@ -142,7 +148,7 @@ class ServingBackend(WholePass, Tokenizing):
         sampling = self._sampling(n_out)
         if lengths is not None:  # per-request lengths: ignore_eos alone holds them
             sampling.pop("min_tokens", None)
-        start, records, cost = self._drive(specs, concurrency, sampling, keep_text=keep)
+        start, records, cost = self._drive(specs, concurrency, senders, sampling, keep_text=keep)
         if timed:
             self.records, self.load_start, self.loadgen_cost = records, start, cost
             self.max_tokens = {s.id: s.max_tokens for s in specs} if lengths is not None else {}
@@ -154,13 +160,8 @@ class ServingBackend(WholePass, Tokenizing):
         path), its length capped by serving.n_requests."""
         assert self.cfg is not None and self.run_dir is not None
         opts = self.cfg.serving_options()
-        if opts.arrival == "trace" and opts.trace is not None:
-            path = Path(opts.trace).expanduser()
-            trace = read_trace(
-                path if path.is_absolute() else self.run_dir / path,
-                opts.trace_scale,
-                opts.trace_unit,
-            )
+        if opts.arrival == "trace":
+            trace = self._trace()
             n = min(len(trace.offsets), opts.n_requests or len(trace.offsets))
             if trace.output_tokens is None:
                 return trace.offsets[:n], None
@@ -175,15 +176,41 @@ class ServingBackend(WholePass, Tokenizing):
         )
         return offsets, None
 
+    def _trace(self) -> Trace:
+        """`arrival: trace`'s trace: the run folder's copy (or an absolute path), scaled."""
+        assert self.cfg is not None and self.run_dir is not None
+        opts = self.cfg.serving_options()
+        assert opts.trace is not None
+        path = Path(opts.trace).expanduser()
+        where = path if path.is_absolute() else self.run_dir / path
+        return read_trace(where, opts.trace_scale, opts.trace_unit)
+
+    def _senders(self) -> int:
+        """The measured pass's sender count, from the schedule's mean rate (a trace's: its
+        requests over their span); a SendRateError for one this run's cores cannot keep."""
+        assert self.cfg is not None
+        opts = self.cfg.serving_options()
+        rate, knob, lower = opts.rate, "serving.request_rate", "serving.request_rate"
+        if opts.arrival == "trace":
+            offsets = self._trace().offsets[: opts.n_requests]
+            span = offsets[-1] - offsets[0]
+            rate = (len(offsets) - 1) / span if span > 0 else None  # None: all at once
+            assert opts.trace is not None
+            knob = f"the trace {Path(opts.trace).name} at serving.trace_scale {opts.trace_scale:g}"
+            lower = "serving.trace_scale"
+        return senders_for(rate, opts.max_concurrency, usable_cores(), knob, lower)
+
     def _drive(
         self,
         specs: list[RequestSpec],
         concurrency: int | None,
+        senders: int,
         sampling: dict[str, Any],
         keep_text: bool,
     ) -> tuple[float, list[RequestRecord], dict[str, float | None]]:
-        """Run the load generator over `specs`: (its start, the records, its CPU cost). With
-        `keep_text` (a `quality:` section), the records hold the responses' texts."""
+        """Run the load generator over `specs` with `senders` processes: (its start, the
+        records, its cost). With `keep_text` (a `quality:` section), the records hold the
+        responses' texts."""
         assert self.server is not None and self.cfg is not None
         folder = Path(self._scratch())
         requests, out = folder / "requests.jsonl", folder / "records.jsonl"
@@ -198,7 +225,11 @@ class ServingBackend(WholePass, Tokenizing):
             cmd += ["--max-concurrency", str(concurrency)]
         if keep_text:
             cmd.append("--keep-text")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if senders > 1:
+            cmd += ["--senders", str(senders)]
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=server.die_with_parent
+        )
         stdout, stderr = communicate(proc)  # the load ends with the run
         if proc.returncode != 0:
             raise RuntimeError(
@@ -215,7 +246,11 @@ class ServingBackend(WholePass, Tokenizing):
                 f"{'; '.join(errors)}; the end of {server.LOG_FILE}:\n{self.server.log_tail(20)}"
             )
         start = float(summary["start_s"])
-        cost = {"wall_s": float(summary["end_s"]) - start, "cpu_s": summary.get("cpu_s")}
+        cost = {
+            "wall_s": float(summary["end_s"]) - start,
+            "cpu_s": summary.get("cpu_s"),
+            "senders": summary.get("senders"),
+        }
         return start, records, cost
 
     def _sampling(self, n_out: int) -> dict[str, Any]:

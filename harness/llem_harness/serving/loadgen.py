@@ -13,17 +13,21 @@ The harness runs it by path (`python -I`): it imports the standard library only.
   open, the request about to be written; `done_s`: `[DONE]` or the body's end, or the failure.
 - A request's failure (refused, HTTP error, malformed stream, error event, the timeout from the
   connection's opening) is in its record (`ok` False, `error`) and never stops the load.
+- `--senders N` > 1 (fanout.py): N processes of this script share the requests (round-robin
+  in due order), one start instant and the `--max-concurrency` cap; this one merges them.
 
 CLI: `loadgen.py --url URL --model NAME --requests IN.jsonl --out OUT.jsonl [--max-concurrency
-N] [--timeout-s S] [--extra-json '{...}'] [--keep-text]`: one record per line, then a JSON
-summary line (with `cpu_s`, the load's own CPU time). Exit 0 when the load ran, 2 for bad
-arguments or input.
+N] [--timeout-s S] [--extra-json '{...}'] [--keep-text] [--senders N]`: one record per line, in
+the input's order, then a JSON summary line (`start_s`, `end_s`, `cpu_s`: the load's own CPU
+time, every sender's together, `requests`, `ok`, `failed`, `senders`). Exit 0 when the load
+ran, 1 when a sender process failed, 2 for bad arguments or input.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import math
 import os
@@ -32,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -220,11 +225,13 @@ async def run_load(
     timeout_s: float = 600.0,
     path: str = "/v1/completions",
     keep_text: bool = False,
+    start: float | None = None,
 ) -> tuple[float, list[dict[str, Any]]]:
     """Send every spec at its due time (start + arrival_s), at most `max_concurrency` in flight
     (a due request waits for a free slot). Returns (start, records), `start` the load's
-    `time.monotonic()`, the records in spec order. One request's failure never raises. With
-    `keep_text`, each record has the response's text (`text`; else null)."""
+    `time.monotonic()` (now, or the one given: several senders share it), the records in spec
+    order. One request's failure never raises. With `keep_text`, each record has the
+    response's text (`text`; else null)."""
     addr = _address(url, path, max_concurrency, timeout_s)
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     extra = dict(extra_body or {})
@@ -262,7 +269,7 @@ async def run_load(
         }
 
     tasks: list[asyncio.Task[dict[str, Any]] | None] = [None] * len(specs)
-    start = time.monotonic()
+    start = time.monotonic() if start is None else start
     for i in sorted(range(len(specs)), key=lambda i: specs[i].arrival_s):
         spec = specs[i]
         body = {"model": model, "prompt": spec.prompt, "max_tokens": spec.max_tokens, **stream}
@@ -318,7 +325,7 @@ def _load_specs(path: Path) -> list[RequestSpec]:
     return specs
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m llem_harness.serving.loadgen")
     parser.add_argument("--url", required=True, help="server base URL, http://HOST:PORT")
     parser.add_argument("--model", required=True, help="the model name the server serves")
@@ -328,37 +335,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--extra-json", default=None, help="a JSON object merged into each body")
     parser.add_argument("--keep-text", action="store_true", help="record each response's text")
+    parser.add_argument("--senders", type=int, default=1, help="sender processes (fanout.py)")
+    # One sender of several: the shared start comes on stdin (fanout.wait_for_start).
+    parser.add_argument("--start-on-stdin", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _check(args: argparse.Namespace) -> tuple[dict[str, Any], list[RequestSpec]]:
+    """The extra body fields and the requests; a ValueError for bad arguments or input."""
+    _address(args.url, "/", args.max_concurrency, args.timeout_s)
+    if not 1 <= args.senders <= (args.max_concurrency or args.senders):
+        raise ValueError(
+            f"--senders must be >= 1 and at most --max-concurrency (each sender needs a slot of "
+            f"the cap), got {args.senders}"
+        )
     try:
-        args = parser.parse_args(argv)
+        extra = json.loads(args.extra_json or "{}")
+    except ValueError as exc:
+        raise ValueError(f"--extra-json: {exc}") from exc
+    if not isinstance(extra, dict):
+        raise ValueError("--extra-json must be a JSON object")
+    if not args.out.parent.is_dir():
+        raise ValueError(f"{args.out}: its directory does not exist")
+    return extra, _load_specs(args.requests)
+
+
+def _fanout() -> ModuleType:
+    """fanout.py, beside this file, by path: run as `python -I loadgen.py`, no folder of ours
+    is on sys.path (and the package's __init__ imports more than the standard library)."""
+    path = Path(__file__).with_name("fanout.py")
+    spec = importlib.util.spec_from_file_location("_loadgen_fanout", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the problem (or the help)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        _address(args.url, "/", args.max_concurrency, args.timeout_s)
-        try:
-            extra = json.loads(args.extra_json or "{}")
-        except ValueError as exc:
-            raise ValueError(f"--extra-json: {exc}") from exc
-        if not isinstance(extra, dict):
-            raise ValueError("--extra-json must be a JSON object")
-        if not args.out.parent.is_dir():
-            raise ValueError(f"{args.out}: its directory does not exist")
-        specs = _load_specs(args.requests)
+        extra, specs = _check(args)
+        at = _fanout().wait_for_start() if args.start_on_stdin else None
     except ValueError as exc:
         print(f"loadgen: {exc}", file=sys.stderr)
         return 2
-    load = run_load(
-        args.url, args.model, specs, max_concurrency=args.max_concurrency, extra_body=extra,
-        timeout_s=args.timeout_s, keep_text=args.keep_text,
-    )  # fmt: skip
-    cpu0 = time.process_time()  # the load's own CPU time, the imports and input left out
-    start, records = asyncio.run(load)
-    end, cpu = time.monotonic(), time.process_time() - cpu0
+    senders = min(args.senders, len(specs))
+    if senders > 1:
+        try:
+            start, end, cpu, records = _fanout().run_senders(Path(__file__), specs, senders, args)
+        except RuntimeError as exc:  # a sender failed: the others are killed
+            print(f"loadgen: {exc}", file=sys.stderr)
+            return 1
+    else:
+        load = run_load(
+            args.url, args.model, specs, max_concurrency=args.max_concurrency, extra_body=extra,
+            timeout_s=args.timeout_s, keep_text=args.keep_text, start=at,
+        )  # fmt: skip
+        cpu0 = time.process_time()  # the load's own CPU time, the imports and input left out
+        start, records = asyncio.run(load)
+        end, cpu = time.monotonic(), time.process_time() - cpu0
     tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     os.replace(tmp, args.out)
     ok = sum(1 for r in records if r["ok"])
     summary = {"start_s": start, "end_s": end, "cpu_s": cpu, "requests": len(records), "ok": ok}
-    print(json.dumps(summary | {"failed": len(records) - ok}), flush=True)
+    print(json.dumps(summary | {"failed": len(records) - ok, "senders": senders}), flush=True)
     return 0
 
 

@@ -149,7 +149,7 @@ def serving_block(
     has_slo = ttft_max is not None or tpot_max is not None
     met = sum(1 for r in records if slo_met(r, ttft_max, tpot_max))
     span = last_done - first
-    cpu, wall = cost.get("cpu_s"), cost.get("wall_s")
+    cpu, wall, senders = cost.get("cpu_s"), cost.get("wall_s"), cost.get("senders")
     errors = list(dict.fromkeys(str(r.error) for r in records if not r.ok))
     return Serving(
         request_rate=opts.request_rate,
@@ -182,6 +182,7 @@ def serving_block(
             wall_s=wall,
             cpu_fraction=cpu / wall if cpu is not None and wall else None,
             unavailable_reason=None if cpu is not None else "its rusage could not be read",
+            senders=int(senders) if senders is not None else None,
         ),
     )
 

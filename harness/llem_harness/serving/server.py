@@ -68,7 +68,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group: stop() ends its workers too
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         while True:
             code = self.proc.poll()
@@ -120,10 +120,11 @@ class ServerProcess:
         return ServerDetails(command=self.cmd, port=self.port, start_s=self.start_s)
 
 
-def _die_with_parent() -> None:
-    """In the server's process, before it runs: SIGKILL it when the harness dies, whatever
-    kills the harness (a runner's SIGKILL after its grace, a second Ctrl+C), so that no
-    server outlives its run and holds the GPU. Linux only; elsewhere nothing is set."""
+def die_with_parent() -> None:
+    """In a child of the harness (the server, the load generator), before it runs: SIGKILL it
+    when the harness dies, whatever kills the harness (a runner's SIGKILL after its grace, a
+    second Ctrl+C), so that no server outlives its run and holds the GPU, and no load goes on.
+    Linux only; elsewhere nothing is set."""
     try:
         import ctypes
 
