@@ -3,13 +3,15 @@ send time less its due time) and its own CPU share, at rising constant request r
 a stand-in server on loopback that answers every request at once (a short SSE stream: 4 token
 events, usage, [DONE]), so that only the generator's own limits show.
 
-    .venv/bin/python bench/loadgen_limits.py [--rates 100,250,...] [--seconds 3] [--tokens 4]
+    .venv/bin/python bench/loadgen_limits.py [--rates 100,250,...] [--senders 1,2]
+                                             [--seconds 3] [--tokens 4]
 
-The generator runs as the harness runs it: `python -I loadgen.py` in its own process; the
-stand-in server runs in this process. On a 2-core machine the two share the cores, which is
-what a run in a container with a few cores also sees. Prints one row per rate: requests,
-achieved rate, send lag p50/p99/max in ms, the generator's CPU share (cpu_s / wall_s) and the
-failed requests.
+The generator runs as the harness runs it: `python -I loadgen.py --senders N` in its own
+process (N > 1: that many sender processes beside it); the stand-in server runs in this
+process. On a 2-core machine they share the cores, which is what a run in a container with a
+few cores also sees. Prints one row per rate and sender count: requests, achieved rate, send
+lag p50/p99/max in ms, the generator's CPU (cpu_s / wall_s, every sender's together: cores)
+and the failed requests.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def serve(tokens: int) -> tuple[int, asyncio.AbstractEventLoop]:
     return port[0], loop
 
 
-def one_rate(port: int, rate: float, seconds: float, tokens: int) -> dict[str, float]:
+def one_rate(port: int, rate: float, seconds: float, tokens: int, senders: int) -> dict[str, float]:
     n = max(1, int(rate * seconds))
     with tempfile.TemporaryDirectory() as tmp:
         requests, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
@@ -78,15 +80,19 @@ def one_rate(port: int, rate: float, seconds: float, tokens: int) -> dict[str, f
             json.dumps({"id": i, "prompt": [1] * 8, "max_tokens": tokens, "arrival_s": i / rate})
             + "\n" for i in range(n)))  # fmt: skip
         cmd = [sys.executable, "-I", str(LOADGEN), "--url", f"http://127.0.0.1:{port}",
-               "--model", "m", "--requests", str(requests), "--out", str(out)]  # fmt: skip
+               "--model", "m", "--requests", str(requests), "--out", str(out),
+               "--senders", str(senders)]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 20 + 60)
+        if done.returncode != 0:
+            raise SystemExit(f"loadgen failed (exit {done.returncode}): {done.stderr[-2000:]}")
         summary = json.loads(done.stdout.strip().splitlines()[-1])
         records = [json.loads(x) for x in out.read_text().splitlines()]
     lags = sorted((r["sent_s"] - r["scheduled_s"]) * 1000 for r in records if r["sent_s"])
     wall = summary["end_s"] - summary["start_s"]
     sends = sorted(r["sent_s"] for r in records if r["sent_s"])
     return {
-        "rate": rate, "requests": n, "achieved": (len(sends) - 1) / (sends[-1] - sends[0]),
+        "rate": rate, "senders": summary["senders"], "requests": n,
+        "achieved": (len(sends) - 1) / (sends[-1] - sends[0]),
         "p50": statistics.median(lags), "p99": lags[int(0.99 * (len(lags) - 1))],
         "max": lags[-1], "cpu": summary["cpu_s"] / wall, "failed": summary["failed"],
     }  # fmt: skip
@@ -95,16 +101,20 @@ def one_rate(port: int, rate: float, seconds: float, tokens: int) -> dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="100,250,500,1000,2000,4000")
+    ap.add_argument("--senders", default="1", help="sender counts, e.g. 1,2")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--tokens", type=int, default=4)
     args = ap.parse_args()
     port, _ = serve(args.tokens)
-    print("rate req/s | requests | achieved | lag p50 ms | lag p99 ms | lag max ms | cpu | failed")
+    print("rate req/s | senders | requests | achieved | lag p50 ms | lag p99 ms | lag max ms "
+          "| cpu | failed")  # fmt: skip
     for rate in (float(r) for r in args.rates.split(",")):
-        r = one_rate(port, rate, args.seconds, args.tokens)
-        print(f"{r['rate']:>10,.0f} | {r['requests']:>8,.0f} | {r['achieved']:>8,.0f} | "
-              f"{r['p50']:>10.2f} | {r['p99']:>10.2f} | {r['max']:>10.2f} | "
-              f"{r['cpu']:.2f} | {r['failed']:.0f}", flush=True)  # fmt: skip
+        for senders in (int(n) for n in args.senders.split(",")):
+            r = one_rate(port, rate, args.seconds, args.tokens, senders)
+            print(f"{r['rate']:>10,.0f} | {r['senders']:>7.0f} | {r['requests']:>8,.0f} | "
+                  f"{r['achieved']:>8,.0f} | "
+                  f"{r['p50']:>10.2f} | {r['p99']:>10.2f} | {r['max']:>10.2f} | "
+                  f"{r['cpu']:.2f} | {r['failed']:.0f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
