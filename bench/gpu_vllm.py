@@ -286,7 +286,7 @@ def main() -> None:
     os.environ.setdefault("LLEM_ENGINE_CACHE", str(args.engine_cache.absolute()))
     caches = configure_compile_caches()  # before vllm or torch is imported
     path = args.out / "gpu_vllm.json"
-    out: dict[str, Any] = {"compile_caches": caches, "section_seconds": {}}
+    out: dict[str, Any] = {"compile_caches": caches.model_dump(mode="json"), "section_seconds": {}}
     for name in args.sections.split(","):
         t0 = time.perf_counter()
         if name == "harness":
