@@ -25,6 +25,7 @@ from llem_harness.backends.spec import EngineOptions
 from llem_harness.gguf_model import is_gguf
 from llem_harness.quality import QualityConfig
 from llem_harness.quantization import Quantization, config_problem
+from llem_harness.serving.search_options import CapacitySearch
 
 Precision = Literal["fp32", "fp16", "bf16"]
 Weights = Literal["pretrained", "dummy"]
@@ -87,6 +88,11 @@ class ServingOptions(_Strict):
         1.0, gt=0.0, description="the trace's rate factor: 2 = twice as fast"
     )
     trace_unit: Literal["s", "ms"] = Field("s", description="the trace's timestamps' unit")
+    search: CapacitySearch | None = Field(
+        None,
+        description="find the capacity (the highest rate that meets serving.slo) instead of "
+        "measuring one serving.request_rate (docs/capacity.md)",
+    )
 
     @field_validator("request_rate", mode="before")
     @classmethod
@@ -107,7 +113,7 @@ class ServingOptions(_Strict):
             raise ValueError(f"serving.burstiness must be a finite number, not {self.burstiness}")
         if self.n_requests is not None and self.duration_s is not None:
             raise ValueError("set serving.n_requests or serving.duration_s, not both")
-        if self.duration_s is not None and self.request_rate == "inf":
+        if self.duration_s is not None and self.request_rate == "inf" and self.search is None:
             raise ValueError(
                 "serving.duration_s needs a finite serving.request_rate: at an infinite "
                 "rate every request is sent at once, so set serving.n_requests instead"
@@ -117,7 +123,27 @@ class ServingOptions(_Strict):
                 f"serving.burstiness is the gamma arrivals' shape; set arrival: gamma "
                 f"(arrival is {self.arrival})"
             )
-        return self._check_trace()
+        return self._check_search()._check_trace()
+
+    def _check_search(self) -> ServingOptions:
+        if self.search is None:
+            return self
+        if self.request_rate != "inf":
+            raise ValueError(
+                f"serving.request_rate ({self.request_rate}) is what serving.search finds; "
+                "remove it, or remove serving.search to measure that one rate"
+            )
+        if self.arrival == "trace":
+            raise ValueError(
+                "serving.search chooses the request rate, and arrival: trace takes its rate "
+                "from the trace; use arrival: poisson, gamma or constant for a search"
+            )
+        if self.slo.ttft_ms is None and self.slo.tpot_ms is None:
+            raise ValueError(
+                "serving.search finds the highest rate that meets serving.slo, which sets no "
+                "objective; add serving.slo.ttft_ms and/or serving.slo.tpot_ms"
+            )
+        return self
 
     def _check_trace(self) -> ServingOptions:
         if not math.isfinite(self.trace_scale):
@@ -299,14 +325,24 @@ class ExperimentConfig(_Strict):
             data["serving"] = self.serving_options().model_dump(mode="json")
             if not data["serving"]["arrival_per_cycle"]:  # as before the choice: hashes hold
                 del data["serving"]["arrival_per_cycle"]
-            defaults = {"trace": None, "trace_scale": 1.0, "trace_unit": "s"}
-            for key, default in defaults.items():  # as before trace replay: hashes hold
+            defaults = {"trace": None, "trace_scale": 1.0, "trace_unit": "s", "search": None}
+            for key, default in defaults.items():  # as before trace and search: hashes hold
                 if data["serving"][key] == default:
                     del data["serving"][key]
         return data
 
     def serving_options(self) -> ServingOptions:
         return self.serving if self.serving is not None else ServingOptions()
+
+    def capacity_search(self) -> CapacitySearch | None:
+        """`serving.search`, where this point asks for its capacity."""
+        return self.serving.search if self.scenario == "serving" and self.serving else None
+
+    def at_rate(self, rate: float) -> ExperimentConfig:
+        """One probe of the capacity search: this config at one request rate, the search
+        removed (the harness runs it as any serving run)."""
+        serving = self.serving_options().model_copy(update={"request_rate": rate, "search": None})
+        return self.model_copy(update={"serving": serving})
 
     def config_hash(self) -> str:
         return config_hash(self.canonical())

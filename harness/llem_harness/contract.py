@@ -34,7 +34,7 @@ from llem_harness.contract_validity import Validity, ValidityPolicy
 from llem_harness.gguf_model import WeightsFile
 from llem_harness.quality import Quality
 
-SCHEMA_VERSION = "1.11"
+SCHEMA_VERSION = "1.12"
 # The run directory's file names (contract_files.py), here too for the modules that read them.
 EXPERIMENT_FILE = files.EXPERIMENT_FILE
 RESULT_FILE = files.RESULT_FILE
@@ -241,6 +241,9 @@ class Serving(_Model):
     slo: dict[str, float | None] = Field(default_factory=dict)
     goodput_rps: float | None = None  # requests meeting every SLO, per second of the run
     slo_attainment: float | None = None  # their share of all requests sent
+    # 1.12: each objective's own share (`ttft_ms`, `tpot_ms`): the requests that met it, of all
+    # requests sent (a failed one never does); the capacity search's `per: objective` rule
+    slo_attainment_each: dict[str, float] = Field(default_factory=dict)
     ttft_ms: Stats | None = None
     tpot_ms: Stats | None = None
     e2e_ms: Stats | None = None

@@ -36,6 +36,7 @@ from llem_harness.gguf_model import MODELS_DIR, PACKAGED, check_file, is_gguf, p
 from llem_harness.gguf_model import sha256 as file_sha256
 from llem_harness.quality import references
 from llem_harness.quantization import gpu_problem
+from llem_harness.serving.search_options import CapacitySearch
 from llem_harness.serving.trace import read_trace
 from llem_harness.validity import POLICIES, RULES_VERSION, ValidityPolicy, evaluate
 
@@ -55,6 +56,7 @@ __all__ = [
     "RULES_VERSION",
     "SLO",
     "TIMESERIES_FILE",
+    "CapacitySearch",
     "EngineSpec",
     "ErrorInfo",
     "ExperimentConfig",

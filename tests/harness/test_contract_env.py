@@ -13,7 +13,7 @@ from tests.harness.test_energy import DATA
 
 def test_a_stored_1_7_result_reads_with_typed_gpus() -> None:
     raw = json.loads((DATA / "result-1.7-gpu.json").read_text())
-    assert raw["schema_version"] == "1.7" and SCHEMA_VERSION == "1.11"
+    assert raw["schema_version"] == "1.7" and SCHEMA_VERSION == "1.12"
     res = ExperimentResult.model_validate(raw)
     env = res.environment
     assert env.gpu_count == 1 and env.gpu_unavailable_reason is None

@@ -40,7 +40,7 @@ def utc(stamp: str | None) -> datetime:
 
 def test_new_manifest_from_a_plan() -> None:
     m = manifest()
-    assert m.schema_version == "1.3" and m.state == "running" and m.owner_pid == os.getpid()
+    assert m.schema_version == "1.4" and m.state == "running" and m.owner_pid == os.getpid()
     assert m.execution.n_cycles == 2 and m.execution.seed is not None
     assert m.validity is not None and m.validity.profile == "standard"  # the thresholds
     assert [(e.index, e.cycle, e.state) for e in m.runs] == [

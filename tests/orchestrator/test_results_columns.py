@@ -31,7 +31,7 @@ def test_columns_and_version(tmp_path: Path) -> None:
     table = load_results(study_dir)
     assert set(CONTEXT) <= set(table.column_names)
     meta = pq.read_schema(study_dir / RESULTS_FILE).metadata
-    assert meta[b"llem.results_schema_version"] == RESULTS_SCHEMA_VERSION.encode() == b"1.6"
+    assert meta[b"llem.results_schema_version"] == RESULTS_SCHEMA_VERSION.encode() == b"1.7"
     deeper = ["prefill_energy_per_token_j", "decode_energy_per_token_j", "mfu",
               "achieved_tflops", "energy_cpu_j", "energy_dram_j",
               "energy_per_output_token_all_j"]  # fmt: skip

@@ -147,8 +147,9 @@ def run(
     log.debug("planned %d runs, design hash %s", len(plan.runs), plan.design_hash)
     slurm_opts = None
     if executor is Executor.slurm:
-        from llem_docker.cli.hpc import slurm_options
+        from llem_docker.cli.hpc import refuse_searches, slurm_options
 
+        refuse_searches(plan, study_file)
         slurm_opts = slurm_options(
             settings,
             partition=partition,
@@ -164,9 +165,9 @@ def run(
 
             show_slurm_script(plan, settings, slurm_opts, as_json=as_json)
         return
-    if len(plan.runs) > CONFIRM_ABOVE and not yes:
+    if plan.most_runs > CONFIRM_ABOVE and not yes:
         raise ConfigError(
-            f"the plan has {len(plan.runs)} runs (more than {CONFIRM_ABOVE})",
+            f"the plan has {plan.most_runs} runs (more than {CONFIRM_ABOVE})",
             source=study_file,
             fix="check it with --dry-run, then pass --yes",
         )
@@ -232,7 +233,7 @@ def _show_plan(
     timeout = float(settings.execution.experiment_timeout_seconds)
     est = estimate(plan, runners, config_gap, cycle_gap, timeout)
     print_plan(out, plan, runners, est, config_gap, cycle_gap)
-    if len(plan.runs) > CONFIRM_ABOVE:
+    if plan.most_runs > CONFIRM_ABOVE:
         out.print(f"[yellow]more than {CONFIRM_ABOVE} runs: a real run needs --yes[/yellow]")
 
 

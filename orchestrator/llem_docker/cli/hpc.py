@@ -28,6 +28,24 @@ err = Console(stderr=True)
 POLL_S = 10.0
 
 
+def refuse_searches(plan: StudyPlan, source: str | Path) -> None:
+    """Capacity searches run inline only: each probe's rate depends on the probes before it,
+    which a SLURM array job, its tasks fixed at submission, cannot express."""
+    if not plan.searches:
+        return
+    first = plan.searches[0]
+    raise ConfigError(
+        f"the study has {len(plan.searches)} capacity search(es) (serving.search, first: "
+        f"{first.run_id}); searches run inline only, since each probe's rate follows from "
+        "the probes before it and a SLURM array's tasks are fixed when it is submitted",
+        source=str(source),
+        key="serving.search",
+        fix="run it inline inside an allocation (`salloc --gpus=1` then `llem-docker run "
+        "STUDY`, or `srun --gpus=1 llem-docker run STUDY`), or list the rates in "
+        "`sweep: {serving.request_rate: [...]}` for the array job",
+    )
+
+
 def slurm_options(
     settings: Settings,
     *,

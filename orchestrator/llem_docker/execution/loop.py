@@ -12,7 +12,6 @@ KeyboardInterrupt) carrying the partial outcome.
 from __future__ import annotations
 
 import contextlib
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from llem_docker.capacity.driver import run_search
 from llem_docker.config.settings import RunnerSpec, Settings
-from llem_docker.execution.execute import execute_run
 from llem_docker.execution.models import check_models, stage_models
 from llem_docker.execution.prepare import (
     hub_cache,
@@ -34,12 +33,12 @@ from llem_docker.execution.prepare import (
 from llem_docker.execution.progress import StudyDisplay, print_summary
 from llem_docker.execution.resume import reopen
 from llem_docker.execution.runners import ENGINE_LOST, Runner, RunnerFactory, make_runner
+from llem_docker.execution.session import Session, engine_gone
 from llem_docker.store.collect import assemble
-from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.model import StudyConfig
-from llem_docker.study.plan import PlannedRun, StudyPlan, gap_before, gap_kind
+from llem_docker.study.plan import StudyPlan
 from llem_harness.host_api import ExperimentResult, MeasurementSettings
 
 EXIT_CODES: dict[str, int] = {"completed": 0, "interrupted": 130}
@@ -102,17 +101,25 @@ def execute_study(
     interrupted = False
     try:
         for run in plan.runs:  # every experiment.json up front: the folder documents the plan
-            if run.run_id in todo:
+            if run.run_id in todo and run.search is None:  # (a probe's: when it is made)
                 prepare_run(study_dir, plan, run, live, measurement, datasets, models)
-        with StudyDisplay(display_console, len(todo)) as display:
-            what = f"{len(todo)} runs" + (f" ({len(results)} already completed)" if resume else "")
+        total = sum(r.most_runs for r in plan.runs if r.run_id in todo)
+        with StudyDisplay(display_console, total) as display:
+            what = f"{total} runs" if total == len(todo) else f"at most {total} runs"
+            what += f" ({len(results)} already completed)" if resume else ""
             display.note(f"study {study_dir.name}: {what} → {study_dir}")
-            interrupted = _loop(plan, settings, live, manifest, study_dir, display, results, todo)
+            session = Session(
+                plan, live, manifest, study_dir, display, results, measurement, datasets, models,
+                timeout_s=float(settings.execution.experiment_timeout_seconds),
+                config_gap_s=float(settings.execution.config_gap_seconds),
+                cycle_gap_s=float(settings.execution.cycle_gap_seconds),
+            )  # fmt: skip
+            interrupted = _loop(session, settings, todo)
     except KeyboardInterrupt:
         interrupted = True
     except BaseException as exc:
         manifest.state = "failed"
-        for e in manifest.runs:  # never leave a run `running` behind
+        for e in manifest.entries():  # never leave one `running` behind
             if e.state == "running":
                 e.state, e.ended_at = "failed", utc_now()
                 e.error = RunError(type=type(exc).__name__, message=str(exc) or repr(exc))
@@ -121,12 +128,12 @@ def execute_study(
         raise
     if interrupted:
         manifest.state = "interrupted"
-        for e in manifest.runs:
+        for e in manifest.entries():
             if e.state == "running":  # Ctrl+C came between the runner and the manifest
                 e.state, e.ended_at = "interrupted", utc_now()
                 e.error = RunError(type="Interrupted", message="interrupted by Ctrl+C")
     elif manifest.state == "running":
-        states = {e.state for e in manifest.runs}
+        states = {e.state for e in manifest.entries()}
         manifest.state = "completed" if states == {"completed"} else "failed"
     outcome = _finish(manifest, study_dir, measurement, live, t0)
     if not as_json:
@@ -142,60 +149,25 @@ def execute_study(
     return outcome
 
 
-def _loop(
-    plan: StudyPlan,
-    settings: Settings,
-    live: dict[str, Runner],
-    manifest: Manifest,
-    study_dir: Path,
-    display: StudyDisplay,
-    results: dict[str, ExperimentResult],
-    todo: set[str],
-) -> bool:
-    """Run the runs in `todo`, in plan order. True when Ctrl+C stopped it (already recorded
-    in the manifest)."""
-    config_gap = float(settings.execution.config_gap_seconds)
-    cycle_gap = float(settings.execution.cycle_gap_seconds)
-    timeout = float(settings.execution.experiment_timeout_seconds)
+def _loop(session: Session, settings: Settings, todo: set[str]) -> bool:
+    """Run the runs (and searches) in `todo`, in plan order. True when Ctrl+C stopped it
+    (already recorded in the manifest)."""
     max_failures = int(settings.execution.max_consecutive_failures)
-    order = plan.execution.cycle_order
-    prev: PlannedRun | None = None
+    manifest, study_dir, display = session.manifest, session.study_dir, session.display
     failures = 0
-    runs = [r for r in plan.runs if r.run_id in todo]
+    runs = [r for r in session.plan.runs if r.run_id in todo]
     for pos, run in enumerate(runs):
-        gap = gap_before(prev, run, order, config_gap, cycle_gap)
-        if gap > 0:
-            display.gap(gap, f"{gap_kind(prev, run, order)} gap")
-        prev = run
-        run_dir = StudyDir(study_dir).run(run.run_id).path
-        manifest.start_run(study_dir, run.run_id)
-        display.start_run(run.run_id)
-        runner = live[run.point.config.backend]
-        done = execute_run(runner, run.run_id, run_dir, timeout_s=timeout, on_event=display.event)
-        outcome, got = done.outcome, done.got
-        lost = got.error is not None and got.error.type == ENGINE_LOST
-        if lost and got.error is not None:
-            got.error.message += (
-                ". Once `docker info` answers again, finish the study with "
-                f"`{resume_command(manifest, study_dir)}`"
-            )
-        manifest.end_run(
-            study_dir, run.run_id, got.state, exit_code=outcome.exit_code, error=got.error
-        )
-        if got.result is not None:
-            results[run.run_id] = got.result
-        err = f"{got.error.type}: {got.error.message.splitlines()[0]}" if got.error else None
-        display.end_run(run.run_id, got.state, got.result, err)
-        if outcome.interrupted:  # even if the run itself got to finish
+        step = run_search(session, run) if run.search is not None else session.run_one(run)
+        if step.interrupted:  # even if the run itself got to finish
             return True
-        failures = failures + 1 if got.state == "failed" else 0
-        fatal = outcome.failure in FATAL_FAILURES
+        failures = failures + 1 if step.state == "failed" else 0
+        fatal = step.failure in FATAL_FAILURES
         why = None
-        if lost:  # even after the last run: the study did not end by itself
+        if step.lost:  # even after the last run: the study did not end by itself
             why = f"skipped: {engine_gone(manifest, study_dir)}"
         elif (fatal or failures >= max_failures) and pos + 1 < len(runs):
             why = (
-                f"skipped: every run would fail the same way ({outcome.failure})"
+                f"skipped: every run would fail the same way ({step.failure})"
                 if fatal
                 else f"skipped after {failures} consecutive failed runs "
                 f"(execution.max_consecutive_failures = {max_failures})"
@@ -207,19 +179,6 @@ def _loop(
             display.note(f"[red]{escape(why)}; the study is aborted[/red]")
             break
     return False
-
-
-def resume_command(manifest: Manifest, study_dir: Path) -> str:
-    study = shlex.quote(manifest.study_file) if manifest.study_file else "STUDY"
-    return f"llem-docker run {study} --resume {shlex.quote(str(study_dir))}"
-
-
-def engine_gone(manifest: Manifest, study_dir: Path) -> str:
-    """What happened, and what to do, when the engine went away mid-study."""
-    return (
-        "the Docker engine went away, so the study stopped here. Once `docker info` answers "
-        f"again, finish it with `{resume_command(manifest, study_dir)}`"
-    )
 
 
 def _finish(

@@ -83,7 +83,7 @@ def prepare_study(
     total = check_size(study, execution.n_cycles, limit, where=where)
     if on_size is not None:
         on_size(total, limit)
-    plan = plan_study(study, execution, validity=validity)
+    plan = plan_study(study, execution, max_runs=limit, limit_source=where, validity=validity)
     if prior is not None:
         check_same_design(prior, plan, source)
     runners = settings.runners(sorted(plan.counts()))

@@ -107,6 +107,12 @@ class StudyDisplay:
             line += f"  [red]{escape(error)}[/red]"
         self.progress.console.print(line, highlight=False)
 
+    def shrink(self, runs: int) -> None:
+        """Fewer runs to go than counted (a capacity search that needed fewer probes)."""
+        if runs > 0:
+            total = self.progress.tasks[0].total or 0
+            self.progress.update(self.task, total=max(total - runs, 0))
+
     def note(self, text: str) -> None:
         self.progress.console.print(text, highlight=False)
 

@@ -52,8 +52,10 @@ def check_same_design(prior: Manifest, plan: StudyPlan, study_file: str | Path) 
             source=study_file,
             fix=f"restore the study file as it was, or {FIX_NEW}",
         )
-    planned = [r.run_id for r in plan.runs]
-    if planned != [e.run_id for e in prior.runs]:
+    planned = [r.run_id for r in plan.runs if r.search is None]
+    searches = [r.run_id for r in plan.searches]
+    recorded = [e.run_id for e in prior.runs if e.search is None]
+    if planned != recorded or searches != [s.search_id for s in prior.searches]:
         raise ConfigError(
             "the rebuilt plan's runs differ from the manifest's",
             source=study_file,
@@ -64,20 +66,31 @@ def check_same_design(prior: Manifest, plan: StudyPlan, study_file: str | Path) 
 def reopen(
     study_dir: Path, prior: Manifest, runners: dict[str, RunnerSpec]
 ) -> tuple[Manifest, dict[str, ExperimentResult], list[str]]:
-    """Keep completed runs (with their results), reset the rest; the ids to run again."""
+    """Keep completed runs (with their results), reset the rest; the ids to run again (a
+    search not completed is among them: it replays its completed probes' verdicts, then
+    goes on from the probe that did not complete, which is reset as any other run)."""
     results: dict[str, ExperimentResult] = {}
     again: list[str] = []
+    reset: set[str] = set()  # searches with a probe to run again
     for entry in prior.runs:
         run_dir = StudyDir(study_dir).run(entry.run_id).path
         kept = _valid_result(run_dir, entry.run_id) if entry.state == "completed" else None
         if kept is not None:
             results[entry.run_id] = kept
             continue
-        again.append(entry.run_id)
+        if entry.search is None:
+            again.append(entry.run_id)
+        else:
+            reset.add(entry.search)
         entry.state, entry.started_at, entry.ended_at = "pending", None, None
         entry.exit_code, entry.error, entry.job = None, None, None
         if run_dir.exists():
             shutil.rmtree(run_dir)
+    for search in prior.searches:
+        if search.state != "completed" or search.search_id in reset:
+            again.append(search.search_id)
+            search.state, search.started_at, search.ended_at = "pending", None, None
+            search.error = None
     manifest = prior.model_copy(
         update={
             "state": "running",

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from llem_docker.report import serving
+from llem_docker.report.capacity import TITLE as CAPACITY
+from llem_docker.report.capacity import capacity_parts
 from llem_docker.report.plots import Figures
 from llem_docker.report.points import METRICS, Report
 from llem_docker.report.stats import Summary
@@ -54,6 +56,10 @@ def markdown(r: Report, figs: Figures | None) -> str:
         scols, slines = serving_parts(served)
         lines += ["", "## Serving", "", *_md_table(scols)]
         lines += [""] + [f"- {esc(x)}" for x in slines]
+    ccols, clines = capacity_parts(r)
+    if ccols:
+        lines += ["", f"## {CAPACITY}", "", *_md_table(ccols)]
+        lines += [""] + [f"- {esc(x)}" for x in clines]
     lines += [""] + [f"- {esc(x)}" for x in notes]
     if figs is not None:
         lines += [""] + [f"![{n}]({n})" for n in figs.written]
@@ -86,6 +92,7 @@ def html_page(r: Report, figs: Figures | None) -> str:
         f"<p>{e(METHOD)}</p>",
         _html_table(cols, [bool(p.flags) for p in r.points]),
         _serving_html(r),
+        _capacity_html(r),
         "".join(f"<p>{e(x)}</p>" for x in notes),
     ]
     if figs is not None:
@@ -108,6 +115,15 @@ def _serving_html(r: Report) -> str:
     return f"<h2>Serving</h2>{_html_table(cols, [False] * len(served))}{notes}"
 
 
+def _capacity_html(r: Report) -> str:
+    cols, lines = capacity_parts(r)
+    if not cols:
+        return ""
+    notes = "".join(f"<p>{html.escape(x)}</p>" for x in lines)
+    table = _html_table(cols, [False] * len(cols[0].cells))
+    return f"<h2>{html.escape(CAPACITY)}</h2>{table}{notes}"
+
+
 def as_json(r: Report, figs: Figures | None) -> str:
     data: dict[str, Any] = {}
     if not r.comparing:  # as before the comparison existed
@@ -121,6 +137,9 @@ def as_json(r: Report, figs: Figures | None) -> str:
         "cv_threshold": r.cv_threshold,
         "swept_keys": r.swept_keys,
         "points": [p.as_dict() for p in r.points],
+        "searches": [
+            {"study": s.label, **x} for s in r.studies for x in s.data.get("searches") or []
+        ],
     }
     if figs is not None:
         data["figures"] = {n: str(Path(p)) for n, p in figs.written.items()}

@@ -14,6 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from llem_docker.report import serving
+from llem_docker.report.capacity import TITLE as CAPACITY
+from llem_docker.report.capacity import capacity_parts
 from llem_docker.report.points import Report
 from llem_docker.report.table import (
     METHOD,
@@ -116,6 +118,11 @@ def print_table(console: Console, r: Report) -> None:
         title = "Serving (the steady window and the whole run)"
         print_columns(console, title, scols, [None] * len(served))
         for line in slines:
+            console.print(escape(line), highlight=False)
+    ccols, clines = capacity_parts(r, full=False)
+    if ccols:
+        print_columns(console, CAPACITY, ccols, [None] * len(ccols[0].cells))
+        for line in clines:
             console.print(escape(line), highlight=False)
     for line in studies(r):
         console.print(f"study {escape(line)}", highlight=False)

@@ -21,10 +21,10 @@ from llem_docker.config.settings import RunnerSpec
 from llem_docker.store.layout import HELD_FILE, StudyDir
 from llem_docker.store.lockfile import exclusive
 from llem_docker.study.model import ExecutionConfig
-from llem_docker.study.plan import StudyPlan
-from llem_harness.host_api import ValidityPolicy, atomic_write_json
+from llem_docker.study.plan import PlannedRun, StudyPlan
+from llem_harness.host_api import SLO, CapacitySearch, ValidityPolicy, atomic_write_json
 
-MANIFEST_SCHEMA_VERSION = "1.3"
+MANIFEST_SCHEMA_VERSION = "1.4"  # 1.4: capacity searches and their probes
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
 RunState = Literal["pending", "queued", "running", "completed", "failed", "interrupted", "skipped"]
 Executor = Literal["inline", "slurm"]
@@ -75,6 +75,22 @@ def locked(study_dir: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[No
         yield
 
 
+def run_entry(run: PlannedRun) -> RunEntry:
+    """A planned run's entry (a probe's carries its search, number and rate)."""
+    cfg = run.point.config
+    return RunEntry(
+        index=run.index,
+        cycle=run.cycle,
+        backend=cfg.backend,
+        run_id=run.run_id,
+        config_hash=run.point.config_hash,
+        swept=run.point.swept,
+        search=run.search_id,
+        probe=run.probe,
+        request_rate=cfg.serving_options().rate if run.probe is not None else None,
+    )
+
+
 def utc_now() -> str:
     """UTC, ISO 8601, milliseconds."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -109,6 +125,29 @@ class RunEntry(_Model):
     exit_code: int | None = None
     error: RunError | None = None
     job: str | None = None  # SLURM: <array job id>_<task id>
+    # 1.4: a capacity search's probe: the search's id, the probe's number and its rate
+    search: str | None = None
+    probe: int | None = None
+    request_rate: float | None = None
+
+
+class SearchEntry(_Model):
+    """1.4: one capacity search (`serving.search`) of the plan; its probes are in `runs`,
+    added as the search makes them (docs/capacity.md)."""
+
+    index: int
+    cycle: int
+    backend: str
+    search_id: str
+    config_hash: str
+    swept: dict[str, Any] = Field(default_factory=dict)
+    rule: CapacitySearch  # serving.search as the study gave it
+    slo: SLO  # the objectives its probes are judged by
+    most_probes: int
+    state: RunState = "pending"
+    started_at: str | None = None
+    ended_at: str | None = None
+    error: RunError | None = None
 
 
 class Submission(_Model):
@@ -144,6 +183,7 @@ class Manifest(_Model):
     validity: ValidityPolicy | None = None
     runners: dict[str, RunnerChoice]
     runs: list[RunEntry]
+    searches: list[SearchEntry] = Field(default_factory=list)
 
     @classmethod
     def new(
@@ -165,16 +205,20 @@ class Manifest(_Model):
             execution=plan.execution,
             validity=plan.validity,
             runners=cls.runner_choices(runners),
-            runs=[
-                RunEntry(
+            runs=[run_entry(r) for r in plan.runs if r.search is None],
+            searches=[
+                SearchEntry(
                     index=r.index,
                     cycle=r.cycle,
                     backend=r.point.config.backend,
-                    run_id=r.run_id,
+                    search_id=r.run_id,
                     config_hash=r.point.config_hash,
                     swept=r.point.swept,
+                    rule=r.point.config.serving_options().search,
+                    slo=r.point.config.serving_options().slo,
+                    most_probes=r.most_runs,
                 )
-                for r in plan.runs
+                for r in plan.searches
             ],
         )
 
@@ -184,6 +228,28 @@ class Manifest(_Model):
             b: RunnerChoice(kind=s.kind, target=s.target, source=s.source)
             for b, s in runners.items()
         }
+
+    def entries(self) -> list[RunEntry | SearchEntry]:
+        """Every run and every search: what has a state."""
+        return [*self.runs, *self.searches]
+
+    def search(self, search_id: str) -> SearchEntry:
+        for s in self.searches:
+            if s.search_id == search_id:
+                return s
+        raise KeyError(search_id)
+
+    def probes(self, search_id: str) -> list[RunEntry]:
+        """A search's probes, in the order it made them."""
+        return sorted((e for e in self.runs if e.search == search_id), key=lambda e: e.probe or 0)
+
+    def add_probe(self, run: PlannedRun) -> RunEntry:
+        """The probe's entry: added, or the one a resumed search left pending."""
+        with contextlib.suppress(KeyError):
+            return self.entry(run.run_id)
+        entry = run_entry(run)
+        self.runs.append(entry)
+        return entry
 
     def entry(self, run_id: str) -> RunEntry:
         for e in self.runs:
@@ -214,7 +280,7 @@ class Manifest(_Model):
         self.write(study_dir)
 
     def skip_pending(self, reason: RunError) -> None:
-        for e in self.runs:
+        for e in self.entries():
             if e.state == "pending":
                 e.state, e.error = "skipped", reason
 

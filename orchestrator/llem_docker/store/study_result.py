@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from llem_docker.capacity.result import SearchResult, build_searches
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, RunError, RunState, StudyState
 from llem_docker.store.serving_columns import SERVING_COLUMNS, serving_row
@@ -25,12 +26,13 @@ from llem_harness.host_api import (
     atomic_write_json,
 )
 
-STUDY_SCHEMA_VERSION = "1.0"
+STUDY_SCHEMA_VERSION = "1.1"  # 1.1: capacity searches (`searches`; runs' `search`, `probe`)
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
 # 1.4: quantization, always present (none where the run was not quantized).
 # 1.5: valid and invalid_rules, the run's validity verdict (result schema 1.9).
-RESULTS_SCHEMA_VERSION = "1.6"
+# 1.7: search and probe, a capacity search's probe (docs/capacity.md).
+RESULTS_SCHEMA_VERSION = "1.7"
 
 
 class _Model(BaseModel):
@@ -70,6 +72,8 @@ class StudyRun(_Model):
     energy_total_j: float | None
     energy_per_output_token_j: float | None
     error: RunError | None
+    search: str | None = None  # 1.1: a capacity search's probe: the search's id ...
+    probe: int | None = None  # ... and the probe's number
 
 
 class StudyResult(_Model):
@@ -88,6 +92,7 @@ class StudyResult(_Model):
     runners: dict[str, RunnerRecord]
     summary: StudySummary
     runs: list[StudyRun]
+    searches: list[SearchResult] = Field(default_factory=list)  # 1.1
 
 
 def build_study_result(
@@ -116,6 +121,8 @@ def build_study_result(
                 energy_total_j=res.energy.total_j if res else None,
                 energy_per_output_token_j=res.energy_per_output_token_j if res else None,
                 error=e.error,
+                search=e.search,
+                probe=e.probe,
             )
         )
     done = [r for e in manifest.runs if e.state == "completed" and (r := results.get(e.run_id))]
@@ -156,6 +163,7 @@ def build_study_result(
         runners=runners,
         summary=summary,
         runs=runs,
+        searches=build_searches(manifest, results),
     )
 
 
@@ -224,6 +232,8 @@ _IDENTITY: list[tuple[str, Any]] = [
     ("backend", pa.string()),
     ("state", pa.string()),
     ("config_hash", pa.string()),
+    ("search", pa.string()),  # 1.7
+    ("probe", pa.int64()),
 ]
 
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from llem_docker.errors import ConfigError
 from llem_docker.study.model import CycleOrder, ExecutionConfig, StudyConfig, deep_merge, set_path
-from llem_harness.host_api import POLICIES, ExperimentConfig, ValidityPolicy
+from llem_harness.host_api import POLICIES, CapacitySearch, ExperimentConfig, ValidityPolicy
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,39 @@ class ExperimentPoint:
 
 @dataclass(frozen=True)
 class PlannedRun:
+    """One run of the plan, or (where its point asks for `serving.search`) one capacity
+    search, which runs as probes made while it goes (`probe`)."""
+
     index: int  # 1-based position in execution order
     cycle: int  # 1-based
     point: ExperimentPoint
+    probe: int | None = None  # a search's probe: its number, 1-based
+    search_id: str | None = None  # ... and the search's id
 
     @property
     def run_id(self) -> str:
+        if self.probe is not None:
+            return f"{self.search_id}_p{self.probe}"
         cfg, h = self.point.config, self.point.config_hash
         return f"{self.index:03d}_c{self.cycle}_{cfg.backend}_{h[:8]}"
+
+    @property
+    def search(self) -> CapacitySearch | None:
+        """The capacity search this planned run stands for (None: an ordinary run)."""
+        return self.point.config.capacity_search() if self.probe is None else None
+
+    @property
+    def most_runs(self) -> int:
+        """1, or the most probes its search can take."""
+        return 1 if (search := self.search) is None else search.most_probes()
+
+    def probe_run(self, number: int, rate: float) -> PlannedRun:
+        """The search's probe `number`, at `rate`: an ordinary serving run of its own config
+        (the search removed, the rate set), so its config hash is that of a plain run."""
+        config = self.point.config.at_rate(rate)
+        swept = {**self.point.swept, "serving.request_rate": rate}
+        point = ExperimentPoint(config, config.config_hash(), swept, self.point.origin)
+        return PlannedRun(self.index, self.cycle, point, number, self.run_id)
 
 
 @dataclass(frozen=True)
@@ -52,15 +77,24 @@ class StudyPlan:
     # the thresholds its runs and points are judged by: its execution profile's
     validity: ValidityPolicy = field(default_factory=lambda: POLICIES["standard"])
 
+    @property
+    def searches(self) -> tuple[PlannedRun, ...]:
+        return tuple(r for r in self.runs if r.search is not None)
+
+    @property
+    def most_runs(self) -> int:
+        """The runs it can take: a search counts its most probes."""
+        return sum(r.most_runs for r in self.runs)
+
     def counts(self) -> dict[str, tuple[int, int]]:
-        """backend -> (configs, runs)."""
+        """backend -> (configs, runs); a search counts its most probes."""
         out: dict[str, tuple[int, int]] = {}
         for p in self.points:
             c, _ = out.get(p.config.backend, (0, 0))
             out[p.config.backend] = (c + 1, 0)
         for r in self.runs:
             c, n = out[r.point.config.backend]
-            out[r.point.config.backend] = (c, n + 1)
+            out[r.point.config.backend] = (c, n + r.most_runs)
         return out
 
 
@@ -202,7 +236,18 @@ def plan_study(
     for p in points:
         keys.update(dict.fromkeys(p.swept))
     policy = validity or POLICIES["standard"]
-    return StudyPlan(study.name, dhash, execution, tuple(points), runs, tuple(keys), policy)
+    plan = StudyPlan(study.name, dhash, execution, tuple(points), runs, tuple(keys), policy)
+    if max_runs is not None and plan.most_runs > max_runs:
+        n = len(plan.searches)
+        raise ConfigError(
+            f"the study's {n} capacity search(es) can take up to {plan.most_runs:,} runs in "
+            f"all (each search counts its most probes), more than the limit of {max_runs:,}",
+            source=study.source,
+            key="serving.search.probes",
+            fix=f"lower serving.search.probes, widen serving.search.tolerance, or raise the "
+            f"limit with --max-runs {plan.most_runs} or `execution.max_runs` in {limit_source}",
+        )
+    return plan
 
 
 class Cycled(Protocol):

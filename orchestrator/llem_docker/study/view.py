@@ -43,11 +43,12 @@ def estimate(
     prev: PlannedRun | None = None
     for run in plan.runs:
         gaps += gap_before(prev, run, plan.execution.cycle_order, config_gap_s, cycle_gap_s)
+        gaps += config_gap_s * (run.most_runs - 1)  # between a search's probes
         # A run never outlasts its timeout: the rough figure is capped there.
         spec = runners[run.point.config.backend]
-        busy += min(run_estimate_s(run, spec, _grow_to(plan)), timeout_s)
+        busy += min(run_estimate_s(run, spec, _grow_to(plan)), timeout_s) * run.most_runs
         prev = run
-    return Estimate(gaps, busy, gaps + timeout_s * len(plan.runs))
+    return Estimate(gaps, busy, gaps + timeout_s * plan.most_runs)
 
 
 def run_estimate_s(run: PlannedRun, runner: RunnerSpec, grow_to_s: float = 0.0) -> float:
@@ -64,6 +65,8 @@ def run_estimate_s(run: PlannedRun, runner: RunnerSpec, grow_to_s: float = 0.0) 
     if cfg.scenario == "serving":
         opts = cfg.serving_options()
         rate = opts.rate
+        if opts.search is not None:  # a probe at the range's middle (geometric)
+            rate = math.sqrt(opts.search.rate[0] * opts.search.rate[1])
         sending = opts.duration_s or ((opts.n_requests or cfg.n_prompts) / rate if rate else 0.0)
         busy = max(busy, sending + cfg.warmup_runs * cfg.max_output_tokens * DECODE_STEP_S)
     return STARTUP_S[runner.kind] + busy
@@ -133,6 +136,7 @@ def plan_json(plan: StudyPlan, runners: dict[str, RunnerSpec]) -> list[dict[str,
             "origin": r.point.origin,
             "config": r.point.config.canonical(),
             "runner": _runner_json(runners[r.point.config.backend]),
+            **({"search": {"most_probes": r.most_runs}} if r.search is not None else {}),
         }
         for r in plan.runs
     ]
@@ -156,8 +160,11 @@ def print_plan(
 ) -> None:
     ex = plan.execution
     keys = [k for k in plan.swept_keys if k != "backend"]
-    table = Table(title=f"Study {plan.name!r}: {len(plan.runs)} runs", title_justify="left")
-    for col in ("#", "cycle", "backend", *keys, "from", "runner"):
+    searches = len(plan.searches)
+    runs = f"at most {plan.most_runs} runs" if searches else f"{len(plan.runs)} runs"
+    table = Table(title=f"Study {plan.name!r}: {runs}", title_justify="left")
+    extra = ("runs",) if searches else ()
+    for col in ("#", "cycle", "backend", *keys, *extra, "from", "runner"):
         table.add_column(col, justify="right" if col in ("#", "cycle") else "left")
     for run in plan.runs[:MAX_TABLE_ROWS]:
         swept = run.point.swept
@@ -168,18 +175,25 @@ def print_plan(
             str(run.cycle),
             run.point.config.backend,
             *cells,
+            *(() if not searches else (f"≤ {run.most_runs} probes" if run.search else "1",)),
             run.point.origin,
             spec.kind,
         )
     console.print(table)
     if len(plan.runs) > MAX_TABLE_ROWS:
-        console.print(f"… {len(plan.runs) - MAX_TABLE_ROWS} more runs (use --json for all)")
+        console.print(f"… {len(plan.runs) - MAX_TABLE_ROWS} more rows (use --json for all)")
     counts = plan.counts()
     per = ", ".join(f"{b}: {c} configs / {n} runs" for b, (c, n) in counts.items())
-    console.print(
-        f"[bold]{len(plan.points)} configs × {ex.n_cycles} cycles = {len(plan.runs)} "
-        f"runs[/bold] ({per})"
-    )
+    head = f"[bold]{len(plan.points)} configs × {ex.n_cycles} cycles = "
+    if not searches:
+        console.print(f"{head}{len(plan.runs)} runs[/bold] ({per})")
+    else:
+        parts = [f"{len(plan.runs) - searches} runs"] * (len(plan.runs) > searches)
+        parts.append(f"{searches} capacity search" + "es" * (searches != 1))
+        console.print(
+            f"{head}{' + '.join(parts)}[/bold]: at most {plan.most_runs} runs ({per}; a search "
+            "counts its most probes, docs/capacity.md)"
+        )
     console.print(f"order: {ex.cycle_order} (seed {ex.seed}); design hash {plan.design_hash[:16]}")
     for backend, spec in runners.items():
         if backend in counts:

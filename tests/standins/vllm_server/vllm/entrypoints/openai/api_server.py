@@ -6,8 +6,11 @@ PYTHONPATH: `GET /health` answers 200 once `--stand-in-start-s` (env LLEM_STANDI
 default 0.3) has passed; `POST /v1/completions` with `stream: true` streams `max_tokens`
 SSE events of one token each (`token_ids` when `return_token_ids`), LLEM_STANDIN_TOKEN_S
 apart (default 0.002), then a usage event and `[DONE]`, chunked, as vLLM does. With
-LLEM_STANDIN_FAIL=1 it exits with an error before it is ready. Every other argument is
-accepted and ignored. SIGINT ends it cleanly.
+LLEM_STANDIN_FAIL=1 it exits with an error before it is ready. With LLEM_STANDIN_SLOTS=N it
+streams at most N responses at once and the others wait for a slot (their first token waits
+too), so that its latency rises with load and its capacity is known in advance: N slots over
+`max_tokens` x LLEM_STANDIN_TOKEN_S seconds a response (the capacity search's test). Every
+other argument is accepted and ignored. SIGINT ends it cleanly.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STARTED = time.monotonic()
 READY_AFTER = float(os.environ.get("LLEM_STANDIN_START_S", "0.3"))
 TOKEN_S = float(os.environ.get("LLEM_STANDIN_TOKEN_S", "0.002"))
+SLOTS = int(os.environ.get("LLEM_STANDIN_SLOTS", "0")) or None
+GATE = threading.BoundedSemaphore(SLOTS) if SLOTS else None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -43,7 +49,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        n, prompt = int(req["max_tokens"]), req["prompt"]
+        if GATE is None:
+            self._stream(req)
+            return
+        with GATE:
+            self._stream(req)
+
+    def _stream(self, req: dict[str, object]) -> None:
+        n, prompt = int(str(req["max_tokens"])), req["prompt"]
+        assert isinstance(prompt, (list, str))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")

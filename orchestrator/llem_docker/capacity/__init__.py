@@ -1,0 +1,1 @@
+"""The capacity search (`serving.search`): the highest request rate that meets the SLO."""
