@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # One lease on the lent H200 for issue 15 (vLLM figures): the steps, one `device run` each.
-#   part K      (carry .vK)       copy one part of the vLLM wheels (../shared/gpu/prepare-vllm-wheels.sh)
+#   part K      (carry .vK)       copy one part of the vLLM wheels (../shared/gpu/prepare-vllm-wheels.sh);
+#                                 the device refuses a tree plus carry over 64 MiB, so parts 1-5
+#                                 (53 MiB each) go in halves: `part 1a` (carry .v1a), `part 1b`, ...
+#                                 `part 5b`, made with `head -c 28000000 .vK/vpart.N > .vKa/vpart.Na`
+#                                 and `tail -c +28000001 .vK/vpart.N > .vKb/vpart.Nb`; part 6 and
+#                                 part 7 (20 MiB) go whole
 #   bench       (carry .v6 .whl)  install vLLM into /tmp/site, run bench/gpu_vllm.py
 #   install     (carry .v6 .whl)  only install vLLM (and part 7: the server wheels) into /tmp/site
 #   study       (carry .whl)      examples/gpu-vllm-vs-pytorch.yaml through `llem-docker run --runner local`,
@@ -19,6 +24,7 @@
 #   gguf K      (carry .gK)       copy one part of SmolLM2's GGUF (.g1 also holds the gguf and
 #                                 accelerate wheels): `split -n 2 -d -a 1 FILE` of the fetched file
 #   smollm2     (after install and gguf 1-2, carry .whl) issue 31: bench/h200_smollm2_quality.yaml
+#   loadgen     (nothing carried) bench/loadgen_limits.py on the machine's 16 cores (issue 33)
 #   probe       (carry .whl .pyd) bench/h200_load_probe.py: where load and the first warmup
 #                                 pass go, and what powercap (RAPL) offers
 #   sweep       (after install)   $STUDY through the local runner, stopped cleanly before the
@@ -27,7 +33,8 @@
 #                                 (bench/h200_serving_sweep.yaml: issue 18; bench/h200_quant.yaml,
 #                                 h200_quant_vllm.yaml and h200_quant_batch.yaml: 19;
 #                                 PROFILE=publication STUDY=examples/gpu-batch-sweep.yaml and
-#                                 bench/h200_publication_vllm.yaml: 30; a resumed study keeps
+#                                 bench/h200_publication_vllm.yaml: 30; bench/h200_capacity.yaml:
+#                                 33, needs part 7; a resumed study keeps
 #                                 the profile its manifest recorded)
 # The bench step takes SECTIONS, VARIANTS and ROUNDS (bench/gpu_vllm.py's options).
 # .whl (the docker SDK) and .pyd (pydantic, which the machine's Python 3.12 lacks) are made
@@ -40,6 +47,7 @@
 # model-hosting-container-standards prometheus-fastapi-instrumentator "fastapi[standard]<0.137"
 # aiohttp`, less the wheels parts 1-6 already carry (fastapi, starlette, pydantic*, ...); plus, with
 # --no-deps, torchao==0.18.0 (pytorch fp8), compressed-tensors==0.17.0 and loguru (vllm fp8).
+# (Made so on 2026-12-07: 52 wheels, 20 MiB.)
 # Results go to /tmp/h200 (kept while the machine stays warm) and, tarred, to $OUT.
 set -uo pipefail
 step=$1; shift
@@ -83,6 +91,9 @@ case "$step" in
     mv "$W/results" "$W/phases"
     python3 -m llem_docker.cli report "$W"/phases/*/ --format md --out "$W/phases-report" --no-plots >/dev/null; head -30 "$W/phases-report/report.md"
     pack phases ;;
+  loadgen)  # issue 33: the load generator's send lag on this machine's cores (no GPU used)
+    nproc; python3 bench/loadgen_limits.py --rates "${RATES:-2000,4000,8000,12000,16000}" \
+      --senders "${SENDERS:-1,2,4,8}" --seconds 3 2>&1 | tail -30 ;;
   probe)
     env_setup; timeout -s INT "${PROBE_LIMIT_S:-420}" python3 bench/h200_load_probe.py 2>&1 | tee "$W/probe.txt" | tail -250
     pack probe ;;
