@@ -15,7 +15,7 @@ not yet tensorrt); `random`/dummy weights and
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from llem_harness.config import ExperimentConfig
@@ -71,18 +71,45 @@ def builtin_prompts(n: int, seed: int) -> list[str]:
     return out
 
 
+def prompt_line(obj: object, where: str, lineno: int) -> str:
+    """One dataset line's prompt, or a ValueError naming the file and the line."""
+    text = prompt_of(obj) if isinstance(obj, dict) else None
+    if not isinstance(text, str) or not text:
+        raise ValueError(
+            f"{where}, line {lineno}: needs a non-empty `prompt` (or `text`) string, or "
+            "a conversation (`conversations` as in ShareGPT, or `messages`) whose "
+            "first user turn is one"
+        )
+    return text
+
+
+def count_prompts(path: Path) -> int:
+    """Every line of a JSONL dataset checked as a run reads it, streamed (a large file is
+    never held whole): the number of prompts, or a ValueError naming the first bad line."""
+    count = 0
+    with path.open("rb") as fh:
+        for lineno, obj in jsonl_values(_decoded(fh, str(path)), str(path)):
+            prompt_line(obj, str(path), lineno)
+            count += 1
+    if not count:
+        raise ValueError(f"{path}: no prompts")
+    return count
+
+
+def _decoded(lines: Iterable[bytes], where: str) -> Iterator[str]:
+    """Each line as text, or a ValueError naming the line that is not UTF-8."""
+    for lineno, raw in enumerate(lines, 1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{where}, line {lineno}: not UTF-8 text ({exc.reason})") from None
+
+
 def jsonl_prompts(path: Path, n: int) -> list[str]:
     prompts: list[str] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, obj in jsonl_values(fh, str(path)):
-            text = prompt_of(obj) if isinstance(obj, dict) else None
-            if not isinstance(text, str) or not text:
-                raise ValueError(
-                    f"{path}, line {lineno}: needs a non-empty `prompt` (or `text`) string, or "
-                    "a conversation (`conversations` as in ShareGPT, or `messages`) whose "
-                    "first user turn is one"
-                )
-            prompts.append(text)
+            prompts.append(prompt_line(obj, str(path), lineno))
     if not prompts:
         raise ValueError(f"{path}: no prompts")
     # Cycle through the file when it holds fewer prompts than asked for.

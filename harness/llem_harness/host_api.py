@@ -28,7 +28,7 @@ from llem_harness.contract import (
 )
 from llem_harness.contract_engine import ENGINE_METRICS_FILE
 from llem_harness.cpuinfo import cpu_model
-from llem_harness.datasets import prompt_of
+from llem_harness.datasets import count_prompts, prompt_of
 from llem_harness.energy.nvml_device import parse_visible_devices
 from llem_harness.energy.rapl import HOST_RAPL_ENV, host_has_rapl
 from llem_harness.energy.timeseries import read_timeseries
@@ -71,6 +71,7 @@ __all__ = [
     "__version__",
     "atomic_write_json",
     "check_file",
+    "count_prompts",
     "cpu_model",
     "engine",
     "evaluate",

@@ -43,6 +43,23 @@ def snapshot_files(hub_cache: Path, repo: str, split: str) -> list[Path]:
     return chosen or (files if len(files) == 1 else [])
 
 
+def locate(name: str, hub_cache: Path, source: str | None) -> list[Path]:
+    """The cached data files of the dataset `name`, or a ConfigError with the download
+    command (the dry run's check, and the first step of `to_jsonl`)."""
+    repo, split = parse(name)
+    files = snapshot_files(hub_cache, repo, split)
+    if not files:
+        raise ConfigError(
+            f"dataset `{name}` is not in the local Hugging Face cache ({hub_cache}: no data "
+            f"files of split `{split}` under datasets--{repo.replace('/', '--')})",
+            source=source,
+            key="dataset",
+            fix=f"download it there first (HF_HOME / output.model_cache_dir): "
+            f"`huggingface-cli download --repo-type dataset {repo}`; runs are offline",
+        )
+    return files
+
+
 def _rows(path: Path) -> Any:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -71,17 +88,7 @@ def to_jsonl(
 ) -> Path:
     """The first `n` prompts of the cached dataset `name` as a JSONL file, each with the
     columns `keep` names (quality's references) as they are, under the same names."""
-    repo, split = parse(name)
-    files = snapshot_files(hub_cache, repo, split)
-    if not files:
-        raise ConfigError(
-            f"dataset `{name}` is not in the local Hugging Face cache ({hub_cache}: no data "
-            f"files of split `{split}` under datasets--{repo.replace('/', '--')})",
-            source=source,
-            key="dataset",
-            fix=f"download it there first (HF_HOME / output.model_cache_dir): "
-            f"`huggingface-cli download --repo-type dataset {repo}`; runs are offline",
-        )
+    files = locate(name, hub_cache, source)
     records: list[dict[str, Any]] = []
     for path in files:
         for row in _rows(path):

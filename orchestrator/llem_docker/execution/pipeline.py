@@ -14,6 +14,8 @@ from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.gpu_check import check_quantization
 from llem_docker.execution.models import check_models
+from llem_docker.execution.preflight import check_inputs
+from llem_docker.execution.prepare import hub_cache
 from llem_docker.execution.quality_check import check_quality
 from llem_docker.execution.resume import check_same_design, read_prior
 from llem_docker.execution.trace_check import check_traces
@@ -90,6 +92,7 @@ def prepare_study(
     check_models(plan, study, settings)  # GGUF files: before anything runs, dry run included
     check_quality(plan, study)  # the references quality is scored against
     check_traces(plan, study)  # serving.arrival: trace: the trace files, read as a run will
+    check_inputs(plan, study, hub_cache(settings))  # the size keys, and every dataset
     if check_gpus:
         check_quantization(plan, settings, runners, source)
     return PreparedStudy(

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Protocol
 
 from llem_docker.config.settings import Settings
-from llem_docker.errors import ConfigError
 from llem_docker.execution import hf_datasets
+from llem_docker.execution.preflight import dataset_path
 from llem_docker.execution.trace_check import resolve_trace
 from llem_docker.store.layout import StudyDir
 from llem_docker.study.model import StudyConfig
@@ -71,18 +71,8 @@ def resolve_datasets(
                            and (q := p.config.quality) is not None})  # fmt: skip
             found[name] = hf_datasets.to_jsonl(name, cache, most, study.source, tuple(keep))
             continue
-        if not name.endswith(".jsonl") or name in found:
-            continue
-        path = Path(name).expanduser()
-        path = path if path.is_absolute() else base / path
-        if not path.is_file():
-            raise ConfigError(
-                f"dataset file `{name}` does not exist (looked for {path})",
-                source=study.source,
-                key="dataset",
-                fix="give a path relative to the study file's folder, or an absolute path",
-            )
-        found[name] = path
+        if name.endswith(".jsonl") and name not in found:
+            found[name] = dataset_path(name, study)
     return found
 
 
