@@ -94,3 +94,67 @@ def test_resume_refuses_a_folder_without_a_readable_manifest(
     (d / "manifest.json").write_text("{not json")
     r = _cli(Study(tmp_path, ["fake/ok"]), capsys, monkeypatch, "--resume", str(d))
     assert r.code == 2 and "not a readable llem-docker manifest" in " ".join(r.err.split())
+
+
+def test_every_earlier_attempt_is_kept_with_its_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Study(tmp_path, ["fake/ok", "fake/crash"])
+    assert _cli(s, capsys, monkeypatch).code == 1
+    (d,) = (tmp_path / "results").iterdir()
+    crash_id = _manifest(d)["runs"][1]["run_id"]
+    first = _manifest(d)["runs"][1]
+    assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 1
+    # the manifest as a SIGKILL of llem-docker leaves it: the run `running`, no error
+    m = _manifest(d)
+    m["runs"][1]["state"], m["runs"][1]["error"], m["runs"][1]["ended_at"] = "running", None, None
+    (d / "manifest.json").write_text(json.dumps(m))
+    torn = [
+        d / ".manifest.json.k9x2.tmp",
+        d / "runs" / m["runs"][0]["run_id"] / ".result.json.a.tmp",
+    ]
+    for path in torn:  # what a writer killed mid-write leaves
+        path.write_text('{"half": ')
+    assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 1
+    assert not any(p.exists() for p in torn)
+    entry = _manifest(d)["runs"][1]
+    assert entry["run_id"] == crash_id and [a["state"] for a in entry["attempts"]] == [
+        "failed",
+        "running",
+    ]
+    assert entry["attempts"][0]["started_at"] == first["started_at"]
+    assert entry["attempts"][0]["error"] == first["error"]  # the crash, with its message
+    assert entry["attempts"][1]["error"]["type"] == "OrchestratorLost"
+    assert _manifest(d)["runs"][0]["attempts"] == []  # completed once, never again
+
+
+def test_a_second_resume_of_a_running_study_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    s = Study(tmp_path, ["fake/crash"])
+    assert _cli(s, capsys, monkeypatch).code == 1
+    (d,) = (tmp_path / "results").iterdir()
+    before = (d / "manifest.json").read_bytes()
+    holder = subprocess.Popen(  # another llem-docker, holding the folder's run lock
+        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
+         "from llem_docker.store.runlock import running\n"
+         "with running(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)", str(d)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        r = _cli(s, capsys, monkeypatch, "--resume", str(d))
+        assert r.code == 2 and "another llem-docker is running this study now" in r.err
+        assert f"pid {holder.pid}" in r.err and "Fix: wait for it to finish" in r.err
+        assert (d / "manifest.json").read_bytes() == before  # nothing touched
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # the kernel releases the lock with its process
+        holder.wait()
+    assert (d / ".running.lock").exists()  # a dead holder's file: not a held lock
+    assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 1
+    assert not (d / ".running.lock").exists()  # released and removed on the way out

@@ -25,6 +25,9 @@ SUFFIXES = (".parquet", ".jsonl", ".json")
 EXTRA_FIELDS = ("instruction", "question", "input")
 
 
+TEMP_PREFIX = "llem-hf-dataset-"  # the JSONL copy's folder; the study loop removes it
+
+
 def parse(name: str) -> tuple[str, str]:
     """(repo id, split) of `hf:<org>/<name>[:<split>]`."""
     rest = name[len(PREFIX) :]
@@ -106,7 +109,7 @@ def to_jsonl(
             fix="use a dataset whose rows have `prompt`, `text`, `instruction`, `question` or "
             "a conversation, or convert it to a .jsonl file",
         )
-    out = Path(tempfile.mkdtemp(prefix="llem-hf-dataset-")) / "dataset.jsonl"
+    out = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX)) / "dataset.jsonl"
     out.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return out
 

@@ -12,7 +12,9 @@ KeyboardInterrupt) carrying the partial outcome.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from rich.markup import escape
 
 from llem_docker.capacity.driver import run_search
 from llem_docker.config.settings import RunnerSpec, Settings
+from llem_docker.execution import hf_datasets
 from llem_docker.execution.models import check_models, stage_models
 from llem_docker.execution.prepare import (
     hub_cache,
@@ -36,6 +39,7 @@ from llem_docker.execution.runners import ENGINE_LOST, Runner, RunnerFactory, ma
 from llem_docker.execution.session import Session, engine_gone
 from llem_docker.store.collect import assemble
 from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
+from llem_docker.store.runlock import running
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan
@@ -79,23 +83,60 @@ def execute_study(
 ) -> StudyOutcome:
     """Run every planned run (with `resume`: every run of that folder without a result);
     return the outcome, or raise StudyInterrupted on Ctrl+C."""
-    backends = sorted(plan.counts())
-    specs = {b: runners[b] for b in backends}
+    specs = {b: runners[b] for b in sorted(plan.counts())}
     live = {b: runner_factory(spec, settings) for b, spec in specs.items()}
     datasets = resolve_datasets(plan, study, hub_cache(settings))
     models = stage_models(check_models(plan, study, settings), settings)
-    measurement = measurement_settings(settings)
-    results: dict[str, ExperimentResult] = {}
     if resume is None:
         study_dir = make_study_dir(Path(str(settings.output.results_dir)), plan.name, study.source)
-        study_file = str(Path(study.source).resolve()) if study.source else None
-        manifest = Manifest.new(plan, study_dir.name, study_file, specs)
-        todo = {r.run_id for r in plan.runs}
     else:
         study_dir = resume[0].resolve()
-        manifest, results, again = reopen(study_dir, resume[1], specs)
-        todo = set(again)
-    manifest.write(study_dir)
+    with running(study_dir), _dropped(datasets):  # one process runs a folder at a time
+        if resume is None:
+            study_file = str(Path(study.source).resolve()) if study.source else None
+            manifest = Manifest.new(plan, study_dir.name, study_file, specs)
+            results: dict[str, ExperimentResult] = {}
+            todo = {r.run_id for r in plan.runs}
+        else:  # read again under the lock: the folder is ours from here
+            manifest, results, again = reopen(study_dir, Manifest.read(study_dir), specs)
+            todo = set(again)
+        manifest.write(study_dir)
+        live_study = _Live(plan, live, manifest, study_dir, results, datasets, models, todo)
+        return _execute(live_study, settings, console, as_json, resumed=resume is not None)
+
+
+@contextlib.contextmanager
+def _dropped(datasets: dict[str, Path]) -> Iterator[None]:
+    """The JSONL copies of `hf:` datasets (hf_datasets.to_jsonl's temporary folders) go when
+    the study ends, however it ends: each run has its own copy."""
+    try:
+        yield
+    finally:
+        for path in datasets.values():
+            if path.parent.name.startswith(hf_datasets.TEMP_PREFIX):
+                shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@dataclass
+class _Live:
+    """What a study's loop works on, once its folder is settled and locked."""
+
+    plan: StudyPlan
+    live: dict[str, Runner]
+    manifest: Manifest
+    study_dir: Path
+    results: dict[str, ExperimentResult]
+    datasets: dict[str, Path]
+    models: dict[str, str]
+    todo: set[str]
+
+
+def _execute(
+    st: _Live, settings: Settings, console: Console, as_json: bool, *, resumed: bool
+) -> StudyOutcome:
+    plan, live, manifest, study_dir, results, todo = (
+        st.plan, st.live, st.manifest, st.study_dir, st.results, st.todo)  # fmt: skip
+    datasets, models, measurement = st.datasets, st.models, measurement_settings(settings)
     display_console = Console(stderr=True) if as_json else console
     t0 = time.monotonic()
     interrupted = False
@@ -106,7 +147,7 @@ def execute_study(
         total = sum(r.most_runs for r in plan.runs if r.run_id in todo)
         with StudyDisplay(display_console, total) as display:
             what = f"{total} runs" if total == len(todo) else f"at most {total} runs"
-            what += f" ({len(results)} already completed)" if resume else ""
+            what += f" ({len(results)} already completed)" if resumed else ""
             display.note(f"study {study_dir.name}: {what} → {study_dir}")
             session = Session(
                 plan, live, manifest, study_dir, display, results, measurement, datasets, models,

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from llem_docker.config.settings import RunnerSpec
 from llem_docker.errors import ConfigError
-from llem_docker.store.layout import RunDir, StudyDir
-from llem_docker.store.manifest import Manifest, utc_now
+from llem_docker.store.layout import RUNS_DIR, RunDir, StudyDir
+from llem_docker.store.manifest import Attempt, Manifest, RunEntry, RunError, utc_now
 from llem_docker.study.plan import StudyPlan
 from llem_harness.host_api import ExperimentResult
 
@@ -69,6 +69,7 @@ def reopen(
     """Keep completed runs (with their results), reset the rest; the ids to run again (a
     search not completed is among them: it replays its completed probes' verdicts, then
     goes on from the probe that did not complete, which is reset as any other run)."""
+    sweep_temporary(study_dir)
     results: dict[str, ExperimentResult] = {}
     again: list[str] = []
     reset: set[str] = set()  # searches with a probe to run again
@@ -82,6 +83,8 @@ def reopen(
             again.append(entry.run_id)
         else:
             reset.add(entry.search)
+        if entry.started_at is not None:  # it ran, or began to: kept, with its cause
+            entry.attempts.append(_attempt(entry))
         entry.state, entry.started_at, entry.ended_at = "pending", None, None
         entry.exit_code, entry.error, entry.job = None, None, None
         if run_dir.exists():
@@ -100,6 +103,41 @@ def reopen(
         }
     )
     return manifest, results, again
+
+
+def sweep_temporary(study_dir: Path) -> list[Path]:
+    """The temporary files a writer killed mid-write left behind (an atomic write's
+    `.<name>.<random>.tmp`, results.parquet's `.results.parquet.tmp`), removed; only while
+    this process holds the study's run lock, so no live writer owns them."""
+    found = [*study_dir.glob(".*.tmp"), *study_dir.glob(f"{RUNS_DIR}/*/.*.tmp")]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
+LOST = RunError(
+    type="OrchestratorLost",
+    message="llem-docker stopped while this run was running (killed, or the machine went "
+    "down): the run was started again by --resume",
+)
+
+
+def _attempt(entry: RunEntry) -> Attempt:
+    """The entry's last attempt; one left `running` lost its llem-docker, and one recorded
+    `completed` whose result.json is gone or unreadable says so."""
+    error = entry.error
+    if entry.state in ("running", "queued") and error is None:
+        error = LOST
+    elif entry.state == "completed":
+        error = RunError(type="ResultLost", message="its result.json was missing or unreadable")
+    return Attempt(
+        state=entry.state,
+        started_at=entry.started_at,
+        ended_at=entry.ended_at,
+        exit_code=entry.exit_code,
+        error=error,
+        job=entry.job,
+    )
 
 
 def _valid_result(run_dir: Path, run_id: str) -> ExperimentResult | None:

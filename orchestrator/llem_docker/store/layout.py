@@ -32,6 +32,7 @@ from llem_harness.host_api import (
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".manifest.lock"  # flock()ed where the filesystem allows
 HELD_FILE = ".manifest.lock.held"  # the fallback lock file where it does not
+RUN_LOCK_FILE = ".running.lock"  # held by the one process running the study's loop
 STUDY_FILE = "study.json"
 STUDY_SOURCE_FILE = "study.yaml"  # the study file as given (review/: pack, reproduce)
 RESULTS_FILE = "results.parquet"
@@ -92,6 +93,10 @@ class StudyDir:
     @property
     def lock(self) -> Path:
         return self.path / LOCK_FILE
+
+    @property
+    def run_lock(self) -> Path:
+        return self.path / RUN_LOCK_FILE
 
     @property
     def held(self) -> Path:

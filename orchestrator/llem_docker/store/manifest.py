@@ -112,6 +112,17 @@ class RunnerChoice(_Model):
     source: str
 
 
+class Attempt(_Model):
+    """1.4: an earlier attempt at a run that `--resume` ran again: how it ended, and why."""
+
+    state: RunState
+    started_at: str | None = None
+    ended_at: str | None = None
+    exit_code: int | None = None
+    error: RunError | None = None
+    job: str | None = None
+
+
 class RunEntry(_Model):
     index: int
     cycle: int
@@ -129,6 +140,7 @@ class RunEntry(_Model):
     search: str | None = None
     probe: int | None = None
     request_rate: float | None = None
+    attempts: list[Attempt] = Field(default_factory=list)  # 1.4: earlier ones, oldest first
 
 
 class SearchEntry(_Model):
