@@ -30,6 +30,7 @@ from llem_harness.contract_files import StrictModel as _Model
 
 # kept importable from here, where its callers import it (it lives in contract_files.py)
 from llem_harness.contract_files import atomic_write_json as atomic_write_json
+from llem_harness.contract_files import atomic_write_text as atomic_write_text
 from llem_harness.contract_validity import Validity, ValidityPolicy
 from llem_harness.gguf_model import WeightsFile
 from llem_harness.quality import Quality

@@ -54,7 +54,12 @@ class RequestsFile(StrictModel):
 
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON so that readers see the old file, or the whole new one, never a part."""
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old one, or the whole new one, never a part: a
+    temporary file beside it, flushed to disk, renamed over it, the rename made durable."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -24,6 +24,7 @@ from llem_harness.contract import (
     RunRequest,
     Stats,
     atomic_write_json,
+    atomic_write_text,
     schema_fingerprint,
 )
 from llem_harness.contract_engine import ENGINE_METRICS_FILE
@@ -70,6 +71,7 @@ __all__ = [
     "ValidityPolicy",
     "__version__",
     "atomic_write_json",
+    "atomic_write_text",
     "check_file",
     "count_prompts",
     "cpu_model",

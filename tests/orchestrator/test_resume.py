@@ -158,3 +158,27 @@ def test_a_second_resume_of_a_running_study_is_refused(
     assert (d / ".running.lock").exists()  # a dead holder's file: not a held lock
     assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 1
     assert not (d / ".running.lock").exists()  # released and removed on the way out
+
+
+def test_a_torn_results_file_is_rebuilt_and_said_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    s = Study(tmp_path, ["fake/ok", "fake/crash"])
+    assert _cli(s, capsys, monkeypatch).code == 1
+    (d,) = (tmp_path / "results").iterdir()
+    whole = pq.read_table(d / "results.parquet").to_pydict()
+    for name in ("results.parquet", "study.json"):  # torn: cut in half
+        data = (d / name).read_bytes()
+        (d / name).write_bytes(data[: len(data) // 2])
+    r = invoke(capsys, monkeypatch, "status", str(d))
+    assert r.code == 0, r.err
+    assert "results.parquet could not be read" in r.out and "study.json could not be read" in r.out
+    assert "rebuilt from the run folders" in r.out
+    assert pq.read_table(d / "results.parquet").to_pydict()["run_id"] == whole["run_id"]
+    assert json.loads((d / "study.json").read_text())["summary"]["completed"] == 1
+    (d / "results.parquet").write_bytes(b"PAR1 torn")
+    r = _cli(s, capsys, monkeypatch, "--resume", str(d))
+    assert "results.parquet could not be read" in r.out and "rebuilt from the run folders" in r.out
+    assert pq.read_table(d / "results.parquet").num_rows == 2  # rebuilt when the study ended

@@ -171,9 +171,11 @@ def status(
     from llem_docker.execution.progress import STATE_STYLE
     from llem_docker.execution.resume import read_prior
     from llem_docker.execution.slurm.status import refresh
+    from llem_docker.store.repair import rebuild_torn
 
     read_prior(results_dir, "llem-docker status")  # a clear error for a wrong folder
     r = refresh(results_dir)
+    r.notes.extend(rebuild_torn(results_dir, r.manifest))
     if as_json:
         print(json.dumps(r.manifest.model_dump(mode="json"), indent=2))
         raise typer.Exit(0)

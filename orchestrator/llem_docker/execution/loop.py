@@ -39,6 +39,7 @@ from llem_docker.execution.runners import ENGINE_LOST, Runner, RunnerFactory, ma
 from llem_docker.execution.session import Session, engine_gone
 from llem_docker.store.collect import assemble
 from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
+from llem_docker.store.repair import torn_outputs
 from llem_docker.store.runlock import running
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.model import StudyConfig
@@ -100,8 +101,10 @@ def execute_study(
         else:  # read again under the lock: the folder is ours from here
             manifest, results, again = reopen(study_dir, Manifest.read(study_dir), specs)
             todo = set(again)
+        torn = [f"{name} could not be read ({why}); it is rebuilt from the run folders when "
+                "this study ends" for name, why in torn_outputs(study_dir).items()]  # fmt: skip
         manifest.write(study_dir)
-        live_study = _Live(plan, live, manifest, study_dir, results, datasets, models, todo)
+        live_study = _Live(plan, live, manifest, study_dir, results, datasets, models, todo, torn)
         return _execute(live_study, settings, console, as_json, resumed=resume is not None)
 
 
@@ -129,6 +132,7 @@ class _Live:
     datasets: dict[str, Path]
     models: dict[str, str]
     todo: set[str]
+    notes: list[str]  # said before the first run
 
 
 def _execute(
@@ -149,6 +153,8 @@ def _execute(
             what = f"{total} runs" if total == len(todo) else f"at most {total} runs"
             what += f" ({len(results)} already completed)" if resumed else ""
             display.note(f"study {study_dir.name}: {what} → {study_dir}")
+            for note in st.notes:
+                display.note(f"[yellow]note:[/yellow] {escape(note)}")
             session = Session(
                 plan, live, manifest, study_dir, display, results, measurement, datasets, models,
                 timeout_s=float(settings.execution.experiment_timeout_seconds),

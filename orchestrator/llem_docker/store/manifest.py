@@ -22,7 +22,7 @@ from llem_docker.store.layout import HELD_FILE, StudyDir
 from llem_docker.store.lockfile import exclusive
 from llem_docker.study.model import ExecutionConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan
-from llem_harness.host_api import SLO, CapacitySearch, ValidityPolicy, atomic_write_json
+from llem_harness.host_api import SLO, CapacitySearch, ValidityPolicy, atomic_write_text
 
 MANIFEST_SCHEMA_VERSION = "1.4"  # 1.4: capacity searches and their probes
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
@@ -270,8 +270,8 @@ class Manifest(_Model):
         raise KeyError(run_id)
 
     def write(self, study_dir: Path) -> None:
-        self.updated_at = utc_now()
-        atomic_write_json(StudyDir(study_dir).manifest, self.model_dump(mode="json"))
+        self.updated_at = utc_now()  # pydantic's own serializer: flat in the number of runs
+        atomic_write_text(StudyDir(study_dir).manifest, self.model_dump_json(indent=2) + "\n")
 
     def start_run(self, study_dir: Path, run_id: str) -> None:
         e = self.entry(run_id)

@@ -41,7 +41,7 @@ from llem_docker.execution.runners.docker_engine import (
     first_line,
     reap_orphans,
 )
-from llem_docker.execution.runners.stream import Events, drain, follow, lines_of, pump
+from llem_docker.execution.runners.stream import END, Events, drain, follow, lines_of, pump
 from llem_harness.host_api import LOG_FILE, RunnerInfo, host_has_rapl
 
 READER_JOIN_S = 5.0
@@ -139,22 +139,23 @@ class DockerRunner:
 
     def _create(self, spec: dict[str, Any]) -> Any:
         """Create (never pull: a missing image is an error that names `make images`)."""
-        from docker.errors import APIError, NotFound
+        from docker.errors import APIError
 
-        with contextlib.suppress(NotFound):  # a leftover of an earlier attempt at this run
-            self.client.containers.get(spec["name"]).remove(force=True)
         try:
             return self.client.containers.create(**spec)
         except APIError as exc:
-            if exc.status_code == 409:  # the name was taken in between: one retry
+            if exc.status_code == 409:  # a leftover of an earlier attempt at this run
                 self.client.containers.get(spec["name"]).remove(force=True)
                 return self.client.containers.create(**spec)
             raise
 
     @staticmethod
     def _read_logs(container: Any, log: IO[str], events: Events) -> None:
-        with contextlib.suppress(Exception):  # the engine went away: _ended reports it
-            pump(lines_of(container.logs(stream=True, follow=True)), log, events)
+        try:
+            with contextlib.suppress(Exception):  # the engine went away: _ended reports it
+                pump(lines_of(container.logs(stream=True, follow=True)), log, events)
+        finally:
+            events.put(END)  # the container's stream ended with it: no need to poll on
 
     def _stop(self, container: Any) -> None:
         """SIGTERM (the harness writes error.json), `grace_s`, then SIGKILL; a second Ctrl+C

@@ -15,6 +15,9 @@ from llem_docker.execution.runners.base import EventHandler
 MAX_BATCH = 1000
 POLL_S = 0.1
 Events = queue.Queue[dict[str, Any]]
+# What a reader puts last, where the end of its stream is the end of the run (a container's
+# log stream): `follow` returns at once instead of at its next poll.
+END: dict[str, Any] = {"event": "_end_of_stream"}
 
 
 def parse_event(text: str) -> dict[str, Any] | None:
@@ -51,21 +54,26 @@ def pump(lines: Iterable[bytes], log: IO[str], events: Events) -> None:
             events.put(event)
 
 
-def dispatch(events: Events, on_event: EventHandler, *, wait_s: float) -> None:
-    """Wait up to `wait_s` for an event, then hand over what is queued, in the caller's thread."""
+def dispatch(events: Events, on_event: EventHandler, *, wait_s: float) -> bool:
+    """Wait up to `wait_s` for an event, then hand over what is queued, in the caller's
+    thread. True once the stream's END came."""
     timeout = wait_s
     for _ in range(MAX_BATCH):
         try:
             item = events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
         except queue.Empty:
-            return
+            return False
+        if item is END:
+            return True
         on_event(item)
         timeout = 0.0
+    return False
 
 
 def drain(events: Events, on_event: EventHandler) -> None:
     while not events.empty():
-        dispatch(events, on_event, wait_s=0.0)
+        if dispatch(events, on_event, wait_s=0.0):
+            return
 
 
 def follow(
@@ -87,7 +95,8 @@ def follow(
             if remaining <= 0:
                 stop()
                 return True, False
-            dispatch(events, on_event, wait_s=min(POLL_S, remaining))
+            if dispatch(events, on_event, wait_s=min(POLL_S, remaining)):
+                break
     except KeyboardInterrupt:
         stop()
         return False, True
