@@ -18,6 +18,21 @@ class LlemError(Exception):
         return str(self)
 
 
+class DiskFull(LlemError):
+    """The disk under the results folder filled up mid-study: what was written is kept (every
+    write is atomic), and the message says how to finish once there is room."""
+
+    exit_code = 1
+
+    def __init__(self, exc: OSError, resume: str) -> None:
+        where = exc.filename or "the results folder"
+        super().__init__(
+            f"the disk is full ({exc.strerror}) while writing {where}: the study stopped there, "
+            f"and every run that had finished is recorded. Fix: free space on that disk (or move "
+            f"output.results_dir), then finish the study with `{resume}`"
+        )
+
+
 class ConfigError(LlemError):
     """Bad input (study file, user config, env var, flag): exit code 2."""
 

@@ -182,3 +182,31 @@ def test_a_torn_results_file_is_rebuilt_and_said_so(
     r = _cli(s, capsys, monkeypatch, "--resume", str(d))
     assert "results.parquet could not be read" in r.out and "rebuilt from the run folders" in r.out
     assert pq.read_table(d / "results.parquet").num_rows == 2  # rebuilt when the study ended
+
+
+def test_a_full_disk_stops_the_study_with_the_way_to_finish_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from llem_docker.store.manifest import Manifest
+
+    real = Manifest.write
+    calls = [0]
+
+    def full_after_three(self: Manifest, study_dir: Path) -> None:
+        calls[0] += 1
+        if calls[0] > 3:  # the first run recorded, then the disk fills
+            raise OSError(errno.ENOSPC, "No space left on device", str(study_dir / "x.tmp"))
+        real(self, study_dir)
+
+    s = Study(tmp_path, ["fake/ok", "fake/ok2"])
+    monkeypatch.setattr(Manifest, "write", full_after_three)
+    r = _cli(s, capsys, monkeypatch)
+    assert r.code == 1 and "Traceback" not in r.err
+    assert "the disk is full (No space left on device)" in r.err
+    assert "--resume" in r.err and "Fix: free space" in r.err
+    monkeypatch.setattr(Manifest, "write", real)
+    (d,) = (tmp_path / "results").iterdir()
+    assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 0
+    assert _manifest(d)["state"] == "completed"

@@ -12,6 +12,7 @@ KeyboardInterrupt) carrying the partial outcome.
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from rich.markup import escape
 
 from llem_docker.capacity.driver import run_search
 from llem_docker.config.settings import RunnerSpec, Settings
+from llem_docker.errors import DiskFull
 from llem_docker.execution import hf_datasets
 from llem_docker.execution.models import check_models, stage_models
 from llem_docker.execution.prepare import (
@@ -36,7 +38,7 @@ from llem_docker.execution.prepare import (
 from llem_docker.execution.progress import StudyDisplay, print_summary
 from llem_docker.execution.resume import reopen
 from llem_docker.execution.runners import ENGINE_LOST, Runner, RunnerFactory, make_runner
-from llem_docker.execution.session import Session, engine_gone
+from llem_docker.execution.session import Session, engine_gone, resume_command
 from llem_docker.store.collect import assemble
 from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
 from llem_docker.store.repair import torn_outputs
@@ -172,6 +174,8 @@ def _execute(
                 e.error = RunError(type=type(exc).__name__, message=str(exc) or repr(exc))
         with contextlib.suppress(Exception):  # the original error matters more
             _finish(manifest, study_dir, measurement, live, t0)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(exc, resume_command(manifest, study_dir)) from exc
         raise
     if interrupted:
         manifest.state = "interrupted"
