@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_docker.capacity.result import SearchResult, build_searches
 from llem_docker.store.layout import StudyDir
-from llem_docker.store.manifest import Manifest, RunError, RunState, StudyState
+from llem_docker.store.manifest import Manifest, RunEntry, RunError, RunState, StudyState
 from llem_docker.store.serving_columns import SERVING_COLUMNS, serving_row
 from llem_docker.study.model import ExecutionConfig
 from llem_harness.host_api import (
@@ -95,6 +95,26 @@ class StudyResult(_Model):
     searches: list[SearchResult] = Field(default_factory=list)  # 1.1
 
 
+def _study_run(e: RunEntry, results: dict[str, ExperimentResult]) -> StudyRun:
+    res = results.get(e.run_id) if e.state == "completed" else None
+    return StudyRun(
+        run_id=e.run_id,
+        index=e.index,
+        cycle=e.cycle,
+        backend=e.backend,
+        state=e.state,
+        swept=e.swept,
+        config_hash=e.config_hash,
+        duration_s=res.duration_s if res else None,
+        throughput_tokens_per_s=res.throughput_tokens_per_s if res else None,
+        energy_total_j=res.energy.total_j if res else None,
+        energy_per_output_token_j=res.energy_per_output_token_j if res else None,
+        error=e.error,
+        search=e.search,
+        probe=e.probe,
+    )
+
+
 def build_study_result(
     manifest: Manifest,
     results: dict[str, ExperimentResult],
@@ -104,27 +124,7 @@ def build_study_result(
     ended_at: str,
     wall_time_s: float,
 ) -> StudyResult:
-    runs: list[StudyRun] = []
-    for e in manifest.runs:
-        res = results.get(e.run_id) if e.state == "completed" else None
-        runs.append(
-            StudyRun(
-                run_id=e.run_id,
-                index=e.index,
-                cycle=e.cycle,
-                backend=e.backend,
-                state=e.state,
-                swept=e.swept,
-                config_hash=e.config_hash,
-                duration_s=res.duration_s if res else None,
-                throughput_tokens_per_s=res.throughput_tokens_per_s if res else None,
-                energy_total_j=res.energy.total_j if res else None,
-                energy_per_output_token_j=res.energy_per_output_token_j if res else None,
-                error=e.error,
-                search=e.search,
-                probe=e.probe,
-            )
-        )
+    runs = [_study_run(e, results) for e in manifest.runs]
     done = [r for e in manifest.runs if e.state == "completed" and (r := results.get(e.run_id))]
     energies = [r.energy.total_j for r in done if r.energy.total_j is not None]
     states = [e.state for e in manifest.runs]
