@@ -137,7 +137,7 @@ def test_a_growing_policy_measures_whole_passes_until_the_window_is_long_enough(
     write_request(first)
     assert run_experiment(first) == 0
     plain = ExperimentResult.model_validate_json((first / "result.json").read_text())
-    least = 3 * plain.duration_s  # about three measured passes' worth
+    least = 10 * plain.duration_s  # about ten passes' worth: more than noise can cover
     req = write_request(tmp_path)
     policy = ValidityPolicy(profile="test", min_window_s=least, grow_window=True)
     req.validity = policy
@@ -146,8 +146,10 @@ def test_a_growing_policy_measures_whole_passes_until_the_window_is_long_enough(
     res = ExperimentResult.model_validate_json((tmp_path / "result.json").read_text())
     k = res.window_repeats
     assert res.duration_s >= least  # the window reached its minimum...
-    assert res.duration_s < least + 10 * plain.duration_s  # ...by whole passes, not far past
-    assert k >= 2 and res.tokens.output == 4 * 8 * k  # the same prompts, k passes
+    assert k >= 2 and res.tokens.output == 4 * 8 * k, (plain.duration_s, least, res.duration_s)
+    # ...by whole passes, stopping once it is reached: past it by less than two of its own
+    # passes (its own, not the first run's: a shared machine's speed drifts between runs)
+    assert res.duration_s - least < 2 * res.duration_s / k
     assert len(res.warmup.pass_seconds) == res.warmup.runs
     assert any(f"{k} passes over the 4 prompts" in w for w in res.warnings)
     assert res.validity is not None and res.validity.policy == policy
