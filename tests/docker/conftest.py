@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.docker.second_engine import SecondEngine, unavailable
 
 IMAGE = "llem-test/pytorch:cpu"
 FAULT_IMAGE = "llem-test/fault:malformed"
@@ -72,6 +73,31 @@ def no_container_left(engine: Any) -> Iterator[None]:
     for c in left:
         c.remove(force=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"
+
+
+@pytest.fixture(scope="session")
+def second_engine(test_image: str) -> Iterator[SecondEngine]:
+    """A private dockerd holding the test image, for the whole session (the engine-stop and
+    chaos tests restart it; the shared engine is never touched)."""
+    why = unavailable()
+    if why is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"cannot start a second Docker engine: {why}")
+        pytest.skip(f"cannot start a second Docker engine: {why}")
+    second = SecondEngine()
+    try:
+        second.start()
+        second.load(test_image)
+        yield second
+    finally:
+        second.destroy()
+
+
+@pytest.fixture
+def private_engine(second_engine: SecondEngine) -> SecondEngine:
+    if not second_engine.running:  # an earlier test left it stopped
+        second_engine.start()
+    return second_engine
 
 
 def write_study(path: Path, doc: dict[str, Any]) -> Path:

@@ -2,17 +2,15 @@
 kill`, and the Docker engine itself stopping mid-study. Each ends recorded, with a message
 that says what happened, and `--resume` completes the study afterwards.
 
-The engine-stop test never touches the shared engine: it starts a private second dockerd
-(tests/docker/second_engine.py), loads the test image into it once per session, and points
-the CLI at it with DOCKER_HOST.
+The engine-stop test never touches the shared engine: it uses a private second dockerd
+(tests/docker/second_engine.py; the `private_engine` fixture of conftest.py, which loads the
+test image into it once per session) and points the CLI at it with DOCKER_HOST.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ from tests.docker.conftest import (
     wait_for,
     write_study,
 )
-from tests.docker.second_engine import SecondEngine, unavailable
+from tests.docker.second_engine import SecondEngine
 
 pytestmark = pytest.mark.docker
 
@@ -105,30 +103,6 @@ def test_docker_kill_fails_the_run_the_study_goes_on_and_resume_completes(
     assert second["state"] == "completed"  # the study went on
     assert man["state"] == "failed"
     _resume_completes(study, study_dir, env)
-
-
-@pytest.fixture(scope="session")
-def second_engine(test_image: str) -> Iterator[SecondEngine]:
-    """A private dockerd holding the test image, for the whole session."""
-    why = unavailable()
-    if why is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"cannot start a second Docker engine: {why}")
-        pytest.skip(f"cannot start a second Docker engine: {why}")
-    second = SecondEngine()
-    try:
-        second.start()
-        second.load(test_image)
-        yield second
-    finally:
-        second.destroy()
-
-
-@pytest.fixture
-def private_engine(second_engine: SecondEngine) -> SecondEngine:
-    if not second_engine.running:  # an earlier test left it stopped
-        second_engine.start()
-    return second_engine
 
 
 def test_engine_stop_aborts_the_study_and_resume_completes(
