@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "run":
         from llem_harness.run import run_experiment
+        from llem_harness.termination import tie_to_host
+
+        tie_to_host()
 
         rc = run_experiment(args.run_dir)
         if argv is None and os.environ.get(FULL_EXIT_ENV) != "1":

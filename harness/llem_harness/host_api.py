@@ -39,6 +39,7 @@ from llem_harness.quality import references
 from llem_harness.quantization import gpu_problem
 from llem_harness.serving.search_options import CapacitySearch
 from llem_harness.serving.trace import read_trace
+from llem_harness.termination import HOST_PID_ENV
 from llem_harness.validity import POLICIES, RULES_VERSION, ValidityPolicy, evaluate
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "ENGINE_METRICS_FILE",
     "ERROR_FILE",
     "EXPERIMENT_FILE",
+    "HOST_PID_ENV",
     "HOST_RAPL_ENV",
     "LOG_FILE",
     "MODELS_DIR",

@@ -10,6 +10,7 @@ it between batches. A terminated run therefore never writes a result.json.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -54,3 +55,31 @@ def communicate(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
         proc.wait()
         raise
     return stdout or b"", stderr or b""
+
+
+HOST_PID_ENV = "LLEM_HOST_PID"  # set by a runner that starts the harness as its own child
+
+
+def die_with_parent() -> None:
+    """In a child process, before it runs: SIGKILL it when its parent dies, whatever kills
+    the parent (a runner's SIGKILL after its grace, a second Ctrl+C, a SIGKILL of llem-docker
+    itself), so that nothing outlives its run. Linux only; elsewhere nothing is set."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def tie_to_host() -> None:
+    """Where the runner named itself (LLEM_HOST_PID: the local runner, whose harness is its
+    own child), the harness dies with it; one whose host is already gone stops at once, so a
+    killed llem-docker leaves no harness to write into the folder a resume makes next."""
+    host = os.environ.get(HOST_PID_ENV, "")
+    if not host.isdigit():
+        return
+    die_with_parent()
+    if os.getppid() != int(host):  # the host died before the tie was made
+        os._exit(1)

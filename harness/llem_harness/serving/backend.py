@@ -42,7 +42,7 @@ from llem_harness.serving.loadgen import RequestSpec
 from llem_harness.serving.records import RequestRecord, completed
 from llem_harness.serving.senders import senders_for, usable_cores
 from llem_harness.serving.trace import Trace, read_trace
-from llem_harness.termination import communicate
+from llem_harness.termination import communicate, die_with_parent
 
 WARMUP_REQUESTS = 16  # prompts sent at once in one warmup pass (fewer if the study has fewer)
 
@@ -228,7 +228,7 @@ class ServingBackend(WholePass, Tokenizing):
         if senders > 1:
             cmd += ["--senders", str(senders)]
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=server.die_with_parent
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent
         )
         stdout, stderr = communicate(proc)  # the load ends with the run
         if proc.returncode != 0:

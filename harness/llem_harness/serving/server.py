@@ -26,6 +26,7 @@ from typing import IO
 from pydantic import BaseModel
 
 from llem_harness.config import ExperimentConfig
+from llem_harness.termination import die_with_parent
 
 SERVED_NAME = "llem"
 LOG_FILE = "server.log"
@@ -118,20 +119,6 @@ class ServerProcess:
 
     def details(self) -> ServerDetails:
         return ServerDetails(command=self.cmd, port=self.port, start_s=self.start_s)
-
-
-def die_with_parent() -> None:
-    """In a child of the harness (the server, the load generator), before it runs: SIGKILL it
-    when the harness dies, whatever kills the harness (a runner's SIGKILL after its grace, a
-    second Ctrl+C), so that no server outlives its run and holds the GPU, and no load goes on.
-    Linux only; elsewhere nothing is set."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _end_group(proc: subprocess.Popen[bytes]) -> int | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.execution.runners.base import EventHandler, RunOutcome
 from llem_docker.execution.runners.process import run_process
-from llem_harness.host_api import RunnerInfo
+from llem_harness.host_api import HOST_PID_ENV, RunnerInfo
 
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "llem_harness.cli", "run")
 
@@ -57,7 +57,7 @@ class LocalRunner:
         return run_process(
             [*self.command, str(run_dir)],
             run_dir,
-            env=self.env,
+            env={**self.env, HOST_PID_ENV: str(os.getpid())},  # it dies with this process
             timeout_s=timeout_s,
             on_event=on_event,
             grace_s=self.grace_s,
