@@ -69,8 +69,9 @@ apptainer-down:
 
 bench: setup test-images
 	$(BIN)/python bench/expand.py
-	$(BIN)/python bench/docker_overhead.py --out bench/results/docker_overhead.json
+	$(BIN)/python bench/docker_overhead.py --tail-of 500 --out bench/results/docker_overhead.json
 	$(BIN)/python bench/loadgen_limits.py
+	$(BIN)/python bench/preflight.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
