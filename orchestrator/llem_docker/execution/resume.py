@@ -117,8 +117,9 @@ def sweep_temporary(study_dir: Path) -> list[Path]:
 
 LOST = RunError(
     type="OrchestratorLost",
-    message="llem-docker stopped while this run was running (killed, or the machine went "
-    "down): the run was started again by --resume",
+    message="llem-docker stopped while this run was running and could not record how it "
+    "ended (it was killed, the machine went down, or the disk under the results folder "
+    "filled up): the run was started again by --resume",
 )
 
 
