@@ -49,7 +49,7 @@ class Verdict:
     failed: float | None  # ... and the lowest failing one (None: none failed)
 
 
-def _bracket(spec: CapacitySearch, probes: Sequence[Probe]) -> tuple[float | None, float | None]:
+def _bracket(probes: Sequence[Probe]) -> tuple[float | None, float | None]:
     passes = [p.rate for p in probes if p.passed]
     fails = [p.rate for p in probes if not p.passed]
     return (max(passes) if passes else None), (min(fails) if fails else None)
@@ -69,7 +69,7 @@ def next_rate(spec: CapacitySearch, probes: Sequence[Probe]) -> float | None:
         return low
     if len(probes) >= spec.probes:
         return None
-    passed, failed = _bracket(spec, probes)
+    passed, failed = _bracket(probes)
     if passed is None:  # the lowest rate failed
         return None
     upper = high if failed is None else failed
@@ -84,7 +84,7 @@ def verdict(spec: CapacitySearch, probes: Sequence[Probe]) -> Verdict | None:
     """The search's outcome once `next_rate` says it is over; None while it is not."""
     if not probes or next_rate(spec, probes) is not None:
         return None
-    passed, failed = _bracket(spec, probes)
+    passed, failed = _bracket(probes)
     if passed is None:
         return Verdict("below_range", None, None, failed)
     if failed is None and passed >= spec.rate[1]:

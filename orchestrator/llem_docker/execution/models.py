@@ -43,9 +43,7 @@ def model_file(model: str, study: StudyConfig, home: Path) -> Path:
     """The file a GGUF `model` names on this machine."""
     if model in PACKAGED:
         return packaged_path(model, home)
-    path = Path(model).expanduser()
-    base = Path(study.source).resolve().parent if study.source else Path.cwd()
-    return path if path.is_absolute() else base / path
+    return study.path_of(model)
 
 
 def check_models(plan: StudyPlan, study: StudyConfig, settings: Settings) -> dict[str, Path]:

@@ -57,16 +57,15 @@ PATH_LIKE = ("/", "./", "../", "~")
 def check_model_paths(plan: StudyPlan, study: StudyConfig) -> None:
     """A model named by a local path (`/…`, `./…`, `../…`, `~…`; not a GGUF file, which
     models.py checks) must exist: as given, or relative to the study file's folder."""
-    base = Path(study.source).resolve().parent if study.source else Path.cwd()
     for model in dict.fromkeys(p.config.model for p in plan.points):
         if not model.startswith(PATH_LIKE) or is_gguf(model):
             continue
-        path = Path(model).expanduser()
-        if path.exists() or (not path.is_absolute() and (base / path).exists()):
+        path, beside = Path(model).expanduser(), study.path_of(model)
+        if path.exists() or beside.exists():
             continue
         raise ConfigError(
             f"model `{model}` names a local path, and nothing is there (looked for {path}"
-            + ("" if path.is_absolute() else f" and {base / path}")
+            + ("" if beside == path else f" and {beside}")
             + ")",
             source=study.source,
             key="model",
@@ -111,19 +110,23 @@ def _check_sizes(point: ExperimentPoint, source: str | None) -> None:
         )
 
 
-def dataset_path(name: str, study: StudyConfig) -> Path:
-    """A `.jsonl` dataset resolved against the study file's folder, or a ConfigError."""
-    base = Path(study.source).resolve().parent if study.source else Path.cwd()
-    path = Path(name).expanduser()
-    path = path if path.is_absolute() else base / path
+def named_file(name: str, study: StudyConfig, *, key: str, kind: str) -> Path:
+    """A file the study names under `key` (`kind`: "dataset file", "trace file"), resolved
+    against the study file's folder; a missing one is a ConfigError."""
+    path = study.path_of(name)
     if not path.is_file():
         raise ConfigError(
-            f"dataset file `{name}` does not exist (looked for {path})",
+            f"{kind} `{name}` does not exist (looked for {path})",
             source=study.source,
-            key="dataset",
+            key=key,
             fix="give a path relative to the study file's folder, or an absolute path",
         )
     return path
+
+
+def dataset_path(name: str, study: StudyConfig) -> Path:
+    """A `.jsonl` dataset resolved against the study file's folder, or a ConfigError."""
+    return named_file(name, study, key="dataset", kind="dataset file")
 
 
 def check_datasets(plan: StudyPlan, study: StudyConfig, hub_cache: Path) -> None:

@@ -57,12 +57,11 @@ def resolve_datasets(
     dataset, read from the hub cache into a JSONL file (hf_datasets.py); all checked up
     front. Serving traces (`serving.trace`) are resolved into the same map, by the name the
     study gives them (trace_check.py)."""
-    base = Path(study.source).resolve().parent if study.source else Path.cwd()
     found: dict[str, Path] = {}
     for point in plan.points:
         trace = point.config.serving_options().trace
         if trace is not None and trace not in found:
-            found[trace] = resolve_trace(trace, base, study.source)
+            found[trace] = resolve_trace(trace, study)
         name = point.config.dataset
         if name.startswith(hf_datasets.PREFIX) and name not in found:
             most = max(p.config.n_prompts for p in plan.points if p.config.dataset == name)

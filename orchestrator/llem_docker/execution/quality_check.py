@@ -15,7 +15,6 @@ from llem_harness.host_api import references
 
 
 def check_quality(plan: StudyPlan, study: StudyConfig) -> None:
-    base = Path(study.source).resolve().parent if study.source else Path.cwd()
     seen: set[tuple[str, str]] = set()
     for point in plan.points:
         cfg = point.config
@@ -27,8 +26,7 @@ def check_quality(plan: StudyPlan, study: StudyConfig) -> None:
         if key in seen:
             continue
         seen.add(key)
-        path = Path(cfg.dataset).expanduser()
-        path = path if path.is_absolute() else base / path
+        path = study.path_of(cfg.dataset)
         if path.is_file():  # a missing file is the dataset check's to report
             _check_file(path, cfg.quality.references, study.source)
 

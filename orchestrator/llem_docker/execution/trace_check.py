@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from llem_docker.errors import ConfigError
+from llem_docker.execution.preflight import named_file
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan
 from llem_harness.host_api import read_trace
@@ -14,23 +15,13 @@ from llem_harness.host_api import read_trace
 KEY = "serving.trace"
 
 
-def resolve_trace(name: str, base: Path, source: str | None) -> Path:
-    """`name` against the study file's folder (`base`), as a dataset path is; a missing file
-    is a ConfigError."""
-    path = Path(name).expanduser()
-    path = path if path.is_absolute() else base / path
-    if not path.is_file():
-        raise ConfigError(
-            f"trace file `{name}` does not exist (looked for {path})",
-            source=source,
-            key=KEY,
-            fix="give a path relative to the study file's folder, or an absolute path",
-        )
-    return path
+def resolve_trace(name: str, study: StudyConfig) -> Path:
+    """`name` against the study file's folder, as a dataset path is; a missing file is a
+    ConfigError."""
+    return named_file(name, study, key=KEY, kind="trace file")
 
 
 def check_traces(plan: StudyPlan, study: StudyConfig) -> None:
-    base = Path(study.source).resolve().parent if study.source else Path.cwd()
     seen: set[tuple[str, float, str]] = set()
     for point in plan.points:
         opts = point.config.serving_options()
@@ -40,7 +31,7 @@ def check_traces(plan: StudyPlan, study: StudyConfig) -> None:
         if key in seen:
             continue
         seen.add(key)
-        path = resolve_trace(opts.trace, base, study.source)
+        path = resolve_trace(opts.trace, study)
         try:
             read_trace(path, opts.trace_scale, opts.trace_unit)
         except ValueError as exc:

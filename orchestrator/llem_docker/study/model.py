@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,6 +78,14 @@ class StudyConfig(BaseModel):
         `sweep:`, listed `experiments:` are the study and the top level only gives the
         defaults they share; a file with neither is a study of one."""
         return bool(self.axes) or not self.experiments
+
+    def path_of(self, name: str) -> Path:
+        """A file the study names (a dataset, a trace, a GGUF model): as given when absolute,
+        else relative to the study file's folder (the working directory without a file)."""
+        path = Path(name).expanduser()
+        if path.is_absolute():
+            return path
+        return (Path(self.source).resolve().parent if self.source else Path.cwd()) / path
 
     def grid_size(self, backend: str) -> int:
         """Points of the grid for one backend: the product of its axes' lengths."""
