@@ -23,10 +23,13 @@ tests/docker/test_images.py checks each layer against.
    not carry that change.
 2. What no run needs stays behind (PRUNE): test suites, Cython and C++ sources and headers,
    pyarrow's Flight (RPC) and S3 libraries, and link-time copies of shared libraries.
-3. No bytecode for the whole install (for transformers, that would be 69 MB, for 559 model
-   families). The modules named by --warm, and the harness's own, are imported once, so the
-   ones a run imports start from .pyc: the containers run as an unknown user and cannot write
-   bytecode into the image.
+3. Bytecode: the harness layer carries it for every module it installs (the harness and its
+   own dependencies, a few MB), so that no run compiles them again: the containers run as an
+   unknown user who cannot write bytecode into the image, and runs are told not to write it
+   into their containers either (PYTHONDONTWRITEBYTECODE, which would otherwise leave each
+   container dozens of files for the engine to delete). An engine layer gets none for the
+   whole install (for transformers, that would be 69 MB, for 559 model families): only the
+   modules named by --warm are imported once, so the ones a run imports start from .pyc.
 4. The result is checked in place: `llem-harness --version`, and a timeseries file written by
    the harness's own Parquet writer (the image has no pyarrow to read it back). Then every file
    that appeared under the install's folders must be one DIR carries.
@@ -35,6 +38,7 @@ tests/docker/test_images.py checks each layer against.
 from __future__ import annotations
 
 import argparse
+import compileall
 import importlib.metadata as md
 import importlib.util
 import json
@@ -252,6 +256,10 @@ def main() -> int:
             sys.exit("error: no llem-harness on PATH after the install")
         subprocess.run([harness, "--version"], check=True, env=env)
 
+    if not args.engine:  # the harness and its own dependencies: all of their bytecode
+        for f in keep:
+            if f.suffix == ".py" and f.is_file():
+                compileall.compile_file(str(f), quiet=2)
     files = with_bytecode(keep)
     stray = unaccounted(roots, set(files))
     if stray:

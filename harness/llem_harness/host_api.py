@@ -39,6 +39,7 @@ from llem_harness.quality import references
 from llem_harness.quantization import gpu_problem
 from llem_harness.serving.search_options import CapacitySearch
 from llem_harness.serving.trace import read_trace
+from llem_harness.shipped import needs_hub
 from llem_harness.termination import HOST_PID_ENV
 from llem_harness.validity import POLICIES, RULES_VERSION, ValidityPolicy, evaluate
 
@@ -83,6 +84,7 @@ __all__ = [
     "gpu_problem",
     "host_has_rapl",
     "is_gguf",
+    "needs_hub",
     "packaged_path",
     "parse_visible_devices",
     "prompt_of",

@@ -105,6 +105,40 @@ def test_docker_kill_fails_the_run_the_study_goes_on_and_resume_completes(
     _resume_completes(study, study_dir, env)
 
 
+def test_docker_stop_in_a_runs_first_moments_is_killed_externally(
+    tmp_path: Path, engine: Any, test_image: str
+) -> None:
+    """`docker stop` as soon as the container runs, most likely before the harness has
+    installed its SIGTERM handler (exit 143, no error.json); either way the run is
+    KilledExternally, never HarnessCrashed."""
+    proc, study, env = _start(tmp_path, "stopped")
+    stopped: list[str] = []
+
+    def first_running() -> bool:
+        assert proc.poll() is None, "the study ended before its first run got going"
+        for c in engine.containers.list(filters={"label": LABEL, "status": "running"}):
+            c.stop(timeout=10)  # `docker stop`
+            stopped.append(c.labels["llem.run"])
+            return True
+        return False
+
+    try:
+        wait_for(first_running, 240, "the first run's container to run")
+        out, err = _finish(proc, 300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out[-2000:] + err[-2000:]
+    (study_dir,) = (tmp_path / "results").iterdir()
+    man = manifest(study_dir)
+    first, second = man["runs"]
+    assert first["run_id"] == stopped[0] and first["state"] == "failed"
+    assert first["error"]["type"] == "KilledExternally", first["error"]
+    assert "SIGTERM" in first["error"]["message"] and "--resume" in first["error"]["message"]
+    assert second["state"] == "completed"
+    _resume_completes(study, study_dir, env)
+
+
 def test_engine_stop_aborts_the_study_and_resume_completes(
     tmp_path: Path, private_engine: SecondEngine
 ) -> None:

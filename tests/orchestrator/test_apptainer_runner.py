@@ -54,6 +54,7 @@ def test_command_is_pinned(tmp_path: Path) -> None:
         "--env", "HF_HOME=/llem/hf-cache",
         "--env", "LLEM_ENGINE_CACHE=/llem/engine-cache",
         "--env", "PYTHONUNBUFFERED=1",
+        "--env", "PYTHONDONTWRITEBYTECODE=1",
         "--env", "CUDA_VISIBLE_DEVICES=2,3",  # SLURM's allocation, kept through --cleanenv
         "--pwd", "/llem/run",
         str(tmp_path / "llem-pytorch.sif"), "llem-harness", "run", "/llem/run",

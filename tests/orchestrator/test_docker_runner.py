@@ -69,6 +69,7 @@ def test_spec_for_all_gpus(tmp_path: Path) -> None:
         "HF_HOME": "/llem/hf-cache",
         "LLEM_ENGINE_CACHE": "/llem/engine-cache",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     assert spec["shm_size"] == "16g" and "ipc_mode" not in spec and "mem_limit" not in spec
 
@@ -327,11 +328,25 @@ def test_sigkill_from_outside_is_killed_externally(tmp_path: Path) -> None:
         assert words in outcome.detail, words
 
 
+def test_an_early_sigterm_from_outside_is_killed_externally(tmp_path: Path) -> None:
+    # `docker stop` before the harness installed its handler: exit 143, no error.json.
+    outcome, _, _ = go(tmp_path, FakeContainer("x", exit_code=143, oom=False))
+    assert outcome.failure == "KilledExternally" and outcome.exit_code == 143
+    for words in ("SIGTERM", "143", "docker stop", "--resume"):
+        assert words in outcome.detail, words
+
+
 def test_our_own_sigkill_on_timeout_is_a_timeout(tmp_path: Path) -> None:
     # The harness ignored SIGTERM, so the engine SIGKILLed it after the grace: exit 137.
     c = FakeContainer("x", hang=True, stop_exit=137)
     outcome, _, _ = go(tmp_path, c, timeout_s=0.3)
     assert outcome.timed_out and outcome.exit_code == 137 and outcome.failure is None
+
+
+def test_our_own_sigterm_on_timeout_is_a_timeout(tmp_path: Path) -> None:
+    c = FakeContainer("x", hang=True, stop_exit=143)
+    outcome, _, _ = go(tmp_path, c, timeout_s=0.3)
+    assert outcome.timed_out and outcome.exit_code == 143 and outcome.failure is None
 
 
 def test_container_removed_from_outside(tmp_path: Path) -> None:

@@ -11,13 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SHIPPED: dict[str, str] = {
-    "llem/tiny-llama": "tiny-llama.json",
-    "meta-llama/Llama-3.2-1B": "llama-3.2-1b.json",
-    "meta-llama/Llama-3.1-8B": "llama-3.1-8b.json",
-    "Qwen/Qwen2.5-7B": "qwen2.5-7b.json",
-    "mistralai/Mistral-7B-v0.3": "mistral-7b-v0.3.json",
-}
+from llem_harness.shipped import SHIPPED
 
 # Byte-level tokenizer for dummy-weight models: id = byte + 3 (0 pad, 1 bos, 2 eos).
 # It is identical on every backend, so every backend sees the same token ids.

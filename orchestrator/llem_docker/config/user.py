@@ -59,6 +59,12 @@ class DockerSettings(_Strict):
     shm_size: str | None = Field("16g", description="None means ipc=host")
     memory: str | None = Field(None, description="container memory limit, e.g. 64g; no swap")
     hf_hub_offline: bool = False
+    network: str = Field(
+        "auto",
+        min_length=1,
+        description="auto (none when hf_hub_offline, else the engine's default bridge) | none "
+        "(loopback only) | bridge | host | a network's name",
+    )
 
 
 class ApptainerSettings(_Strict):

@@ -87,7 +87,14 @@ def container_request(
     home, the engine cache, the hub cache where it lies outside the HF home) and the
     environment the harness runs with."""
     gpus, hub_cache_dir = opts.gpus, opts.hub_cache_dir
-    env = {"HF_HOME": HF_MOUNT, "LLEM_ENGINE_CACHE": ENGINE_MOUNT, "PYTHONUNBUFFERED": "1"}
+    # No bytecode written into a run's container: it would go with the container, and the
+    # engine would spend each run's removal deleting it (images/install-harness.py).
+    env = {
+        "HF_HOME": HF_MOUNT,
+        "LLEM_ENGINE_CACHE": ENGINE_MOUNT,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     if opts.hf_hub_offline:
         env["HF_HUB_OFFLINE"] = "1"
     if opts.host_rapl:  # so that a run seeing no powercap tree can say "not mounted"

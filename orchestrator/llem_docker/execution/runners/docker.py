@@ -40,14 +40,23 @@ from llem_docker.execution.runners.docker_engine import (
     container_spec,
     first_line,
     reap_orphans,
+    resolve_network,
 )
 from llem_docker.execution.runners.stream import END, Events, drain, follow, lines_of, pump
-from llem_harness.host_api import LOG_FILE, RunnerInfo, host_has_rapl
+from llem_harness.host_api import (
+    EXPERIMENT_FILE,
+    LOG_FILE,
+    RunnerInfo,
+    RunRequest,
+    host_has_rapl,
+    needs_hub,
+)
 
 READER_JOIN_S = 5.0
 ENGINE_TIMEOUT_S = 60.0  # each call to the engine (the log stream aside, which ends with it)
 WAIT_S = 60  # for the exit status, once the log stream has ended
 SIGKILL_EXIT = 137  # 128 + SIGKILL: what the engine reports for `docker kill`
+SIGTERM_EXIT = 143  # 128 + SIGTERM: `docker stop` before the harness could record it
 RESUME_FIX = "run it again with `llem-docker run STUDY --resume RESULTS_DIR`"
 
 
@@ -79,17 +88,25 @@ class DockerRunner:
         if warning:
             Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}")
         cache, engines, hub = cache_dirs(settings)
+        offline = bool(settings.docker.hf_hub_offline)
+        network = resolve_network(
+            client,
+            settings.docker.network,
+            hf_hub_offline=offline,
+            source=settings.source("docker.network"),
+        )
         opts = ContainerOptions(
             image=spec.target,
             gpus=parse_gpus(settings.docker.gpus, source=settings.source("docker.gpus")),
             shm_size=settings.docker.shm_size,
             memory=settings.docker.memory,
             hf_cache_dir=cache,
-            hf_hub_offline=bool(settings.docker.hf_hub_offline),
+            hf_hub_offline=offline,
             engine_cache_dir=engines,
             user=f"{os.getuid()}:{os.getgid()}",
             hub_cache_dir=hub,
             host_rapl=host_has_rapl(),
+            network=network,
         )
         return cls(client, opts, env=dict(settings.env))
 
@@ -104,7 +121,9 @@ class DockerRunner:
 
     # -- one run ------------------------------------------------------------------------------
     def run(self, run_dir: Path, *, timeout_s: float, on_event: EventHandler) -> RunOutcome:
-        spec = container_spec(self.opts, run_dir, env=self.env, owner_pid=os.getpid())
+        spec = container_spec(
+            self.opts, run_dir, env=self.env, owner_pid=os.getpid(), needs_hub=_hub(run_dir)
+        )
         log = (run_dir / LOG_FILE).open("w", encoding="utf-8")
         container: Any = None
         events: Events = queue.Queue()
@@ -205,15 +224,8 @@ class DockerRunner:
         elif code != 0 and not self._answers():  # the engine stopped it on its way down
             failure = ENGINE_LOST
             detail = self._gone(f"the container exited with code {code}, then no answer")
-        elif code == SIGKILL_EXIT:  # llem-docker kills only on timeout or Ctrl+C (above)
-            failure = KILLED_EXTERNALLY
-            detail = (
-                f"the container was killed with SIGKILL (exit code {code}) by something other "
-                "than llem-docker (`docker kill`, `docker rm -f`, or `kill -9` of its "
-                "processes); it was not an OOM kill: the engine reports OOMKilled = false "
-                "(had the host itself run out of memory, `dmesg` would show the kernel's OOM "
-                f"killer). Fix: nothing in the experiment; {RESUME_FIX}"
-            )
+        elif code in (SIGKILL_EXIT, SIGTERM_EXIT):  # ours come only on timeout or Ctrl+C
+            failure, detail = KILLED_EXTERNALLY, _killed(code)
         return RunOutcome(
             exit_code=code,
             timed_out=timed_out,
@@ -306,6 +318,34 @@ class DockerRunner:
                 continue
             except Exception:  # already gone, or the engine went away
                 return
+
+
+def _hub(run_dir: Path) -> bool:
+    """Whether the run's experiment may need the Hugging Face hub (when its experiment.json
+    cannot say, it may)."""
+    try:
+        req = RunRequest.model_validate_json((run_dir / EXPERIMENT_FILE).read_bytes())
+    except (OSError, ValueError):
+        return True
+    return needs_hub(req.config.model, req.config.weights)
+
+
+def _killed(code: int) -> str:
+    """Why a run that exited by a signal llem-docker did not send is KilledExternally."""
+    if code == SIGTERM_EXIT:  # the harness records a SIGTERM itself, once its handler is in
+        return (
+            f"the container was stopped with SIGTERM (exit code {code}) by something other "
+            "than llem-docker (`docker stop`, or `kill` of its processes) before the harness "
+            "had set itself up to record it (in its first moments). Fix: nothing in the "
+            f"experiment; {RESUME_FIX}"
+        )
+    return (
+        f"the container was killed with SIGKILL (exit code {code}) by something other "
+        "than llem-docker (`docker kill`, `docker rm -f`, or `kill -9` of its "
+        "processes); it was not an OOM kill: the engine reports OOMKilled = false "
+        "(had the host itself run out of memory, `dmesg` would show the kernel's OOM "
+        f"killer). Fix: nothing in the experiment; {RESUME_FIX}"
+    )
 
 
 def _seconds_between(start: str | None, end: str | None) -> float | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llem_docker.errors import LlemError
+from llem_docker.errors import ConfigError, LlemError
 from llem_docker.execution.runners.container import container_request
 from llem_docker.store.lockfile import pid_alive
 
@@ -65,6 +65,8 @@ class ContainerOptions:
     user: str  # uid:gid
     hub_cache_dir: Path | None = None  # output.hub_cache_dir ($HF_HUB_CACHE)
     host_rapl: bool = False  # the host exposes RAPL (energy/rapl.py host_has_rapl)
+    # network_mode; None: the engine's default (bridge); AUTO: decided run by run
+    network: str | None = None
 
 
 def container_name(study_id: str, run_id: str) -> str:
@@ -80,9 +82,12 @@ def container_spec(
     env: Mapping[str, str],
     owner_pid: int,
     host: str | None = None,
+    needs_hub: bool = True,
 ) -> dict[str, Any]:
     """Keyword arguments for `client.containers.create` for the run in `run_dir`: the
-    runtime-neutral request (container.py) in the Docker SDK's terms."""
+    runtime-neutral request (container.py) in the Docker SDK's terms. `needs_hub`: whether
+    the run may need the Hugging Face hub (with `network: auto`, one that does not gets no
+    network)."""
     from docker.types import DeviceRequest
 
     study_id, run_id = run_dir.parent.parent.name, run_dir.name
@@ -126,10 +131,49 @@ def container_spec(
         spec["ipc_mode"] = "host"
     else:
         spec["shm_size"] = opts.shm_size
+    network = opts.network
+    if network == AUTO:
+        network = None if needs_hub else "none"
+    if network is not None:
+        spec["network_mode"] = network
     if opts.memory:
         spec["mem_limit"] = opts.memory
         spec["memswap_limit"] = opts.memory  # no swap: over the limit is an OOM kill
     return spec
+
+
+BUILTIN_NETWORKS = ("none", "bridge", "host")
+AUTO = "auto"
+
+
+def resolve_network(client: Any, value: str, *, hf_hub_offline: bool, source: str) -> str | None:
+    """`docker.network` → the containers' network_mode (None: the engine's default; AUTO: run
+    by run, `container_spec`'s `needs_hub`).
+
+    `auto` cuts a run off every network but its own loopback (where the serving scenario's
+    server and load generator talk) when it cannot need anything from outside: with
+    `hf_hub_offline`, or with dummy weights of a model whose config the harness ships. That
+    also spares the engine a virtual interface per container, about 65 ms of each run's
+    start and end here (bench/README.md). A named network must exist: refused here, before
+    any run."""
+    text = value.strip()
+    if text == AUTO:
+        return "none" if hf_hub_offline else AUTO
+    if text in BUILTIN_NETWORKS:
+        return text
+    from docker.errors import NotFound
+
+    try:
+        client.networks.get(text)
+    except NotFound:
+        raise ConfigError(
+            f"the Docker network `{text}` does not exist on this engine",
+            source=source,
+            key="docker.network",
+            fix="use auto, none, bridge or host, or create it first (`docker network create "
+            f"{text}`); `docker network ls` lists those there are",
+        ) from None
+    return text
 
 
 def reap_orphans(client: Any, *, host: str | None = None) -> list[str]:
