@@ -92,8 +92,8 @@ class FaultPlan:
         delays stay short of a trivial run's length (about 6 s in its container, mostly
         imports), so that a fault lands before the run's result; and past its first half
         second, before which the harness has not yet installed its SIGTERM handler (a
-        `docker stop` then ends it with exit 143 and no error.json: see the report of issue
-        34, item 1)."""
+        `docker stop` then ends it with exit 143 and no error.json, which the runner reads as
+        KilledExternally too: test_docker_engine_faults.py stops a run in that moment)."""
         rng = random.Random(seed)
         order = [k for k in KINDS if k in kinds] * per_kind
         rng.shuffle(order)
