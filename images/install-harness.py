@@ -154,7 +154,7 @@ def added_files(names: list[str]) -> tuple[list[Path], list[Path], set[Path]]:
 
 
 def with_bytecode(files: list[Path]) -> list[Path]:
-    """`files` and the .pyc that the check/warm-up import wrote for them."""
+    """`files` and the .pyc written for them (compiled, or by the check/warm-up import)."""
     out = [f for f in files if f.is_file()]
     for f in files:
         if f.suffix == ".py":

@@ -13,8 +13,9 @@ SHIPPED: dict[str, str] = {
 }
 
 
-def needs_hub(model: str, weights: str) -> bool:
+def needs_hub(model: str, weights: str, *, engine_args: bool = False) -> bool:
     """Whether a run of `model` may need the Hugging Face hub: not with `weights: dummy` and a
     config shipped here, which build the model and its byte-level tokenizer from nothing else
-    (the runners give such a run no network)."""
-    return not (weights == "dummy" and model in SHIPPED)
+    (the runners give such a run no network), unless the run has engine arguments, which may
+    name another model (a draft model for speculative decoding) that the engine fetches."""
+    return engine_args or not (weights == "dummy" and model in SHIPPED)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
@@ -51,6 +51,18 @@ def test_the_network_a_setting_gives(value: str, offline: bool, expected: str | 
     assert client.networks.asked == []  # the built-in ones need no question to the engine
 
 
+def test_an_engine_that_cannot_use_the_name_is_a_config_error() -> None:
+    class Ambiguous(Networks):
+        def get(self, name: str) -> Any:
+            raise APIError("network lab is ambiguous (2 matches found based on name)")
+
+    client = Client()
+    client.networks = Ambiguous(set())
+    with pytest.raises(ConfigError) as info:
+        resolve_network(client, "lab", hf_hub_offline=False, source="cfg.yaml")
+    assert info.value.key == "docker.network" and "ambiguous" in info.value.message
+
+
 def test_a_named_network_must_exist() -> None:
     assert resolve_network(Client("lab"), "lab", hf_hub_offline=False, source="x") == "lab"
     with pytest.raises(ConfigError) as info:
@@ -84,12 +96,13 @@ def test_auto_gives_no_network_to_a_run_that_cannot_need_the_hub(
         ("llem/tiny-llama", "dummy", False),  # shipped config, byte-level tokenizer
         ("meta-llama/Llama-3.2-1B", "dummy", False),
         ("meta-llama/Llama-3.2-1B", "pretrained", True),
-        ("some-org/unshipped", "dummy", True),  # its config comes from the hub
+        ("some-org/unshipped", "dummy", True),  # (read from the local cache: not claimed)
         ("llem/smollm2-135m-instruct", "pretrained", True),  # (GGUF: not claimed)
     ],
 )
 def test_which_runs_may_need_the_hub(model: str, weights: str, expected: bool) -> None:
     assert needs_hub(model, weights) is expected
+    assert needs_hub(model, weights, engine_args=True)  # may name a draft model
 
 
 def test_the_runner_reads_the_run_from_its_experiment_json(tmp_path: Path) -> None:
@@ -101,6 +114,10 @@ def test_the_runner_reads_the_run_from_its_experiment_json(tmp_path: Path) -> No
     request = RunRequest(config=config, run=run)
     (d / "experiment.json").write_text(request.model_dump_json())
     assert _hub(d) is False
+    doc = request.model_dump(mode="json")
+    doc["config"]["pytorch"] = {"engine_args": {"assistant_model": "org/draft"}}
+    (d / "experiment.json").write_text(RunRequest.model_validate(doc).model_dump_json())
+    assert _hub(d) is True
 
 
 def test_the_user_config_key(tmp_path: Path) -> None:

@@ -336,6 +336,19 @@ def test_an_early_sigterm_from_outside_is_killed_externally(tmp_path: Path) -> N
         assert words in outcome.detail, words
 
 
+def test_a_sigterm_the_harness_recorded_is_left_to_its_error_json(tmp_path: Path) -> None:
+    # `docker stop` later in the run: the harness wrote error.json (Terminated), then exit 143;
+    # classify() names the phase it was stopped in.
+    class Recording(FakeContainer):
+        def start(self) -> None:
+            super().start()
+            (run_dir_of[0] / "error.json").write_text('{"type": "Terminated", "message": "x"}')
+
+    run_dir_of = [tmp_path / "study_20261122T000000Z" / "runs" / "001_c1_pytorch_abcdef12"]
+    outcome, _, _ = go(tmp_path, Recording("x", exit_code=143, oom=False))
+    assert outcome.exit_code == 143 and outcome.failure is None and outcome.detail is None
+
+
 def test_our_own_sigkill_on_timeout_is_a_timeout(tmp_path: Path) -> None:
     # The harness ignored SIGTERM, so the engine SIGKILLed it after the grace: exit 137.
     c = FakeContainer("x", hang=True, stop_exit=137)

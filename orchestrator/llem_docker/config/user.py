@@ -62,8 +62,9 @@ class DockerSettings(_Strict):
     network: str = Field(
         "auto",
         min_length=1,
-        description="auto (none when hf_hub_offline, else the engine's default bridge) | none "
-        "(loopback only) | bridge | host | a network's name",
+        description="auto (none, loopback only, for a run that cannot need the hub: "
+        "hf_hub_offline, or dummy weights of a shipped config; else the engine's default "
+        "bridge) | none | bridge | host | a network's name",
     )
 
 

@@ -44,6 +44,7 @@ from llem_docker.execution.runners.docker_engine import (
 )
 from llem_docker.execution.runners.stream import END, Events, drain, follow, lines_of, pump
 from llem_harness.host_api import (
+    ERROR_FILE,
     EXPERIMENT_FILE,
     LOG_FILE,
     RunnerInfo,
@@ -148,7 +149,10 @@ class DockerRunner:
                 stop=lambda: self._stop(container),
                 timeout_s=timeout_s,
             )
-            return self._ended(container, events, on_event, timed_out, interrupted, timeout_s)
+            ended = self._ended(container, events, on_event, timed_out, interrupted, timeout_s)
+            if ended.exit_code == SIGTERM_EXIT and (run_dir / ERROR_FILE).exists():
+                ended.failure = ended.detail = None  # it recorded the SIGTERM: classify says
+            return ended
         finally:
             if reader is not None:
                 reader.join(READER_JOIN_S)
@@ -327,7 +331,8 @@ def _hub(run_dir: Path) -> bool:
         req = RunRequest.model_validate_json((run_dir / EXPERIMENT_FILE).read_bytes())
     except (OSError, ValueError):
         return True
-    return needs_hub(req.config.model, req.config.weights)
+    config = req.config
+    return needs_hub(config.model, config.weights, engine_args=bool(config.options().engine_args))
 
 
 def _killed(code: int) -> str:

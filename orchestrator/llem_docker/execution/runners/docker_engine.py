@@ -131,9 +131,7 @@ def container_spec(
         spec["ipc_mode"] = "host"
     else:
         spec["shm_size"] = opts.shm_size
-    network = opts.network
-    if network == AUTO:
-        network = None if needs_hub else "none"
+    network = network_mode(opts.network, needs_hub=needs_hub)
     if network is not None:
         spec["network_mode"] = network
     if opts.memory:
@@ -144,6 +142,13 @@ def container_spec(
 
 BUILTIN_NETWORKS = ("none", "bridge", "host")
 AUTO = "auto"
+
+
+def network_mode(setting: str | None, *, needs_hub: bool) -> str | None:
+    """A run's network_mode from the resolved setting (None: the engine's default)."""
+    if setting == AUTO:
+        return None if needs_hub else "none"
+    return setting
 
 
 def resolve_network(client: Any, value: str, *, hf_hub_offline: bool, source: str) -> str | None:
@@ -161,8 +166,12 @@ def resolve_network(client: Any, value: str, *, hf_hub_offline: bool, source: st
         return "none" if hf_hub_offline else AUTO
     if text in BUILTIN_NETWORKS:
         return text
-    from docker.errors import NotFound
+    from docker.errors import APIError, NotFound
 
+    fix = (
+        "use auto, none, bridge or host, or create it first (`docker network create "
+        f"{text}`); `docker network ls` lists those there are"
+    )
     try:
         client.networks.get(text)
     except NotFound:
@@ -170,8 +179,14 @@ def resolve_network(client: Any, value: str, *, hf_hub_offline: bool, source: st
             f"the Docker network `{text}` does not exist on this engine",
             source=source,
             key="docker.network",
-            fix="use auto, none, bridge or host, or create it first (`docker network create "
-            f"{text}`); `docker network ls` lists those there are",
+            fix=fix,
+        ) from None
+    except APIError as exc:  # e.g. a prefix of several networks' names
+        raise ConfigError(
+            f"the Docker engine cannot use `{text}` as a network: {first_line(exc)}",
+            source=source,
+            key="docker.network",
+            fix=fix,
         ) from None
     return text
 
