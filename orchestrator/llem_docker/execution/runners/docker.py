@@ -149,10 +149,9 @@ class DockerRunner:
                 stop=lambda: self._stop(container),
                 timeout_s=timeout_s,
             )
-            ended = self._ended(container, events, on_event, timed_out, interrupted, timeout_s)
-            if ended.exit_code == SIGTERM_EXIT and (run_dir / ERROR_FILE).exists():
-                ended.failure = ended.detail = None  # it recorded the SIGTERM: classify says
-            return ended
+            return self._ended(
+                container, events, on_event, timed_out, interrupted, timeout_s, run_dir
+            )
         finally:
             if reader is not None:
                 reader.join(READER_JOIN_S)
@@ -200,6 +199,7 @@ class DockerRunner:
         timed_out: bool,
         interrupted: bool,
         timeout_s: float,
+        run_dir: Path,
     ) -> RunOutcome:
         from docker.errors import DockerException
         from requests.exceptions import RequestException
@@ -228,7 +228,9 @@ class DockerRunner:
         elif code != 0 and not self._answers():  # the engine stopped it on its way down
             failure = ENGINE_LOST
             detail = self._gone(f"the container exited with code {code}, then no answer")
-        elif code in (SIGKILL_EXIT, SIGTERM_EXIT):  # ours come only on timeout or Ctrl+C
+        elif code == SIGKILL_EXIT or (  # ours come only on timeout or Ctrl+C (above)
+            code == SIGTERM_EXIT and not (run_dir / ERROR_FILE).exists()  # (else: classify's)
+        ):
             failure, detail = KILLED_EXTERNALLY, _killed(code)
         return RunOutcome(
             exit_code=code,
