@@ -33,6 +33,16 @@ def test_dry_run_table(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert "estimated wall time" in r.out and "gaps 46m" in r.out
 
 
+def test_dry_run_counts_in_the_singular(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    study = str(REPO / "bench" / "h200_publication_pytorch.yaml")
+    r = invoke(capsys, monkeypatch, "run", study, "--dry-run", "--profile", "quick")
+    assert r.code == 0, r.err
+    assert "1 config × 1 cycle = 1 run" in r.out and "(pytorch: 1 config / 1 run)" in r.out
+
+
 def test_dry_run_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     runs = plan(capsys, monkeypatch, DESIGN)
     assert len(runs) == 39

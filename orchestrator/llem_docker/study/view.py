@@ -183,12 +183,12 @@ def print_plan(
     if len(plan.runs) > MAX_TABLE_ROWS:
         console.print(f"… {len(plan.runs) - MAX_TABLE_ROWS} more rows (use --json for all)")
     counts = plan.counts()
-    per = ", ".join(f"{b}: {c} configs / {n} runs" for b, (c, n) in counts.items())
-    head = f"[bold]{len(plan.points)} configs × {ex.n_cycles} cycles = "
+    per = ", ".join(f"{b}: {_n(c, 'config')} / {_n(n, 'run')}" for b, (c, n) in counts.items())
+    head = f"[bold]{_n(len(plan.points), 'config')} × {_n(ex.n_cycles, 'cycle')} = "
     if not searches:
-        console.print(f"{head}{len(plan.runs)} runs[/bold] ({per})")
+        console.print(f"{head}{_n(len(plan.runs), 'run')}[/bold] ({per})")
     else:
-        parts = [f"{len(plan.runs) - searches} runs"] * (len(plan.runs) > searches)
+        parts = [_n(len(plan.runs) - searches, "run")] * (len(plan.runs) > searches)
         parts.append(f"{searches} capacity search" + "es" * (searches != 1))
         console.print(
             f"{head}{' + '.join(parts)}[/bold]: at most {plan.most_runs} runs ({per}; a search "
@@ -218,3 +218,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def _n(count: int, noun: str) -> str:
+    """`1 config`, `2 configs`: the plan's counts read as English."""
+    return f"{count} {noun}{'s' * (count != 1)}"
