@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # One lease on the lent H200 for issue 15 (vLLM figures): the steps, one `device run` each.
+#   bg STEP ... (STEP's carry)    STEP in the background (its own process session), e.g. the PyTorch
+#                                 half of a lease while the vLLM parts are copied; then
+#   wait-bg [S]                   wait for it (at most S seconds), show its log, return its results
 #   part K      (carry .vK)       copy one part of the vLLM wheels (../shared/gpu/prepare-vllm-wheels.sh);
 #                                 the device refuses a tree plus carry over 64 MiB, so parts 1-5
 #                                 (53 MiB each) go in halves: `part 1a` (carry .v1a), `part 1b`, ...
@@ -63,6 +66,16 @@ env_setup() {
 }
 pack() { tar -czf "$OUT/$1.tgz" -C "$W" . ; ls -la "$OUT"; }
 case "$step" in
+  bg)  # `bg STEP ARGS...`: STEP in its own process session, so that it outlives this call (the
+       # device ends a call's other processes); its log: /tmp/bg.log, its packed results: /tmp/bout.
+       # The next calls can copy parts meanwhile; `wait-bg` waits for it.
+    mkdir -p /tmp/bout; OUT=/tmp/bout setsid nohup bash "$0" "$@" > /tmp/bg.log 2>&1 < /dev/null &
+    echo $! > /tmp/bg.pid; sleep "${BG_SHOW_S:-20}"; nvidia-smi -L; tail -5 /tmp/bg.log ;;
+  wait-bg)  # wait (at most $1 s, default 540) for the `bg` step; then its log and results to $OUT
+    pid=$(cat /tmp/bg.pid) || exit 1; end=$((SECONDS + ${1:-540}))
+    while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 2; done
+    kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "ended"
+    date; tail -60 /tmp/bg.log; cp /tmp/bout/* "$OUT"/ 2>/dev/null; ls -la "$OUT" ;;
   part) mkdir -p /tmp/vch && cp ".v$1"/* /tmp/vch/ && ls /tmp/vch && nvidia-smi -L ;;
   bench|install)
     cp .v6/* /tmp/vch/ && cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
