@@ -19,7 +19,8 @@ from tests.integration.shape import study_shape
 # invalid_rules), and of result schema 1.10 (validity.policy, window_repeats,
 # warmup.pass_seconds, energy.baseline_cuda_context, engine_metrics, weights_file, quality,
 # energy_per_correct_answer_j) and results schema 1.6 (accuracy,
-# energy_per_correct_answer_j), and nothing else.
+# energy_per_correct_answer_j), the capacity search's fields, and study.json 1.2's
+# thermal_gaps, and nothing else.
 # A change that alters a column, a type or a key of study.json or result.json shows here;
 # regenerate it only for a change of the result schema, with docs/exchange-contract.md.
 SHAPE = REPO / "tests" / "integration" / "data" / "quickstart-shape.json"

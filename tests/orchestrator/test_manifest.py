@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from llem_docker.config.settings import RunnerSpec
+from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.store.layout import MANIFEST_FILE
-from llem_docker.store.manifest import Manifest, RunError
+from llem_docker.store.manifest import Manifest, RunError, ThermalGaps
 from llem_docker.store.study_result import build_study_result
 from llem_docker.study.model import ExecutionConfig, StudyConfig
 from llem_docker.study.plan import plan_study
@@ -40,7 +40,7 @@ def utc(stamp: str | None) -> datetime:
 
 def test_new_manifest_from_a_plan() -> None:
     m = manifest()
-    assert m.schema_version == "1.4" and m.state == "running" and m.owner_pid == os.getpid()
+    assert m.schema_version == "1.5" and m.state == "running" and m.owner_pid == os.getpid()
     assert m.execution.n_cycles == 2 and m.execution.seed is not None
     assert m.validity is not None and m.validity.profile == "standard"  # the thresholds
     assert [(e.index, e.cycle, e.state) for e in m.runs] == [
@@ -89,6 +89,17 @@ def test_unknown_keys_are_rejected(tmp_path: Path) -> None:
         Manifest.model_validate(data)
     with pytest.raises(KeyError):
         m.entry("no-such-run")
+
+
+def test_thermal_gaps_are_recorded_and_an_older_manifest_has_none(tmp_path: Path) -> None:
+    m = manifest()
+    assert m.thermal_gaps == []  # none given: a library caller's
+    settings = Settings.load(env={"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    m.thermal_gaps = [ThermalGaps.now(settings)]
+    assert (m.thermal_gaps[0].config_s, m.thermal_gaps[0].cycle_s) == (60.0, 300.0)  # defaults
+    data = m.model_dump(mode="json")
+    del data["thermal_gaps"]  # as 1.4 wrote it
+    assert Manifest.model_validate(data).thermal_gaps == []
 
 
 def test_summary_of_a_study_with_nothing_measured_is_null_not_zero() -> None:

@@ -28,19 +28,27 @@ def _manifest(d: Path) -> dict[str, Any]:
     return data
 
 
-def test_resume_keeps_completed_runs_and_reruns_the_rest(
+def _first_start(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Study, Path]:
+    """A study of a run that completes and one that crashes, run once: its folder."""
     s = Study(tmp_path, ["fake/ok", "fake/crash"])
     assert _cli(s, capsys, monkeypatch).code == 1
     (d,) = (tmp_path / "results").iterdir()
+    return s, d
+
+
+def test_resume_keeps_completed_runs_and_reruns_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, d = _first_start(tmp_path, capsys, monkeypatch)
     before = {r["run_id"]: r for r in _manifest(d)["runs"]}
     ok_id, crash_id = (r["run_id"] for r in _manifest(d)["runs"])
     ok_result = (d / "runs" / ok_id / "result.json").read_bytes()
 
     r = _cli(s, capsys, monkeypatch, "--resume", str(d))
     assert r.code == 1, r.err  # the crashing run fails again
-    assert "1 runs (1 already completed)" in r.out
+    assert "1 run (1 already completed)" in r.out
     after = {x["run_id"]: x for x in _manifest(d)["runs"]}
     assert after[ok_id] == before[ok_id]  # untouched, not rerun
     assert (d / "runs" / ok_id / "result.json").read_bytes() == ok_result
@@ -51,6 +59,29 @@ def test_resume_keeps_completed_runs_and_reruns_the_rest(
     study = json.loads((d / "study.json").read_text())
     assert study["summary"]["completed"] == 1 and study["summary"]["failed"] == 1
     assert len(list((tmp_path / "results").iterdir())) == 1  # no new folder
+
+
+def test_each_start_records_its_thermal_gaps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, d = _first_start(tmp_path, capsys, monkeypatch)
+    (first,) = _manifest(d)["thermal_gaps"]
+    assert (first["config_s"], first["cycle_s"]) == (0.0, 0.0)
+    assert first["started_at"] == _manifest(d)["created_at"]
+    s.user["execution"]["config_gap_seconds"] = 0.01  # this start's user config differs
+    assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 1
+    m = _manifest(d)
+    assert [(g["config_s"], g["cycle_s"]) for g in m["thermal_gaps"]] == [(0.0, 0.0), (0.01, 0.0)]
+    assert m["thermal_gaps"][1]["started_at"] == m["resumed_at"][0]
+    study = json.loads((d / "study.json").read_text())
+    assert study["schema_version"] == "1.2" and study["thermal_gaps"] == m["thermal_gaps"]
+    r = invoke(capsys, monkeypatch, "report", str(d), "--format", "md", "--no-plots")
+    assert r.code == 0, r.err
+    text = " ".join((d / "report" / "report.md").read_text().split())
+    assert "thermal gaps between runs: 0 s before another config, 0 s before a new cycle; a " \
+        "later start (--resume) used others" in text  # fmt: skip
+    r = invoke(capsys, monkeypatch, "report", str(d))  # the terminal's table says it too
+    assert "thermal gaps between runs: 0 s before another config" in " ".join(r.out.split())
 
 
 def test_resume_refuses_an_edited_study(
@@ -99,9 +130,7 @@ def test_resume_refuses_a_folder_without_a_readable_manifest(
 def test_every_earlier_attempt_is_kept_with_its_cause(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s = Study(tmp_path, ["fake/ok", "fake/crash"])
-    assert _cli(s, capsys, monkeypatch).code == 1
-    (d,) = (tmp_path / "results").iterdir()
+    s, d = _first_start(tmp_path, capsys, monkeypatch)
     crash_id = _manifest(d)["runs"][1]["run_id"]
     first = _manifest(d)["runs"][1]
     assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 1
@@ -165,9 +194,7 @@ def test_a_torn_results_file_is_rebuilt_and_said_so(
 ) -> None:
     import pyarrow.parquet as pq
 
-    s = Study(tmp_path, ["fake/ok", "fake/crash"])
-    assert _cli(s, capsys, monkeypatch).code == 1
-    (d,) = (tmp_path / "results").iterdir()
+    s, d = _first_start(tmp_path, capsys, monkeypatch)
     whole = pq.read_table(d / "results.parquet").to_pydict()
     for name in ("results.parquet", "study.json"):  # torn: cut in half
         data = (d / name).read_bytes()

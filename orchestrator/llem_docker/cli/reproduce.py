@@ -40,6 +40,9 @@ def reproduce(
         None, "--resume", help="finish an interrupted reproduction (same --points/--cycles)"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="show the difference and the plan"),
+    no_gaps: bool = typer.Option(
+        False, "--no-gaps", help="no thermal gaps between runs (default: the original's)"
+    ),
 ) -> None:
     """Rerun a packed study as it was run, into a new folder.
 
@@ -51,7 +54,7 @@ def reproduce(
     scratch = Path(tempfile.mkdtemp(prefix="llem-reproduce-"))
     try:
         code = _run(source, scratch, study_file, runner, results_dir, points, cycles,
-                    allow_image_drift, resume, dry_run)  # fmt: skip
+                    allow_image_drift, resume, dry_run, no_gaps)  # fmt: skip
     finally:  # the extracted pack and the staged study; a kept original was moved out
         shutil.rmtree(scratch, ignore_errors=True)
     raise typer.Exit(code)
@@ -68,6 +71,7 @@ def _run(
     allow_image_drift: bool,
     resume: Path | None,
     dry_run: bool,
+    no_gaps: bool,
 ) -> int:
     """reproduce's work, in `scratch` (which the caller removes): the exit code."""
     from llem_docker.execution.loop import StudyInterrupted, execute_study
@@ -86,12 +90,10 @@ def _run(
         study, source=staged, runner=runner, results_dir=results_dir,
         profile=profile if profile in ("quick", "standard", "publication") else None,
         cycles=None if resume else execution.n_cycles,
-        order=None if resume else execution.cycle_order, resume=resume,
+        order=None if resume else execution.cycle_order, resume=resume, no_gaps=no_gaps,
     )  # fmt: skip
     settings, runners = prepared.settings, prepared.runners
-    for key, value in original.measurement.items():  # the original's, not this machine's
-        settings.overrides[f"measurement.{key}"] = value
-        settings.sources[f"measurement.{key}"] = "the original study (study.json)"
+    taken = rp.adopt_settings(original, settings)  # the original's, not this machine's
     plan = rp.choose_points(prepared.plan, _points(points), cycles)
     rp.stage(original, staged.parent, plan)
     diffs = diff(
@@ -99,7 +101,7 @@ def _run(
         current_environment(settings, runners),
         allow_image_change=allow_image_drift,
     )
-    _show(original, plan.runs, render_lines(diffs))
+    _show(original, plan.runs, taken, render_lines(diffs))
     refused = [d for d in diffs if d.severity == "refuse"]
     if refused:
         raise ConfigError(
@@ -132,7 +134,7 @@ def _run(
     return outcome.exit_code
 
 
-def _show(original: object, runs: tuple[object, ...], lines: list[str]) -> None:
+def _show(original: object, runs: tuple[object, ...], taken: list[str], lines: list[str]) -> None:
     from llem_docker.review.reproduce import Original
 
     assert isinstance(original, Original)
@@ -143,6 +145,8 @@ def _show(original: object, runs: tuple[object, ...], lines: list[str]) -> None:
         f"seed {m.execution.seed})",
         highlight=False,
     )
+    for line in taken:
+        out.print(escape(line), highlight=False)
     out.print("environment, the original's against this machine's:", highlight=False)
     for line in lines:
         style = "red" if line.startswith("refuse") else "yellow" if line.startswith("warn") else ""

@@ -40,12 +40,13 @@ from llem_docker.execution.resume import reopen
 from llem_docker.execution.runners import ENGINE_LOST, Runner, RunnerFactory, make_runner
 from llem_docker.execution.session import Session, engine_gone, resume_command
 from llem_docker.store.collect import assemble
-from llem_docker.store.manifest import Manifest, RunError, StudyState, utc_now
+from llem_docker.store.manifest import Manifest, RunError, StudyState, ThermalGaps, utc_now
 from llem_docker.store.repair import torn_outputs
 from llem_docker.store.runlock import running
 from llem_docker.store.study_result import StudyResult
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan
+from llem_docker.study.view import counted
 from llem_harness.host_api import ExperimentResult, MeasurementSettings
 
 EXIT_CODES: dict[str, int] = {"completed": 0, "interrupted": 130}
@@ -97,11 +98,14 @@ def execute_study(
     with running(study_dir), _dropped(datasets):  # one process runs a folder at a time
         if resume is None:
             study_file = str(Path(study.source).resolve()) if study.source else None
-            manifest = Manifest.new(plan, study_dir.name, study_file, specs)
+            manifest = Manifest.new(
+                plan, study_dir.name, study_file, specs, ThermalGaps.now(settings)
+            )
             results: dict[str, ExperimentResult] = {}
             todo = {r.run_id for r in plan.runs}
         else:  # read again under the lock: the folder is ours from here
-            manifest, results, again = reopen(study_dir, Manifest.read(study_dir), specs)
+            prior = Manifest.read(study_dir)
+            manifest, results, again = reopen(study_dir, prior, specs, ThermalGaps.now(settings))
             todo = set(again)
         torn = [f"{name} could not be read ({why}); it is rebuilt from the run folders when "
                 "this study ends" for name, why in torn_outputs(study_dir).items()]  # fmt: skip
@@ -152,7 +156,7 @@ def _execute(
                 prepare_run(study_dir, plan, run, live, measurement, datasets, models)
         total = sum(r.most_runs for r in plan.runs if r.run_id in todo)
         with StudyDisplay(display_console, total) as display:
-            what = f"{total} runs" if total == len(todo) else f"at most {total} runs"
+            what = counted(total, "run") if total == len(todo) else f"at most {total} runs"
             what += f" ({len(results)} already completed)" if resumed else ""
             display.note(f"study {study_dir.name}: {what} → {study_dir}")
             for note in st.notes:

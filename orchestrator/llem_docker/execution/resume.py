@@ -16,7 +16,13 @@ from pydantic import ValidationError
 from llem_docker.config.settings import RunnerSpec
 from llem_docker.errors import ConfigError
 from llem_docker.store.layout import RUNS_DIR, RunDir, StudyDir
-from llem_docker.store.manifest import Attempt, Manifest, RunEntry, RunError, utc_now
+from llem_docker.store.manifest import (
+    Attempt,
+    Manifest,
+    RunEntry,
+    RunError,
+    ThermalGaps,
+)
 from llem_docker.study.plan import StudyPlan
 from llem_harness.host_api import ExperimentResult
 
@@ -64,7 +70,7 @@ def check_same_design(prior: Manifest, plan: StudyPlan, study_file: str | Path) 
 
 
 def reopen(
-    study_dir: Path, prior: Manifest, runners: dict[str, RunnerSpec]
+    study_dir: Path, prior: Manifest, runners: dict[str, RunnerSpec], gaps: ThermalGaps
 ) -> tuple[Manifest, dict[str, ExperimentResult], list[str]]:
     """Keep completed runs (with their results), reset the rest; the ids to run again (a
     search not completed is among them: it replays its completed probes' verdicts, then
@@ -98,7 +104,8 @@ def reopen(
         update={
             "state": "running",
             "owner_pid": os.getpid(),
-            "resumed_at": [*prior.resumed_at, utc_now()],
+            "resumed_at": [*prior.resumed_at, gaps.started_at],
+            "thermal_gaps": [*prior.thermal_gaps, gaps],
             "runners": Manifest.runner_choices(runners),
         }
     )

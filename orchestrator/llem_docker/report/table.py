@@ -141,10 +141,37 @@ def notes(r: Report, kept: list[Column], dropped: list[Column]) -> list[str]:
     interval fell back to the linear one, what the warnings flag counts."""
     lines = [f"not shown, no point has a value: {x}" for x in missing_lines(dropped, r.points)]
     lines += fallback_lines(r)
+    lines += gaps_lines(r)
     lines += [WARNINGS_NOTE] if any(p.warnings for p in r.points) else []
     lines += [best] if (best := quality.frontier_line(r)) else []
     lines += pareto.front_lines(r)
     return lines + [f"energy not measured: {x}" for x in energy_lines(r, kept)]
+
+
+def gaps_lines(r: Report) -> list[str]:
+    """The thermal gaps each study's runs were taken with (study.json 1.2, from the
+    manifest), or that they were not recorded."""
+    out = []
+    for s in r.studies:
+        starts = [
+            (g.get("config_s"), g.get("cycle_s"))
+            for g in s.data.get("thermal_gaps") or []
+            if isinstance(g, dict)
+            and all(isinstance(g.get(k), int | float) for k in ("config_s", "cycle_s"))
+        ]
+        who = f"{s.label}: " if r.comparing else ""
+        if not starts:
+            out.append(f"{who}thermal gaps between runs: not recorded (before study.json 1.2)")
+            continue
+        config, cycle = starts[0]
+        line = (
+            f"{who}thermal gaps between runs: {config:g} s before another config, "
+            f"{cycle:g} s before a new cycle"
+        )
+        if any(g != starts[0] for g in starts):
+            line += "; a later start (--resume) used others (study.json, thermal_gaps)"
+        out.append(line)
+    return out
 
 
 def _describe(data: dict[str, Any], fallback: str) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from llem_docker.config.settings import Settings
 from llem_docker.errors import ConfigError
 from llem_docker.execution.prepare import RUN_DATASET
 from llem_docker.review.envdiff import FieldDiff
@@ -73,6 +74,29 @@ def open_original(path: Path, scratch: Path, study_file: Path | None = None) -> 
     except (OSError, ValueError, KeyError, TypeError):
         measurement = {}  # an unfinished study has no study.json: this machine's settings
     return Original(folder, Manifest.read(folder), dict(measurement or {}), source, pack)
+
+
+def adopt_settings(original: Original, settings: Settings) -> list[str]:
+    """The original's measurement settings (study.json) and its thermal gaps (the manifest's
+    first start), over this machine's user config; the gaps not with `--no-gaps`. Returns
+    what was taken, for the plan's header."""
+    for key, value in original.measurement.items():
+        settings.overrides[f"measurement.{key}"] = value
+        settings.sources[f"measurement.{key}"] = "the original study (study.json)"
+    starts = original.manifest.thermal_gaps
+    if not starts:
+        return ["thermal gaps: this machine's (the original's manifest predates their record)"]
+    if settings.no_gaps:
+        return ["thermal gaps: none (--no-gaps), where the original's were "
+                f"{starts[0].config_s:g} s and {starts[0].cycle_s:g} s"]  # fmt: skip
+    for key, value in (("config", starts[0].config_s), ("cycle", starts[0].cycle_s)):
+        settings.overrides[f"execution.{key}_gap_seconds"] = value
+        settings.sources[f"execution.{key}_gap_seconds"] = "the original study (manifest.json)"
+    lines = [f"thermal gaps: the original's, {starts[0].config_s:g} s between configs and "
+             f"{starts[0].cycle_s:g} s between cycles"]  # fmt: skip
+    if any((g.config_s, g.cycle_s) != (starts[0].config_s, starts[0].cycle_s) for g in starts):
+        lines.append("  (its later starts (--resume) used others: manifest.json, thermal_gaps)")
+    return lines
 
 
 def sha256(path: Path) -> str:

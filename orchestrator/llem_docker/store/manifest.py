@@ -17,14 +17,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llem_docker.config.settings import RunnerSpec
+from llem_docker.config.settings import RunnerSpec, Settings
 from llem_docker.store.layout import HELD_FILE, StudyDir
 from llem_docker.store.lockfile import exclusive
 from llem_docker.study.model import ExecutionConfig
 from llem_docker.study.plan import PlannedRun, StudyPlan
 from llem_harness.host_api import SLO, CapacitySearch, ValidityPolicy, atomic_write_text
 
-MANIFEST_SCHEMA_VERSION = "1.4"  # 1.4: capacity searches and their probes
+MANIFEST_SCHEMA_VERSION = "1.5"  # 1.5: each start's thermal gaps; 1.4: capacity searches
 StudyState = Literal["running", "completed", "failed", "interrupted", "aborted"]
 RunState = Literal["pending", "queued", "running", "completed", "failed", "interrupted", "skipped"]
 Executor = Literal["inline", "slurm"]
@@ -177,6 +177,25 @@ class Submission(_Model):
     gpus: str | None = None  # --gpus, applied by the tasks too
 
 
+class ThermalGaps(_Model):
+    """The pauses between runs that one start of the study (the first, or a `--resume`, or a
+    SLURM submission) waited, from the user config or `--no-gaps`: part of how its figures
+    were taken, so a reviewer sees them and `reproduce` repeats them."""
+
+    started_at: str  # when that start began
+    config_s: float  # before a run of another config in the same cycle
+    cycle_s: float  # before the first run of the next cycle
+
+    @classmethod
+    def now(cls, settings: Settings) -> ThermalGaps:
+        ex = settings.execution
+        return cls(
+            started_at=utc_now(),
+            config_s=float(ex.config_gap_seconds),
+            cycle_s=float(ex.cycle_gap_seconds),
+        )
+
+
 class Manifest(_Model):
     schema_version: str = MANIFEST_SCHEMA_VERSION
     study_name: str
@@ -187,6 +206,8 @@ class Manifest(_Model):
     updated_at: str
     owner_pid: int
     resumed_at: list[str] = Field(default_factory=list)
+    # 1.5: one entry per start, the first the study's own (empty in older manifests)
+    thermal_gaps: list[ThermalGaps] = Field(default_factory=list)
     state: StudyState = "running"
     executor: Executor = "inline"
     submissions: list[Submission] = Field(default_factory=list)
@@ -204,6 +225,7 @@ class Manifest(_Model):
         study_id: str,
         study_file: str | None,
         runners: dict[str, RunnerSpec],
+        gaps: ThermalGaps | None = None,
     ) -> Manifest:
         now = utc_now()
         return cls(
@@ -214,6 +236,7 @@ class Manifest(_Model):
             created_at=now,
             updated_at=now,
             owner_pid=os.getpid(),
+            thermal_gaps=[] if gaps is None else [gaps.model_copy(update={"started_at": now})],
             execution=plan.execution,
             validity=plan.validity,
             runners=cls.runner_choices(runners),

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llem_docker.capacity.result import SearchResult, build_searches
 from llem_docker.store.layout import StudyDir
-from llem_docker.store.manifest import Manifest, RunEntry, RunError, RunState, StudyState
+from llem_docker.store.manifest import (
+    Manifest,
+    RunEntry,
+    RunError,
+    RunState,
+    StudyState,
+    ThermalGaps,
+)
 from llem_docker.store.serving_columns import SERVING_COLUMNS, serving_row
 from llem_docker.study.model import ExecutionConfig
 from llem_harness.host_api import (
@@ -26,7 +33,7 @@ from llem_harness.host_api import (
     atomic_write_json,
 )
 
-STUDY_SCHEMA_VERSION = "1.1"  # 1.1: capacity searches (`searches`; runs' `search`, `probe`)
+STUDY_SCHEMA_VERSION = "1.2"  # 1.2: `thermal_gaps`; 1.1: capacity searches (`searches`, ...)
 # results.parquet's columns (docs/results.md); kept in the file's schema metadata.
 # 1.1: the columns people filter on (precision, batch_size, GPU, image, harness) always present.
 # 1.4: quantization, always present (none where the run was not quantized).
@@ -88,6 +95,7 @@ class StudyResult(_Model):
     ended_at: str
     wall_time_s: float
     execution: ExecutionConfig
+    thermal_gaps: list[ThermalGaps] = Field(default_factory=list)  # 1.2: each start's (manifest)
     measurement: MeasurementSettings
     runners: dict[str, RunnerRecord]
     summary: StudySummary
@@ -159,6 +167,7 @@ def build_study_result(
         ended_at=ended_at,
         wall_time_s=round(wall_time_s, 3),
         execution=manifest.execution,
+        thermal_gaps=manifest.thermal_gaps,
         measurement=measurement,
         runners=runners,
         summary=summary,

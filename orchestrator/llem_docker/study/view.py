@@ -183,12 +183,14 @@ def print_plan(
     if len(plan.runs) > MAX_TABLE_ROWS:
         console.print(f"… {len(plan.runs) - MAX_TABLE_ROWS} more rows (use --json for all)")
     counts = plan.counts()
-    per = ", ".join(f"{b}: {_n(c, 'config')} / {_n(n, 'run')}" for b, (c, n) in counts.items())
-    head = f"[bold]{_n(len(plan.points), 'config')} × {_n(ex.n_cycles, 'cycle')} = "
+    per = ", ".join(
+        f"{b}: {counted(c, 'config')} / {counted(n, 'run')}" for b, (c, n) in counts.items()
+    )
+    head = f"[bold]{counted(len(plan.points), 'config')} × {counted(ex.n_cycles, 'cycle')} = "
     if not searches:
-        console.print(f"{head}{_n(len(plan.runs), 'run')}[/bold] ({per})")
+        console.print(f"{head}{counted(len(plan.runs), 'run')}[/bold] ({per})")
     else:
-        parts = [_n(len(plan.runs) - searches, "run")] * (len(plan.runs) > searches)
+        parts = [counted(len(plan.runs) - searches, "run")] * (len(plan.runs) > searches)
         parts.append(f"{searches} capacity search" + "es" * (searches != 1))
         console.print(
             f"{head}{' + '.join(parts)}[/bold]: at most {plan.most_runs} runs ({per}; a search "
@@ -220,6 +222,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _n(count: int, noun: str) -> str:
+def counted(count: int, noun: str) -> str:
     """`1 config`, `2 configs`: the plan's counts read as English."""
     return f"{count} {noun}{'s' * (count != 1)}"

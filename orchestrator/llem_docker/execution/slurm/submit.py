@@ -31,7 +31,7 @@ from llem_docker.execution.slurm import scheduler
 from llem_docker.execution.slurm.script import SlurmOptions, render_script
 from llem_docker.execution.slurm.status import refresh_locked
 from llem_docker.store.layout import StudyDir
-from llem_docker.store.manifest import Manifest, Submission, locked, utc_now
+from llem_docker.store.manifest import Manifest, Submission, ThermalGaps, locked, utc_now
 from llem_docker.study.model import StudyConfig
 from llem_docker.study.plan import StudyPlan
 from llem_harness.host_api import RunnerInfo
@@ -121,14 +121,16 @@ def submit_study(
         study_dir = make_study_dir(results, plan.name, study.source)
         study_file = str(Path(study.source).resolve()) if study.source else None
         with locked(study_dir):
-            manifest = Manifest.new(plan, study_dir.name, study_file, specs)
+            gaps = ThermalGaps.now(settings)
+            manifest = Manifest.new(plan, study_dir.name, study_file, specs, gaps)
             todo = [r.run_id for r in plan.runs]
             return _submit(plan, study, settings, live, datasets, opts, console, study_dir,
                            manifest, todo, gpus)  # fmt: skip
     study_dir = resume[0].resolve()
     with locked(study_dir):
         ensure_idle(study_dir, Manifest.read(study_dir))
-        manifest, _, todo = reopen(study_dir, Manifest.read(study_dir), specs)
+        gaps = ThermalGaps.now(settings)
+        manifest, _, todo = reopen(study_dir, Manifest.read(study_dir), specs, gaps)
         return _submit(plan, study, settings, live, datasets, opts, console, study_dir,
                        manifest, todo, gpus)  # fmt: skip
 
