@@ -21,8 +21,10 @@ def original(tmp_path: Path, *gaps: tuple[float, float]) -> Original:
     )
     plan = plan_study(study, ExecutionConfig(n_cycles=1))
     m = Manifest.new(plan, "g_1", None, {"pytorch": RunnerSpec("local", None, "test")})
+    times = [m.created_at, *(f"resumed {i}" for i in range(1, len(gaps)))]
     m.thermal_gaps = [
-        ThermalGaps(started_at=f"t{i}", config_s=a, cycle_s=b) for i, (a, b) in enumerate(gaps)
+        ThermalGaps(started_at=t, config_s=a, cycle_s=b)
+        for t, (a, b) in zip(times[: len(gaps)], gaps, strict=True)
     ]
     return Original(tmp_path, m, {"baseline_seconds": 7.0}, tmp_path / "study.yaml", None)
 
@@ -49,7 +51,7 @@ def test_no_gaps_drops_them_and_says_what_they_were(tmp_path: Path) -> None:
     (line,) = adopt_settings(original(tmp_path, (60.0, 300.0)), s)
     assert (s.execution.config_gap_seconds, s.execution.cycle_gap_seconds) == (0.0, 0.0)
     assert s.source("execution.config_gap_seconds") == "--no-gaps"
-    assert "none (--no-gaps)" in line and "60 s and 300 s" in line
+    assert "none (--no-gaps, or the quick profile)" in line and "60 s and 300 s" in line
 
 
 def test_a_later_start_with_other_gaps_is_pointed_out(tmp_path: Path) -> None:
@@ -64,3 +66,8 @@ def test_an_older_manifest_keeps_this_machines_gaps(tmp_path: Path) -> None:
     (line,) = adopt_settings(original(tmp_path), s)
     assert (s.execution.config_gap_seconds, s.execution.cycle_gap_seconds) == (5.0, 9.0)
     assert "this machine's" in line
+    old = original(tmp_path, (1.0, 2.0))  # begun before 1.5, resumed after: only the resume's
+    old.manifest.thermal_gaps[0].started_at = "2026-12-08T00:00:00.000+00:00"
+    (line,) = adopt_settings(old, s)
+    assert (s.execution.config_gap_seconds, s.execution.cycle_gap_seconds) == (5.0, 9.0)
+    assert "did not record" in line

@@ -84,6 +84,23 @@ def test_each_start_records_its_thermal_gaps(
     assert "thermal gaps between runs: 0 s before another config" in " ".join(r.out.split())
 
 
+def test_a_study_begun_before_the_gaps_were_recorded_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s, d = _first_start(tmp_path, capsys, monkeypatch)
+    m = _manifest(d)
+    del m["thermal_gaps"]  # as manifest 1.4 was written
+    (d / "manifest.json").write_text(json.dumps(m | {"schema_version": "1.4"}))
+    assert _cli(s, capsys, monkeypatch, "--resume", str(d)).code == 1
+    m = _manifest(d)
+    assert m["schema_version"] == "1.5" and len(m["thermal_gaps"]) == 1  # the resume's only
+    r = invoke(capsys, monkeypatch, "report", str(d), "--format", "md", "--no-plots")
+    assert r.code == 0, r.err
+    text = " ".join((d / "report" / "report.md").read_text().split())
+    assert "thermal gaps between runs: not recorded (a study begun before manifest 1.5); its " \
+        "later starts (--resume): 0 s and 0 s" in text  # fmt: skip
+
+
 def test_resume_refuses_an_edited_study(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,6 +17,7 @@ from llem_docker.config.settings import RunnerSpec
 from llem_docker.errors import ConfigError
 from llem_docker.store.layout import RUNS_DIR, RunDir, StudyDir
 from llem_docker.store.manifest import (
+    MANIFEST_SCHEMA_VERSION,
     Attempt,
     Manifest,
     RunEntry,
@@ -104,6 +105,7 @@ def reopen(
         update={
             "state": "running",
             "owner_pid": os.getpid(),
+            "schema_version": MANIFEST_SCHEMA_VERSION,  # what it holds from here on
             "resumed_at": [*prior.resumed_at, gaps.started_at],
             "thermal_gaps": [*prior.thermal_gaps, gaps],
             "runners": Manifest.runner_choices(runners),

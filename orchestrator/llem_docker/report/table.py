@@ -150,25 +150,30 @@ def notes(r: Report, kept: list[Column], dropped: list[Column]) -> list[str]:
 
 def gaps_lines(r: Report) -> list[str]:
     """The thermal gaps each study's runs were taken with (study.json 1.2, from the
-    manifest), or that they were not recorded."""
+    manifest), or that its first start did not record them (begun before manifest 1.5)."""
     out = []
     for s in r.studies:
         starts = [
-            (g.get("config_s"), g.get("cycle_s"))
+            g
             for g in s.data.get("thermal_gaps") or []
             if isinstance(g, dict)
             and all(isinstance(g.get(k), int | float) for k in ("config_s", "cycle_s"))
         ]
         who = f"{s.label}: " if r.comparing else ""
-        if not starts:
-            out.append(f"{who}thermal gaps between runs: not recorded (before study.json 1.2)")
+        pairs = [(g["config_s"], g["cycle_s"]) for g in starts]
+        if not starts or starts[0].get("started_at") != s.data.get("started_at"):
+            line = (
+                f"{who}thermal gaps between runs: not recorded (a study begun before manifest 1.5)"
+            )
+            later = "; ".join(f"{a:g} s and {b:g} s" for a, b in pairs)
+            out.append(line + (f"; its later starts (--resume): {later}" if later else ""))
             continue
-        config, cycle = starts[0]
+        config, cycle = pairs[0]
         line = (
             f"{who}thermal gaps between runs: {config:g} s before another config, "
             f"{cycle:g} s before a new cycle"
         )
-        if any(g != starts[0] for g in starts):
+        if any(p != pairs[0] for p in pairs):
             line += "; a later start (--resume) used others (study.json, thermal_gaps)"
         out.append(line)
     return out

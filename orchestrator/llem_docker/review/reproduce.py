@@ -83,18 +83,19 @@ def adopt_settings(original: Original, settings: Settings) -> list[str]:
     for key, value in original.measurement.items():
         settings.overrides[f"measurement.{key}"] = value
         settings.sources[f"measurement.{key}"] = "the original study (study.json)"
-    starts = original.manifest.thermal_gaps
-    if not starts:
-        return ["thermal gaps: this machine's (the original's manifest predates their record)"]
+    first, starts = original.manifest.first_gaps(), original.manifest.thermal_gaps
+    if first is None:
+        return ["thermal gaps: this machine's (the original's first start did not record "
+                "its own: manifest before 1.5)"]  # fmt: skip
     if settings.no_gaps:
-        return ["thermal gaps: none (--no-gaps), where the original's were "
-                f"{starts[0].config_s:g} s and {starts[0].cycle_s:g} s"]  # fmt: skip
-    for key, value in (("config", starts[0].config_s), ("cycle", starts[0].cycle_s)):
+        return ["thermal gaps: none (--no-gaps, or the quick profile), where the original's "
+                f"were {first.config_s:g} s and {first.cycle_s:g} s"]  # fmt: skip
+    for key, value in (("config", first.config_s), ("cycle", first.cycle_s)):
         settings.overrides[f"execution.{key}_gap_seconds"] = value
         settings.sources[f"execution.{key}_gap_seconds"] = "the original study (manifest.json)"
-    lines = [f"thermal gaps: the original's, {starts[0].config_s:g} s between configs and "
-             f"{starts[0].cycle_s:g} s between cycles"]  # fmt: skip
-    if any((g.config_s, g.cycle_s) != (starts[0].config_s, starts[0].cycle_s) for g in starts):
+    lines = [f"thermal gaps: the original's, {first.config_s:g} s between configs and "
+             f"{first.cycle_s:g} s between cycles"]  # fmt: skip
+    if any((g.config_s, g.cycle_s) != (first.config_s, first.cycle_s) for g in starts):
         lines.append("  (its later starts (--resume) used others: manifest.json, thermal_gaps)")
     return lines
 

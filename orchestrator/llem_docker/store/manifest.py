@@ -264,6 +264,12 @@ class Manifest(_Model):
             for b, s in runners.items()
         }
 
+    def first_gaps(self) -> ThermalGaps | None:
+        """The thermal gaps of the study's first start, None where they were not recorded (a
+        study begun before manifest 1.5, whose later starts may have recorded theirs)."""
+        first = self.thermal_gaps[0] if self.thermal_gaps else None
+        return first if first is not None and first.started_at == self.created_at else None
+
     def entries(self) -> list[RunEntry | SearchEntry]:
         """Every run and every search: what has a state."""
         return [*self.runs, *self.searches]
