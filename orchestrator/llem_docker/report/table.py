@@ -12,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from llem_docker.report import pareto, quality, serving
 from llem_docker.report.fmt import NA, bounds, num, spread
 from llem_docker.report.points import METRICS, QUALITY_METRICS, Point, Report
 from llem_docker.report.stats import Summary
+from llem_docker.store.manifest import ThermalGaps, first_start_gaps
 
 METHOD = (
     "Each cell is the mean over a point's completed runs with its 95% interval [low, high]. "
@@ -153,27 +156,24 @@ def gaps_lines(r: Report) -> list[str]:
     manifest), or that its first start did not record them (begun before manifest 1.5)."""
     out = []
     for s in r.studies:
-        starts = [
-            g
-            for g in s.data.get("thermal_gaps") or []
-            if isinstance(g, dict)
-            and all(isinstance(g.get(k), int | float) for k in ("config_s", "cycle_s"))
-        ]
         who = f"{s.label}: " if r.comparing else ""
-        pairs = [(g["config_s"], g["cycle_s"]) for g in starts]
-        if not starts or starts[0].get("started_at") != s.data.get("started_at"):
+        try:
+            starts = [ThermalGaps.model_validate(g) for g in s.data.get("thermal_gaps") or []]
+        except ValidationError:
+            starts = []
+        first, changed = first_start_gaps(starts, str(s.data.get("started_at")))
+        if first is None:
             line = (
                 f"{who}thermal gaps between runs: not recorded (a study begun before manifest 1.5)"
             )
-            later = "; ".join(f"{a:g} s and {b:g} s" for a, b in pairs)
+            later = "; ".join(f"{g.config_s:g} s and {g.cycle_s:g} s" for g in starts)
             out.append(line + (f"; its later starts (--resume): {later}" if later else ""))
             continue
-        config, cycle = pairs[0]
         line = (
-            f"{who}thermal gaps between runs: {config:g} s before another config, "
-            f"{cycle:g} s before a new cycle"
+            f"{who}thermal gaps between runs: {first.config_s:g} s before another config, "
+            f"{first.cycle_s:g} s before a new cycle"
         )
-        if any(p != pairs[0] for p in pairs):
+        if changed:
             line += "; a later start (--resume) used others (study.json, thermal_gaps)"
         out.append(line)
     return out

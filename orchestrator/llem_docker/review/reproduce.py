@@ -83,7 +83,7 @@ def adopt_settings(original: Original, settings: Settings) -> list[str]:
     for key, value in original.measurement.items():
         settings.overrides[f"measurement.{key}"] = value
         settings.sources[f"measurement.{key}"] = "the original study (study.json)"
-    first, starts = original.manifest.first_gaps(), original.manifest.thermal_gaps
+    first, changed = original.manifest.first_gaps()
     if first is None:
         return ["thermal gaps: this machine's (the original's first start did not record "
                 "its own: manifest before 1.5)"]  # fmt: skip
@@ -95,7 +95,7 @@ def adopt_settings(original: Original, settings: Settings) -> list[str]:
         settings.sources[f"execution.{key}_gap_seconds"] = "the original study (manifest.json)"
     lines = [f"thermal gaps: the original's, {first.config_s:g} s between configs and "
              f"{first.cycle_s:g} s between cycles"]  # fmt: skip
-    if any((g.config_s, g.cycle_s) != (first.config_s, first.cycle_s) for g in starts):
+    if changed:
         lines.append("  (its later starts (--resume) used others: manifest.json, thermal_gaps)")
     return lines
 

@@ -196,6 +196,15 @@ class ThermalGaps(_Model):
         )
 
 
+def first_start_gaps(starts: list[ThermalGaps], created_at: str) -> tuple[ThermalGaps | None, bool]:
+    """The gaps of a study's first start (None where they were not recorded: a study begun
+    before manifest 1.5, whose later starts may have recorded theirs), and whether any start
+    used others than the first recorded one."""
+    first = starts[0] if starts and starts[0].started_at == created_at else None
+    pair = (starts[0].config_s, starts[0].cycle_s) if starts else None
+    return first, any((g.config_s, g.cycle_s) != pair for g in starts)
+
+
 class Manifest(_Model):
     schema_version: str = MANIFEST_SCHEMA_VERSION
     study_name: str
@@ -264,11 +273,9 @@ class Manifest(_Model):
             for b, s in runners.items()
         }
 
-    def first_gaps(self) -> ThermalGaps | None:
-        """The thermal gaps of the study's first start, None where they were not recorded (a
-        study begun before manifest 1.5, whose later starts may have recorded theirs)."""
-        first = self.thermal_gaps[0] if self.thermal_gaps else None
-        return first if first is not None and first.started_at == self.created_at else None
+    def first_gaps(self) -> tuple[ThermalGaps | None, bool]:
+        """`first_start_gaps` of this manifest."""
+        return first_start_gaps(self.thermal_gaps, self.created_at)
 
     def entries(self) -> list[RunEntry | SearchEntry]:
         """Every run and every search: what has a state."""

@@ -34,6 +34,7 @@ from llem_docker.execution.runners.base import (
 )
 from llem_docker.execution.runners.container import cache_dirs, parse_gpus
 from llem_docker.execution.runners.docker_engine import (
+    AUTO,
     NO_GPU_DRIVER,
     ContainerOptions,
     connect,
@@ -122,8 +123,9 @@ class DockerRunner:
 
     # -- one run ------------------------------------------------------------------------------
     def run(self, run_dir: Path, *, timeout_s: float, on_event: EventHandler) -> RunOutcome:
+        hub = self.opts.network != AUTO or _hub(run_dir)  # read only where it decides
         spec = container_spec(
-            self.opts, run_dir, env=self.env, owner_pid=os.getpid(), needs_hub=_hub(run_dir)
+            self.opts, run_dir, env=self.env, owner_pid=os.getpid(), needs_hub=hub
         )
         log = (run_dir / LOG_FILE).open("w", encoding="utf-8")
         container: Any = None
