@@ -7,8 +7,10 @@
 #                                 the device refuses a tree plus carry over 64 MiB, so parts 1-5
 #                                 (53 MiB each) go in halves: `part 1a` (carry .v1a), `part 1b`, ...
 #                                 `part 5b`, made with `head -c 28000000 .vK/vpart.N > .vKa/vpart.Na`
-#                                 and `tail -c +28000001 .vK/vpart.N > .vKb/vpart.Nb`; part 6 and
-#                                 part 7 (20 MiB) go whole
+#                                 and `tail -c +28000001 .vK/vpart.N > .vKb/vpart.Nb`; part 7
+#                                 (20 MiB) goes whole; part 6 (52 MB) goes whole with `bench` or
+#                                 `install` (carry .v6 .whl) while tree + carry stay under 64 MiB,
+#                                 else as `part 6a`, `part 6b` (cut at 26000000 bytes) first
 #   bench       (carry .v6 .whl)  install vLLM into /tmp/site, run bench/gpu_vllm.py
 #   install     (carry .v6 .whl)  only install vLLM (and part 7: the server wheels) into /tmp/site
 #   study       (carry .whl)      examples/gpu-vllm-vs-pytorch.yaml through `llem-docker run --runner local`,
@@ -78,7 +80,11 @@ case "$step" in
     date; tail -60 /tmp/bg.log; cp /tmp/bout/* "$OUT"/ 2>/dev/null; ls -la "$OUT" ;;
   part) mkdir -p /tmp/vch && cp ".v$1"/* /tmp/vch/ && ls /tmp/vch && nvidia-smi -L ;;
   bench|install)
-    cp .v6/* /tmp/vch/ && cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
+    # part 6 comes whole with this call (carry .v6 .whl) or, once the tree has grown too large
+    # for that, beforehand in halves (`part 6a`, `part 6b`; this call then carries only .whl)
+    if [ -d .v6 ]; then rm -f /tmp/vch/vpart.5?; cp .v6/* /tmp/vch/ || exit 1; fi
+    ls /tmp/vch/vpart.5* >/dev/null 2>&1 || { echo "part 6 missing: carry .v6, or run part 6a and 6b first"; exit 1; }
+    cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
     env_setup; python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)'
     # part 7 (.v7, optional): the API server's wheels (uvicorn, h11, prometheus-fastapi-instrumentator,
     # model-hosting-container-standards, ...): each installed only where the machine lacks its module.
