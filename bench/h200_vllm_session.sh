@@ -11,6 +11,12 @@
 #                                 (20 MiB) goes whole; part 6 (52 MB) goes whole with `bench` or
 #                                 `install` (carry .v6 .whl) while tree + carry stay under 64 MiB,
 #                                 else as `part 6a`, `part 6b` (cut at 26000000 bytes) first
+#   chunk K     (carry .bK)       copy one chunk of the same wheels packed by bench/gpu_bundle.py
+#                                 (stored, then xz: 237 MB with part 7 in 5 chunks of ~47 MiB,
+#                                 not 12 calls): `chunk 1` ... `chunk 4`, the last chunk carried
+#                                 with `bench` or `install` (carry .b5 .whl), which then `unpack`
+#   unpack      (after the chunks) check the chunks' sha256, decompress them into /tmp/vw (part 7's
+#                                 wheels into /tmp/vch); bench/install do it when a chunk is here
 #   bench       (carry .v6 .whl)  install vLLM into /tmp/site, run bench/gpu_vllm.py
 #   install     (carry .v6 .whl)  only install vLLM (and part 7: the server wheels) into /tmp/site
 #   study       (carry .whl)      examples/gpu-vllm-vs-pytorch.yaml through `llem-docker run --runner local`,
@@ -79,12 +85,24 @@ case "$step" in
     kill -0 "$pid" 2>/dev/null && echo "still running (pid $pid)" || echo "ended"
     date; tail -60 /tmp/bg.log; cp /tmp/bout/* "$OUT"/ 2>/dev/null; ls -la "$OUT" ;;
   part) mkdir -p /tmp/vch && cp ".v$1"/* /tmp/vch/ && ls /tmp/vch && nvidia-smi -L ;;
+  chunk) mkdir -p /tmp/bch && cp ".b$1"/* /tmp/bch/ && ls /tmp/bch && nvidia-smi -L ;;
+  unpack)  # the xz bundle (bench/gpu_bundle.py) to /tmp/vw: vLLM's wheels, part 7's in /tmp/vch
+    mkdir -p /tmp/bch /tmp/vch; for d in .b[0-9]*; do [ -d "$d" ] && cp "$d"/* /tmp/bch/; done
+    read -r sum n < /tmp/bch/bundle.sha256 || { echo "no bundle.sha256: carry the last chunk"; exit 1; }
+    have=$(ls /tmp/bch/bpart.* | wc -l); [ "$have" = "$n" ] || { echo "$have of $n chunks here: run the missing chunk K calls"; exit 1; }
+    echo "$sum  -" > /tmp/bch/want; cat /tmp/bch/bpart.* | sha256sum -c /tmp/bch/want >/dev/null || { echo "the chunks do not join to the bundle"; exit 1; }
+    rm -rf /tmp/vw && mkdir -p /tmp/vw && cat /tmp/bch/bpart.* | python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.LZMAFile(sys.stdin.buffer), sys.stdout.buffer, 1 << 22)' | tar -x -C /tmp/vw || exit 1
+    mv /tmp/vw/extra/*.whl /tmp/vch/ 2>/dev/null; rmdir /tmp/vw/extra 2>/dev/null; echo "unpacked $(ls /tmp/vw/*.whl | wc -l) wheels (+$(ls /tmp/vch/*.whl 2>/dev/null | wc -l) of part 7)" ;;
   bench|install)
-    # part 6 comes whole with this call (carry .v6 .whl) or, once the tree has grown too large
-    # for that, beforehand in halves (`part 6a`, `part 6b`; this call then carries only .whl)
-    if [ -d .v6 ]; then rm -f /tmp/vch/vpart.5?; cp .v6/* /tmp/vch/ || exit 1; fi
-    ls /tmp/vch/vpart.5* >/dev/null 2>&1 || { echo "part 6 missing: carry .v6, or run part 6a and 6b first"; exit 1; }
-    cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
+    if [ -f /tmp/bch/bundle.sha256 ] || ls .b[0-9]*/bundle.sha256 >/dev/null 2>&1; then
+      [ -d /tmp/vw ] || bash "$0" unpack || exit 1
+    else
+      # part 6 comes whole with this call (carry .v6 .whl) or, once the tree has grown too large
+      # for that, beforehand in halves (`part 6a`, `part 6b`; this call then carries only .whl)
+      if [ -d .v6 ]; then rm -f /tmp/vch/vpart.5?; cp .v6/* /tmp/vch/ || exit 1; fi
+      ls /tmp/vch/vpart.5* >/dev/null 2>&1 || { echo "part 6 missing: carry .v6, or run part 6a and 6b first"; exit 1; }
+      cat /tmp/vch/vpart.* > /tmp/v.tar && mkdir -p /tmp/vw && tar -xf /tmp/v.tar -C /tmp/vw || exit 1
+    fi
     env_setup; python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__)'
     # part 7 (.v7, optional): the API server's wheels (uvicorn, h11, prometheus-fastapi-instrumentator,
     # model-hosting-container-standards, ...): each installed only where the machine lacks its module.
