@@ -75,6 +75,9 @@ def test_the_table_fits_the_terminal_without_breaking_a_word(tmp_path: Path, wid
     split = "(1/2)" in out
     assert split == (width == 80)  # at 80 columns two tables, each naming the point
     assert out.count("batch_size=4") == (2 if split else 1)
+    titles = [f"quickstart: completed, design abcdef123456, 2 points ({k}/2)" for k in (1, 2)]
+    for title in titles if split else []:  # a title wraps at the terminal, not its narrow table
+        assert f"{title}\n" in out
 
 
 def test_a_narrow_terminal_gets_one_block_per_point(tmp_path: Path) -> None:

@@ -58,11 +58,15 @@ def test_strict_exits_3_on_an_invalid_point_after_writing_everything(
     (point,) = build_report(folder).points
     assert "min_cycles" in point.invalid_rules and "1 cycle(s) < 2 (quick profile)" in point.flags
     # ... and `report --validity` shows it: rules × points, the fix for each failure.
+    monkeypatch.setenv("COLUMNS", "80")
     r = invoke(capsys, monkeypatch, "report", str(folder), "--validity")
     assert r.code == 0, r.err
     assert "window_length" in r.out and "1 ✗" in r.out and "P1: pytorch" in r.out
     assert "to fix" in r.out and "more prompts or longer outputs" in r.out
     assert "min_cycles" in r.out and "more cycles" in r.out
+    fixes = r.out.split("to fix\n")[1].split("unknown:")[0].splitlines()
+    assert len(fixes) > 2 and all(line.startswith("  ") for line in fixes)  # wrapped: indented
+    monkeypatch.delenv("COLUMNS")
     r = invoke(capsys, monkeypatch, "report", str(folder), "--validity", "--format", "json")
     rows = {row["rule"]: row for row in json.loads(r.out)}
     assert rows["window_length"]["points"][0]["fail"] == 1 and rows["window_length"]["fix"]

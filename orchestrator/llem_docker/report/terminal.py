@@ -79,8 +79,8 @@ def groups(cols: list[Column], width: int) -> list[list[Column]] | None:
     return out or [ident]
 
 
-def _table(title: str, cols: list[Column], sizes: list[int], styles: list[str | None]) -> Table:
-    table = Table(title=title, title_justify="left")
+def _table(cols: list[Column], sizes: list[int], styles: list[str | None]) -> Table:
+    table = Table()
     for c, w in zip(cols, sizes, strict=True):
         table.add_column(escape(c.head), width=w, overflow="fold")
     for cells, style in zip(rows(cols), styles, strict=True):
@@ -106,7 +106,9 @@ def print_columns(
         sizes = widths(part, console.width)
         assert sizes is not None
         label = title if len(parts) == 1 else f"{title} ({k + 1}/{len(parts)})"
-        console.print(_table(label, part, sizes, styles))
+        # the title on its own line wraps at the terminal's width, not the table's
+        console.print(escape(label), style="italic", highlight=False)
+        console.print(_table(part, sizes, styles))
 
 
 def print_table(console: Console, r: Report) -> None:

@@ -16,7 +16,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from llem_docker.report.points import Point, Report
 from llem_docker.report.quality import GATE_RULE
@@ -114,11 +116,13 @@ def cell(c: Counter[str]) -> str:
 
 def print_validity(console: Console, report: Report) -> None:
     rows = rule_rows(report)
-    table = Table(
-        title="validity: rules × points (runs that passed ✓, failed ✗, unknown ?; the last "
-        "rules are the point's own)",
-        title_justify="left",
+    console.print(
+        "validity: rules × points (runs that passed ✓, failed ✗, unknown ?; the last rules are "
+        "the point's own)",
+        style="italic",
+        highlight=False,
     )
+    table = Table()
     table.add_column("rule")
     for i in range(len(report.points)):
         table.add_column(f"P{i + 1}", justify="right", no_wrap=True)
@@ -133,8 +137,8 @@ def print_validity(console: Console, report: Report) -> None:
              if r.totals()["fail"]]  # fmt: skip
     if fixes:
         console.print("[bold]to fix[/bold]")
-    for rule, fix in fixes:
-        console.print(f"  {escape(rule)}: {escape(fix)}")
+    for rule, fix in fixes:  # wrapped lines keep the indent
+        console.print(Padding(Text(f"{rule}: {fix}"), (0, 0, 0, 2)))
     unknown = [r.rule for r in rows if r.totals()["unknown"]]
     if unknown:
         console.print(
