@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 
 from llem_docker.store.layout import RESULTS_FILE
 from llem_docker.store.load import load_results
-from llem_docker.store.study_result import (
+from llem_docker.store.results_parquet import (
     RESULTS_SCHEMA_VERSION,
-    StudyResult,
     _context,
     write_results_parquet,
 )
+from llem_docker.store.study_result import StudyResult
 from llem_harness.contract import ExperimentResult
 from llem_harness.contract_env import Environment
 from tests.orchestrator.test_report import make_study

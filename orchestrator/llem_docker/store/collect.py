@@ -16,12 +16,8 @@ from pydantic import ValidationError
 
 from llem_docker.store.layout import StudyDir
 from llem_docker.store.manifest import Manifest, utc_now
-from llem_docker.store.study_result import (
-    StudyResult,
-    build_study_result,
-    write_results_parquet,
-    write_study_json,
-)
+from llem_docker.store.results_parquet import write_results_parquet
+from llem_docker.store.study_result import StudyResult, build_study_result, write_study_json
 from llem_harness.host_api import (
     ExperimentConfig,
     ExperimentResult,
